@@ -1,0 +1,279 @@
+"""Build warm-started encoder-decoder models from two checkpoints (plain transformers: no Lightning, no Hydra)."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from dataclasses import asdict, dataclass
+
+import torch
+from transformers import (
+    CONFIG_MAPPING,
+    AutoModel,
+    AutoModelForCausalLM,
+    BertConfig,
+    EncoderDecoderModel,
+)
+
+from src.errors import UserError
+from src.models.checkpoints import DEFAULT_RND_CHECKPOINT, load_config, load_tokenizer, load_weights
+from src.models.sharing import apply_sharing, is_cross_attention
+
+log = logging.getLogger(__name__)
+
+#: Families that exist only as causal LMs: usable as a decoder, or as a random encoder's vocabulary source.
+DECODER_ONLY_TYPES = ("gpt2",)
+
+
+@dataclass(frozen=True)
+class ParamBudget:
+    """Parameter counts in the paper's terms (Table 1); shared tensors are counted once."""
+
+    total: int
+    embeddings: int
+    from_checkpoint: int
+    random: int
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        m = {k: f"{v / 1e6:.1f}M" for k, v in self.as_dict().items()}
+        return (
+            f"{m['total']} parameters ({m['embeddings']} embeddings): "
+            f"{m['from_checkpoint']} from checkpoints, {m['random']} random"
+        )
+
+
+@dataclass
+class Seq2Seq:
+    """A built model with its two tokenizers and what it is made of."""
+
+    model: EncoderDecoderModel
+    encoder_tokenizer: object
+    decoder_tokenizer: object
+    budget: ParamBudget
+    arch: dict  # everything needed to rebuild the same architecture without downloads (see build_from_arch)
+    sharing_note: str
+
+
+def encoder_config(cfg, tokenizer=None, pretrained: bool = True):
+    """The config of an encoder: bidirectional, no cross-attention.
+
+    A decoder-only family (GPT-2) cannot be a pretrained encoder; as the source of a random encoder it gives
+    its vocabulary and sizes to a BERT-architecture encoder, which is how the paper built rnd2gpt.
+    """
+    if cfg.model_type in DECODER_ONLY_TYPES:
+        if pretrained:
+            raise UserError(
+                f"a {cfg.model_type} checkpoint cannot be a pretrained encoder (it is a causal LM). "
+                "Fix: encoder=bert, encoder=roberta or encoder=minilm; or encoder=rnd for a random encoder "
+                "with its vocabulary."
+            )
+        vocab_size = len(tokenizer) if tokenizer is not None else cfg.vocab_size
+        pad = tokenizer.pad_token_id if tokenizer is not None else cfg.eos_token_id
+        cfg = BertConfig(
+            vocab_size=vocab_size,
+            hidden_size=cfg.n_embd,
+            num_hidden_layers=cfg.n_layer,
+            num_attention_heads=cfg.n_head,
+            intermediate_size=cfg.n_inner or 4 * cfg.n_embd,
+            max_position_embeddings=min(cfg.n_positions, 512),
+            pad_token_id=pad,
+        )
+    cfg.is_decoder = False
+    cfg.add_cross_attention = False
+    return cfg
+
+
+def decoder_config(cfg):
+    """The config of a decoder: causal self-attention plus (new) cross-attention."""
+    cfg.is_decoder = True
+    cfg.add_cross_attention = True
+    return cfg
+
+
+def _encoder_kwargs(cfg) -> dict:
+    # The pooler is unused by a seq2seq loss (and DDP would complain about it): drop it where the family can.
+    model_cls = AutoModel._model_mapping[type(cfg)]
+    return (
+        {"add_pooling_layer": False} if "add_pooling_layer" in inspect.signature(model_cls).parameters else {}
+    )
+
+
+def _side(model_cls, cfg, checkpoint: str | None, side: str, **kwargs):
+    """One side, with pretrained weights from `checkpoint` or random ones; returns (module, random names)."""
+    if checkpoint is None:
+        module = model_cls.from_config(cfg, **kwargs)
+        return module, {name for name, _ in module.named_parameters(remove_duplicate=False)}
+    module, missing = load_weights(model_cls, checkpoint, side, cfg, **kwargs)
+    return module, missing
+
+
+def param_budget(model: EncoderDecoderModel, pretrained_ids: set[int]) -> ParamBudget:
+    """Count unique parameters: all, word-embedding matrices, from a checkpoint, random."""
+    params = list(model.parameters())  # unique tensors
+    embedding_ids = {
+        id(m.weight)
+        for m in (
+            model.encoder.get_input_embeddings(),
+            model.decoder.get_input_embeddings(),
+            model.decoder.get_output_embeddings(),
+        )
+        if m is not None
+    }
+    total = sum(p.numel() for p in params)
+    from_ckpt = sum(p.numel() for p in params if id(p) in pretrained_ids)
+    embeddings = sum(p.numel() for p in params if id(p) in embedding_ids)
+    return ParamBudget(
+        total=total, embeddings=embeddings, from_checkpoint=from_ckpt, random=total - from_ckpt
+    )
+
+
+def assemble(
+    enc_cfg,
+    dec_cfg,
+    *,
+    encoder_weights: str | None,
+    decoder_weights: str | None,
+    sharing: str,
+    same_vocab: bool,
+    pretrained: tuple[bool, bool] | None = None,
+) -> tuple[EncoderDecoderModel, ParamBudget, str]:
+    """Put an encoder and a decoder together, share weights and count parameters.
+
+    Args:
+        encoder_weights / decoder_weights: checkpoint to load each side's weights from, or None for random.
+        pretrained: which sides count as "from checkpoint" when no weights are loaded (a parameter-budget
+            estimate, e.g. on the meta device): everything of such a side but cross-attention.
+    """
+    encoder, enc_random = _side(AutoModel, enc_cfg, encoder_weights, "encoder", **_encoder_kwargs(enc_cfg))
+    decoder, dec_random = _side(AutoModelForCausalLM, dec_cfg, decoder_weights, "decoder")
+    model = EncoderDecoderModel(encoder=encoder, decoder=decoder)
+
+    names = [n for n, _ in model.named_parameters(remove_duplicate=False)]
+    if pretrained is None:
+        random = {f"encoder.{n}" for n in enc_random} | {f"decoder.{n}" for n in dec_random}
+        random |= {n for n in names if n.startswith("enc_to_dec_proj.")}
+        pretrained = (encoder_weights is not None, decoder_weights is not None)
+    else:
+        random = {n for n in names if is_cross_attention(n) or not pretrained[n.startswith("decoder.")]}
+    pretrained_ids = {id(p) for n, p in model.named_parameters(remove_duplicate=False) if n not in random}
+
+    # The shared tensor keeps the pretrained side's values (bert2rnd: BERT's embeddings; rnd2bert: also BERT's).
+    keep = "decoder" if pretrained[1] and not pretrained[0] else "encoder"
+    note = apply_sharing(model, sharing, same_vocab, keep=keep)
+    return model, param_budget(model, pretrained_ids), note
+
+
+def set_special_tokens(model: EncoderDecoderModel, decoder_tokenizer) -> dict[str, int]:
+    """Decoder start, EOS and pad for the decoder's family, on both model.config and generation_config.
+
+    BERT/RoBERTa: start [CLS]/<s>, eos [SEP]/</s>, pad [PAD]/<pad>. GPT-2: start = eos = pad = <|endoftext|>
+    (it has no pad token); targets are given an explicit EOS and padding is masked by length, not by id.
+    """
+    tok = decoder_tokenizer
+    ids = {
+        "decoder_start_token_id": tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id,
+        "eos_token_id": tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
+    }
+    if None in ids.values():
+        raise UserError(f"decoder tokenizer {type(tok).__name__} lacks a special token: {ids}")
+    for cfg in (model.config, model.generation_config):
+        for key, value in ids.items():
+            setattr(cfg, key, value)
+    model.config.vocab_size = model.config.decoder.vocab_size
+    return ids
+
+
+def same_vocabulary(tok_a, tok_b) -> bool:
+    return tok_a is tok_b or (len(tok_a) == len(tok_b) and tok_a.get_vocab() == tok_b.get_vocab())
+
+
+def build_seq2seq(
+    encoder_checkpoint: str | None,
+    decoder_checkpoint: str | None,
+    *,
+    encoder_pretrained: bool = True,
+    decoder_pretrained: bool = True,
+    sharing: str = "embeddings",
+) -> Seq2Seq:
+    """Warm-start an encoder-decoder model from two checkpoints.
+
+    Args:
+        encoder_checkpoint / decoder_checkpoint: hub id, local directory or `pkg://package/dir`. For a random
+            side (`*_pretrained=False`) it names only the architecture and tokenizer; None means the other
+            side's checkpoint, else BERT's.
+        sharing: "none", "embeddings" (one embedding matrix where vocabularies match) or "shared" (every
+            encoder weight shared with the decoder except cross-attention).
+    """
+    if encoder_pretrained and encoder_checkpoint is None or decoder_pretrained and decoder_checkpoint is None:
+        raise UserError(
+            "a pretrained side needs a checkpoint. Fix: set encoder.checkpoint / decoder.checkpoint."
+        )
+    enc_src = encoder_checkpoint or decoder_checkpoint or DEFAULT_RND_CHECKPOINT
+    dec_src = decoder_checkpoint or encoder_checkpoint or DEFAULT_RND_CHECKPOINT
+    enc_tok = load_tokenizer(enc_src, "encoder")
+    dec_tok = enc_tok if dec_src == enc_src else load_tokenizer(dec_src, "decoder")
+    enc_cfg = encoder_config(load_config(enc_src, "encoder"), enc_tok, encoder_pretrained)
+    dec_cfg = decoder_config(load_config(dec_src, "decoder"))
+    same_vocab = same_vocabulary(enc_tok, dec_tok)
+
+    model, budget, note = assemble(
+        enc_cfg,
+        dec_cfg,
+        encoder_weights=enc_src if encoder_pretrained else None,
+        decoder_weights=dec_src if decoder_pretrained else None,
+        sharing=sharing,
+        same_vocab=same_vocab,
+    )
+    set_special_tokens(model, dec_tok)
+    arch = {
+        "encoder": model.config.encoder.to_dict(),
+        "decoder": model.config.decoder.to_dict(),
+        "sharing": sharing,
+        "same_vocab": same_vocab,
+        "pretrained": [encoder_pretrained, decoder_pretrained],
+        "budget": budget.as_dict(),
+    }
+    log.info("model: %s; %s", budget, note)
+    return Seq2Seq(model, enc_tok, dec_tok, budget, arch, note)
+
+
+def config_from_dict(d: dict):
+    d = dict(d)
+    return CONFIG_MAPPING[d.pop("model_type")].from_dict(d)
+
+
+def build_from_arch(arch: dict, encoder_tokenizer, decoder_tokenizer) -> Seq2Seq:
+    """Rebuild a saved architecture (random weights, no download) with its sharing: load a state dict next."""
+    enc_cfg, dec_cfg = config_from_dict(arch["encoder"]), config_from_dict(arch["decoder"])
+    model, _, note = assemble(
+        enc_cfg,
+        dec_cfg,
+        encoder_weights=None,
+        decoder_weights=None,
+        sharing=arch["sharing"],
+        same_vocab=arch["same_vocab"],
+        pretrained=tuple(arch["pretrained"]),
+    )
+    set_special_tokens(model, decoder_tokenizer)
+    return Seq2Seq(model, encoder_tokenizer, decoder_tokenizer, ParamBudget(**arch["budget"]), arch, note)
+
+
+def estimate_budget(
+    enc_cfg, dec_cfg, *, pretrained: tuple[bool, bool], sharing: str, same_vocab: bool
+) -> ParamBudget:
+    """Parameter budget of an architecture without weights or downloads (built on the meta device)."""
+    with torch.device("meta"):
+        _, budget, _ = assemble(
+            encoder_config(enc_cfg, pretrained=pretrained[0]),
+            decoder_config(dec_cfg),
+            encoder_weights=None,
+            decoder_weights=None,
+            sharing=sharing,
+            same_vocab=same_vocab,
+            pretrained=pretrained,
+        )
+    return budget

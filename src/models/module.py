@@ -1,0 +1,169 @@
+"""The LightningModule: teacher-forced training on labels, validation loss and generation metrics."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from src.errors import UserError
+from src.metrics.text import TextMetrics
+from src.models.builder import Seq2Seq, build_from_arch, build_seq2seq
+from src.models.checkpoints import load_tokenizer
+from src.models.optim import build_optimizer
+
+log = logging.getLogger(__name__)
+
+
+def tokenizer_files(tokenizer) -> dict[str, bytes]:
+    """A tokenizer as {file name: bytes}, so a checkpoint carries its tokenizers and needs no download."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        return {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
+
+
+def tokenizer_from_files(files: dict[str, bytes]):
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in files.items():
+            (Path(tmp) / name).write_bytes(data)
+        return load_tokenizer(tmp)
+
+
+class Seq2SeqModule(L.LightningModule):
+    """Warm-started encoder-decoder training.
+
+    Args:
+        model: keyword arguments of `build_seq2seq` (checkpoints, which sides are pretrained, sharing).
+        optimizer: keyword arguments of `build_optimizer` (name, lr, warmup_steps, ...).
+        generation: keyword arguments of `generate` (num_beams, max_new_tokens, length_penalty, ...).
+        metrics: names of generation metrics (see `TextMetrics`).
+        gen_val_batches: validation batches decoded for generation metrics per validation; None = all.
+        prebuilt: an already built model (used when loading a run checkpoint); not a hyperparameter.
+    """
+
+    def __init__(
+        self,
+        model: dict,
+        optimizer: dict,
+        generation: dict,
+        metrics=("rouge1", "rouge2", "rougeL", "exact"),
+        gen_val_batches: int | None = 2,
+        prebuilt: Seq2Seq | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["prebuilt"])
+        built = prebuilt if prebuilt is not None else build_seq2seq(**model)
+        self.model = built.model.train()  # from_pretrained returns eval mode: dropout would stay off
+        self.encoder_tokenizer, self.decoder_tokenizer = built.encoder_tokenizer, built.decoder_tokenizer
+        self.arch, self.budget, self.sharing_note = built.arch, built.budget, built.sharing_note
+        self.generation = dict(generation)
+        self.val_metrics = TextMetrics(metrics)
+        self.test_metrics = TextMetrics(metrics)
+        self.test_predictions: list[dict] = []
+        self.run_config: dict | None = None  # the composed Hydra config, saved inside every checkpoint
+        self._tokenizer_files = None
+
+    @property
+    def special_ids(self) -> dict[str, int]:
+        g = self.model.generation_config
+        return {k: getattr(g, k) for k in ("decoder_start_token_id", "eos_token_id", "pad_token_id")}
+
+    # ---- steps -------------------------------------------------------------------------------------------
+    def loss(self, batch: dict) -> torch.Tensor:
+        """Token-mean cross-entropy of the teacher-forced decoder; label pads (-100) are ignored."""
+        out = self.model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            decoder_input_ids=batch["decoder_input_ids"],  # labels shifted right, never the labels themselves
+            decoder_attention_mask=batch["decoder_attention_mask"],
+            use_cache=False,
+        )
+        logits = out.logits  # (B, T, V)
+        return F.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten(), ignore_index=-100)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].size(0))
+        return loss
+
+    @torch.no_grad()
+    def generate(self, batch: dict) -> list[str]:
+        out = self.model.generate(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **self.generation
+        )
+        return [t.strip() for t in self.decoder_tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.log("val/loss", self.loss(batch), batch_size=batch["input_ids"].size(0), sync_dist=True)
+        limit = self.hparams.gen_val_batches
+        if limit is None or batch_idx < limit:
+            self.val_metrics.update(self.generate(batch), batch["target"])
+
+    def on_validation_epoch_end(self) -> None:
+        if self.val_metrics.update_count:
+            self.log_dict({f"val/{k}": v for k, v in self.val_metrics.compute().items()}, prog_bar=True)
+            self.val_metrics.reset()
+
+    def on_test_epoch_start(self) -> None:
+        self.test_predictions = []
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self.log("test/loss", self.loss(batch), batch_size=batch["input_ids"].size(0), sync_dist=True)
+        predictions = self.generate(batch)
+        self.test_metrics.update(predictions, batch["target"])
+        for i, src, ref, pred in zip(
+            batch["index"].tolist(), batch["source"], batch["target"], predictions, strict=True
+        ):
+            self.test_predictions.append({"index": i, "source": src, "reference": ref, "prediction": pred})
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict({f"test/{k}": v for k, v in self.test_metrics.compute().items()})
+        self.test_metrics.reset()
+        self.test_predictions.sort(key=lambda r: r["index"])  # evaluation ran longest-first
+
+    # ---- optimisation ------------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        cfg = dict(self.hparams.optimizer)
+        cfg.pop("_name_", None)
+        total = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1
+        optimizer, scheduler = build_optimizer(
+            self.model, total_steps=total, hidden_size=self.model.config.decoder.hidden_size, **cfg
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ---- checkpoints -------------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self._tokenizer_files is None:
+            self._tokenizer_files = {
+                "encoder": tokenizer_files(self.encoder_tokenizer),
+                "decoder": tokenizer_files(self.decoder_tokenizer),
+            }
+        checkpoint["seq2seq"] = {
+            "arch": self.arch,
+            "tokenizers": self._tokenizer_files,
+            "config": self.run_config,
+        }
+
+    @classmethod
+    def load_run(cls, ckpt_path: str | Path, map_location="cpu") -> Seq2SeqModule:
+        """Load a checkpoint written by `src.train`: rebuilds the architecture offline, then loads weights."""
+        path = Path(ckpt_path).expanduser()
+        if not path.is_file():
+            raise UserError(
+                f"checkpoint {path} does not exist. Fix: ckpt_path=outputs/<run>/checkpoints/last.ckpt"
+            )
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        extra = ckpt.get("seq2seq")
+        if extra is None:
+            raise UserError(f"{path} was not written by src.train (no model description inside).")
+        enc_tok = tokenizer_from_files(extra["tokenizers"]["encoder"])
+        dec_tok = tokenizer_from_files(extra["tokenizers"]["decoder"])
+        built = build_from_arch(extra["arch"], enc_tok, dec_tok)
+        module = cls(**ckpt["hyper_parameters"], prebuilt=built)
+        module.load_state_dict(ckpt["state_dict"])
+        module.run_config = extra.get("config")
+        return module

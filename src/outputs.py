@@ -1,0 +1,47 @@
+"""What a run writes: metrics.json, predictions.jsonl, a results table. Files are replaced atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename: a reader sees the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_predictions(path: str | Path, rows: list[dict]) -> None:
+    """One JSON object a line: source, reference, prediction (in the split's order)."""
+    lines = (
+        json.dumps({k: r[k] for k in ("source", "reference", "prediction")}, ensure_ascii=False) for r in rows
+    )
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+
+
+def results_table(rows: dict[str, dict[str, float]], metrics: list[str]) -> str:
+    """A small Markdown table: one row per evaluation (e.g. before/after training), one column per metric."""
+    head = "| | " + " | ".join(metrics) + " |"
+    sep = "|---|" + "---:|" * len(metrics)
+    body = [
+        f"| {name} | " + " | ".join(f"{vals.get(m, float('nan')):.2f}" for m in metrics) + " |"
+        for name, vals in rows.items()
+    ]
+    return "\n".join([head, sep, *body])

@@ -1,0 +1,150 @@
+"""Train, validate and test a warm-started encoder-decoder model.
+
+python -m src.train experiment=demo                                    # offline demo (minilm2minilm)
+python -m src.train encoder=bert decoder=gpt2                          # needs the Hugging Face Hub
+python -m src.train encoder=minilm decoder=minilm sharing=shared data=synthetic
+python -m src.train data=jsonl data.path=DIR trainer.max_steps=5000
+python -m src.train -m encoder=minilm,rnd decoder=minilm               # a sweep
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import hydra  # noqa: E402
+import lightning as L  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from src.callbacks import Throughput  # noqa: E402
+from src.data.datamodule import Seq2SeqDataModule  # noqa: E402
+from src.errors import report_user_errors  # noqa: E402
+from src.hardware import resolve_precision  # noqa: E402
+from src.models.module import Seq2SeqModule  # noqa: E402
+from src.outputs import results_table, write_json, write_predictions  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+def build_module(cfg: DictConfig) -> Seq2SeqModule:
+    """The LightningModule from the encoder/decoder/sharing/optimizer/data groups."""
+    return Seq2SeqModule(
+        model={
+            "encoder_checkpoint": cfg.encoder.checkpoint,
+            "decoder_checkpoint": cfg.decoder.checkpoint,
+            "encoder_pretrained": cfg.encoder.pretrained,
+            "decoder_pretrained": cfg.decoder.pretrained,
+            "sharing": cfg.sharing.mode,
+        },
+        optimizer={k: v for k, v in OmegaConf.to_container(cfg.optimizer).items()},
+        generation=OmegaConf.to_container(cfg.data.generation),
+        metrics=list(cfg.data.metrics),
+        gen_val_batches=cfg.gen_val_batches,
+    )
+
+
+def build_datamodule(data: DictConfig, module: Seq2SeqModule, seed: int) -> Seq2SeqDataModule:
+    synthetic = data.get("synthetic")
+    return Seq2SeqDataModule(
+        loader=data.loader,
+        encoder_tokenizer=module.encoder_tokenizer,
+        decoder_tokenizer=module.decoder_tokenizer,
+        special_ids=module.special_ids,
+        path=data.get("path"),
+        source_column=data.source_column,
+        target_column=data.target_column,
+        max_source_length=data.max_source_length,
+        max_target_length=data.max_target_length,
+        batch_size=data.batch_size,
+        eval_batch_size=data.eval_batch_size,
+        num_workers=data.num_workers,
+        seed=seed,
+        synthetic=OmegaConf.to_container(synthetic) if synthetic is not None else None,
+    )
+
+
+def evaluate(trainer: L.Trainer, module: Seq2SeqModule, datamodule, ckpt_path: str | None = None) -> dict:
+    """Test metrics ({name: value} without the `test/` prefix); predictions stay on module.test_predictions."""
+    (metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+    return {k.removeprefix("test/"): float(v) for k, v in metrics.items()}
+
+
+def train(cfg: DictConfig) -> dict:
+    """Fit, then test the best (or last) checkpoint; writes metrics.json and predictions.jsonl.
+
+    Returns:
+        The content of metrics.json.
+    """
+    L.seed_everything(cfg.seed, workers=True)
+    out = Path(cfg.output_dir)
+    module = build_module(cfg)
+    module.run_config = OmegaConf.to_container(cfg, resolve=True)
+    log.info("parameters: %s; %s", module.budget, module.sharing_note)
+    datamodule = build_datamodule(cfg.data, module, cfg.seed)
+    datamodule.prepare()  # bad data fails here, before anything is trained or written
+
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, precision=precision)
+    results: dict = {
+        "status": "running",
+        "run_name": cfg.run_name,
+        "encoder": cfg.encoder.name,
+        "decoder": cfg.decoder.name,
+        "sharing": cfg.sharing.mode,
+        "data": cfg.data.name,
+        "seed": cfg.seed,
+        "params": module.budget.as_dict(),
+        "precision": str(precision),
+    }
+    if cfg.eval_before_training:
+        probe = instantiate(
+            cfg.trainer, callbacks=[], logger=False, enable_checkpointing=False, precision=precision
+        )
+        results["test_before_training"] = evaluate(probe, module, datamodule)
+        log.info("before training: %s", results["test_before_training"])
+
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    results["train"] = {
+        "steps": trainer.global_step,
+        "wall_time_s": round(time.perf_counter() - start, 2),
+        **next((c.summary() for c in callbacks if isinstance(c, Throughput)), {}),
+    }
+    results["train"] = {k.removeprefix("train/"): v for k, v in results["train"].items()}
+    results["val"] = {
+        k.removeprefix("val/"): float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")
+    }
+
+    ckpt = trainer.checkpoint_callback
+    best, last = (ckpt.best_model_path, ckpt.last_model_path) if ckpt is not None else ("", "")
+    test_ckpt = (best if cfg.test_ckpt == "best" else last) or last or best or None
+    results["test"] = evaluate(trainer, module, datamodule, ckpt_path=test_ckpt)
+    results["test_checkpoint"] = os.path.relpath(test_ckpt, out) if test_ckpt else None
+    results["status"] = "completed"
+    if trainer.is_global_zero:
+        write_predictions(out / "predictions.jsonl", module.test_predictions)
+        write_json(out / "metrics.json", results)
+        shown = {"before training": results.get("test_before_training"), "after training": results["test"]}
+        table = results_table({k: v for k, v in shown.items() if v}, [*cfg.data.metrics, "loss"])
+        log.info("test results (%s, %s):\n%s", cfg.run_name, module.budget, table)
+        log.info("run directory: %s (metrics.json, predictions.jsonl, checkpoints/)", out)
+    return results
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Entry point; returns the monitored validation metric, for Hydra sweepers such as Optuna."""
+    with report_user_errors():
+        results = train(cfg)
+    return results["val"].get(cfg.monitor.removeprefix("val/"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""End to end through real subprocesses of `python -m src.train` / `python -m src.eval`, and Hydra composition."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from src.models.module import Seq2SeqModule
+from tests.conftest import REPO, run_cli
+
+TINY_DATA = [
+    "data.synthetic.num_train=64",
+    "data.synthetic.num_validation=8",
+    "data.synthetic.num_test=12",
+    "data.batch_size=8",
+    "data.eval_batch_size=8",
+    "data.generation.max_new_tokens=6",
+    "data.generation.num_beams=2",
+]
+QUICK = [
+    "trainer.max_steps=6",
+    "trainer.val_check_interval=3",
+    "trainer.log_every_n_steps=2",
+    "optimizer.warmup_steps=2",
+    "optimizer.lr=1e-3",
+    "trainer.enable_progress_bar=false",
+]
+
+
+def compose_train(*overrides: str):
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+@pytest.mark.parametrize(
+    "group,options",
+    [
+        ("encoder", ["rnd", "bert", "roberta", "minilm"]),
+        ("decoder", ["rnd", "bert", "roberta", "gpt2", "minilm"]),
+        ("sharing", ["none", "embeddings", "shared"]),
+        ("optimizer", ["adam_rsqrt", "adamw_linear"]),
+        ("trainer", ["default", "cpu", "gpu"]),
+        ("data", ["synthetic", "jsonl"]),
+    ],
+)
+def test_every_option_composes(group, options):
+    for option in options:
+        cfg = compose_train(f"{group}={option}", "output_dir=/tmp/x")
+        cfg.output_dir = "/tmp/x"
+        resolved = OmegaConf.to_container(cfg, resolve=False)
+        assert resolved[group] is not None
+        assert cfg.run_name.startswith(f"{cfg.encoder.name}2{cfg.decoder.name}-")
+
+
+def test_demo_experiment_composes_offline_minilm():
+    cfg = compose_train("experiment=demo")
+    assert cfg.encoder.checkpoint.startswith("pkg://") and cfg.decoder.checkpoint.startswith("pkg://")
+    assert cfg.eval_before_training is True and cfg.trainer.max_steps > 0
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("run")
+    proc = run_cli(
+        "src.train",
+        f"encoder.checkpoint={tiny['bert']}",
+        "decoder=gpt2",
+        f"decoder.checkpoint={tiny['gpt2']}",
+        f"hydra.run.dir={run_dir}",
+        *TINY_DATA,
+        *QUICK,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
+
+
+def test_train_writes_the_run_directory(trained_run):
+    for name in (
+        ".hydra/config.yaml",
+        "checkpoints/last.ckpt",
+        "checkpoints/best.ckpt",
+        "metrics.json",
+        "predictions.jsonl",
+        "csv/metrics.csv",
+    ):
+        assert (trained_run / name).is_file(), name
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["train"]["steps"] == 6
+    assert (
+        metrics["encoder"] == "bert" and metrics["decoder"] == "gpt2" and metrics["sharing"] == "embeddings"
+    )
+    p = metrics["params"]
+    assert p["total"] == p["from_checkpoint"] + p["random"] > 0
+    assert set(metrics["test"]) >= {"loss", "rouge1", "rouge2", "rougeL", "exact"}
+    assert "loss" in metrics["val"] and metrics["train"]["samples_per_s"] > 0
+    rows = [json.loads(line) for line in (trained_run / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and set(rows[0]) == {"source", "reference", "prediction"}
+    # restored to the split's order although evaluation ran longest-first
+    from src.data.synthetic import make_synthetic
+
+    expected = make_synthetic({"train": 64, "validation": 8, "test": 12}, seed=0)["test"]
+    assert [r["source"] for r in rows] == [e["source"] for e in expected]
+    composed = OmegaConf.load(trained_run / ".hydra/config.yaml")
+    assert composed.decoder.name == "gpt2" and composed.trainer.max_steps == 6
+
+
+def test_checkpoint_carries_config_and_rebuilds_offline(trained_run):
+    ckpt = torch.load(trained_run / "checkpoints/last.ckpt", weights_only=True)
+    assert ckpt["seq2seq"]["config"]["decoder"]["name"] == "gpt2"
+    module = Seq2SeqModule.load_run(trained_run / "checkpoints/last.ckpt")
+    state = ckpt["state_dict"]
+    for name, tensor in module.state_dict().items():
+        assert torch.equal(tensor, state[name]), name
+
+
+def test_eval_reproduces_the_test_metrics(trained_run, tmp_path):
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    ckpt = trained_run / metrics["test_checkpoint"]
+    proc = run_cli("src.eval", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    for key in ("rouge1", "rouge2", "rougeL", "exact"):
+        assert again[key] == pytest.approx(metrics["test"][key], abs=1e-6), key
+    assert again["loss"] == pytest.approx(metrics["test"]["loss"], rel=1e-4)
+    assert (tmp_path / "predictions.jsonl").read_text() == (trained_run / "predictions.jsonl").read_text()
+
+
+def test_shared_sharing_survives_a_training_checkpoint(tiny, tmp_path):
+    proc = run_cli(
+        "src.train",
+        f"encoder.checkpoint={tiny['bert']}",
+        f"decoder.checkpoint={tiny['bert']}",
+        "sharing=shared",
+        f"hydra.run.dir={tmp_path}",
+        "logger=none",
+        *TINY_DATA,
+        *QUICK,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    module = Seq2SeqModule.load_run(tmp_path / "checkpoints/last.ckpt")
+    enc, dec = module.model.encoder, module.model.decoder
+    assert (
+        enc.encoder.layer[1].intermediate.dense.weight is dec.bert.encoder.layer[1].intermediate.dense.weight
+    )
+    assert enc.embeddings.word_embeddings.weight is dec.get_output_embeddings().weight
+    saved = json.loads((tmp_path / "metrics.json").read_text())["params"]
+    assert sum(p.numel() for p in module.model.parameters()) == saved["total"]
+
+
+# ---- errors a user may hit: one clear message, no traceback ------------------------------------------------
+def assert_clean_failure(proc, *needles: str) -> None:
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    for needle in needles:
+        assert needle in proc.stderr, proc.stderr[-2000:]
+
+
+def test_unknown_option_lists_choices(tmp_path):
+    proc = run_cli("src.train", "encoder=bart", f"hydra.run.dir={tmp_path}")
+    assert_clean_failure(proc, "Could not find 'encoder/bart'", "minilm", "roberta")
+
+
+def test_shared_across_bert_and_gpt2_is_refused(tiny, tmp_path):
+    proc = run_cli(
+        "src.train",
+        f"encoder.checkpoint={tiny['bert']}",
+        "decoder=gpt2",
+        f"decoder.checkpoint={tiny['gpt2']}",
+        "sharing=shared",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert_clean_failure(proc, "error: sharing=shared", "Fix: sharing=embeddings")
+
+
+def test_hub_id_offline_names_the_checkpoint_and_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    proc = run_cli("src.train", "encoder=bert", "decoder=gpt2", f"hydra.run.dir={tmp_path}")
+    assert_clean_failure(proc, "'bert-base-uncased'", "encoder.checkpoint=DIR", "experiment=demo")
+
+
+def test_data_file_without_the_columns_lists_what_it_has(tiny, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("train", "validation", "test"):
+        (data / f"{split}.jsonl").write_text(json.dumps({"document": "a b", "summary": "a"}) + "\n")
+    proc = run_cli(
+        "src.train",
+        f"encoder.checkpoint={tiny['bert']}",
+        f"decoder.checkpoint={tiny['bert']}",
+        "data=jsonl",
+        f"data.path={data}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert_clean_failure(proc, "no column 'source' (columns: document, summary)", "data.source_column")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_empty_split_is_refused(tiny, tmp_path):
+    proc = run_cli(
+        "src.train",
+        f"encoder.checkpoint={tiny['bert']}",
+        f"decoder.checkpoint={tiny['bert']}",
+        "data.synthetic.num_validation=0",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert_clean_failure(proc, "the validation split is empty")

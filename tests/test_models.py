@@ -1,0 +1,281 @@
+"""Model assembly: every encoder x decoder pairing, special tokens, sharing, parameter budgets."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import BertConfig, GPT2Config, RobertaConfig
+
+from src.data.datamodule import Collator, TokenizedSplit
+from src.errors import UserError
+from src.models.builder import build_seq2seq, estimate_budget
+from src.models.checkpoints import load_config
+from src.models.optim import build_optimizer
+from src.models.sharing import is_cross_attention
+
+ENCODERS = ("rnd", "bert", "roberta", "minilm")
+DECODERS = ("rnd", "bert", "roberta", "gpt2", "minilm")
+ROWS = [
+    ("the violin and then the tiger .", "instrument then animal"),
+    ("anna wrote about the apple and later about the bus", "fruit then vehicle"),
+]
+
+
+def side(tiny: dict, name: str, other: str) -> tuple[str | None, bool]:
+    """(checkpoint, pretrained) for an `encoder=`/`decoder=` option, with tiny checkpoints for hub ids."""
+    if name == "rnd":  # architecture of the other side; rnd2rnd: BERT's, as the configs default to
+        return (tiny["bert"] if other == "rnd" else None), False
+    return tiny[name], True
+
+
+def batch_for(built, rows=ROWS) -> dict:
+    ids = built.model.generation_config
+    split = TokenizedSplit(rows, built.encoder_tokenizer, built.decoder_tokenizer, 32, 12, ids.eos_token_id)
+    return Collator(
+        split, built.encoder_tokenizer.pad_token_id, ids.pad_token_id, ids.decoder_start_token_id
+    )(list(range(len(rows))))
+
+
+def loss_of(model, batch) -> torch.Tensor:
+    logits = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        decoder_input_ids=batch["decoder_input_ids"],
+        decoder_attention_mask=batch["decoder_attention_mask"],
+    ).logits
+    return torch.nn.functional.cross_entropy(
+        logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100
+    )
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_every_pairing_builds_trains_and_generates(tiny, encoder, decoder):
+    enc_ckpt, enc_pre = side(tiny, encoder, decoder)
+    dec_ckpt, dec_pre = side(tiny, decoder, encoder)
+    torch.manual_seed(0)
+    built = build_seq2seq(
+        enc_ckpt, dec_ckpt, encoder_pretrained=enc_pre, decoder_pretrained=dec_pre, sharing="embeddings"
+    )
+    model = built.model.train()
+    batch = batch_for(built)
+    opt, sched = build_optimizer(
+        model,
+        name="adamw_linear",
+        lr=1e-3,
+        warmup_steps=1,
+        total_steps=10,
+        hidden_size=model.config.decoder.hidden_size,
+    )
+    first = loss_of(model, batch)
+    first.backward()
+    opt.step()
+    sched.step()
+    assert torch.isfinite(first)
+    assert model.decoder.get_output_embeddings().weight.grad is not None
+
+    model.eval()
+    out = model.generate(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], num_beams=2, max_new_tokens=5
+    )
+    assert out.shape[0] == 2 and 1 < out.shape[1] <= 6
+    assert int(out.max()) < model.config.decoder.vocab_size
+    assert (out[:, 0] == model.generation_config.decoder_start_token_id).all()
+    # The random side really is random: budgets say so
+    b = built.budget
+    assert b.total == b.from_checkpoint + b.random
+    if not enc_pre and not dec_pre:
+        assert b.from_checkpoint == 0
+    if enc_pre and dec_pre:
+        assert b.random < b.from_checkpoint
+
+
+def test_special_tokens_per_decoder_family(tiny):
+    bert = build_seq2seq(tiny["bert"], tiny["bert"])
+    tok = bert.decoder_tokenizer
+    for cfg in (bert.model.config, bert.model.generation_config):
+        assert (cfg.decoder_start_token_id, cfg.eos_token_id, cfg.pad_token_id) == (
+            tok.cls_token_id,
+            tok.sep_token_id,
+            tok.pad_token_id,
+        )
+    roberta = build_seq2seq(tiny["roberta"], tiny["roberta"])
+    tok = roberta.decoder_tokenizer
+    assert roberta.model.generation_config.decoder_start_token_id == tok.bos_token_id == tok.cls_token_id
+    assert roberta.model.generation_config.eos_token_id == tok.eos_token_id
+    gpt = build_seq2seq(tiny["bert"], tiny["gpt2"])
+    tok = gpt.decoder_tokenizer
+    eos = tok.convert_tokens_to_ids("<|endoftext|>")
+    g = gpt.model.generation_config
+    assert g.decoder_start_token_id == g.eos_token_id == g.pad_token_id == eos
+
+
+def test_gpt2_targets_end_with_eos_and_padding_is_masked_by_length(tiny):
+    built = build_seq2seq(tiny["bert"], tiny["gpt2"])
+    batch = batch_for(built)
+    eos = built.model.generation_config.eos_token_id
+    for b in range(2):
+        n = int((batch["labels"][b] != -100).sum())
+        assert batch["labels"][b, n - 1] == eos  # the model must learn to stop
+        assert (batch["labels"][b, n:] == -100).all()
+        # the start token equals the pad id, yet it is attended to: the mask comes from lengths
+        assert batch["decoder_input_ids"][b, 0] == eos and batch["decoder_attention_mask"][b, 0] == 1
+        assert batch["decoder_attention_mask"][b].sum() == n
+        # teacher forcing: decoder inputs are the labels shifted right, not the labels
+        assert torch.equal(batch["decoder_input_ids"][b, 1:n], batch["labels"][b, : n - 1])
+
+
+def test_trained_gpt2_decoder_stops_before_max_length(tiny):
+    torch.manual_seed(0)
+    built = build_seq2seq(tiny["bert"], tiny["gpt2"])
+    model = built.model.train()
+    rows = [
+        (f"the {w} and then the {v} .", f"{w} then {v}")
+        for w, v in [("violin", "tiger"), ("apple", "bus"), ("piano", "cat"), ("dog", "car")]
+    ]
+    batch = batch_for(built, rows)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        opt.zero_grad()
+        loss_of(model, batch).backward()
+        opt.step()
+    model.eval()
+    out = model.generate(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        num_beams=1,
+        do_sample=False,
+        max_new_tokens=30,
+    )
+    eos = model.generation_config.eos_token_id
+    assert out.shape[1] < 31, "generation ran to max length: the decoder never learned to emit EOS"
+    for row in out:
+        assert (row[1:] == eos).any()
+    texts = [t.strip() for t in built.decoder_tokenizer.batch_decode(out, skip_special_tokens=True)]
+    assert texts == [t for _, t in rows]
+
+
+def test_shared_shares_every_weight_but_cross_attention(tiny):
+    none = build_seq2seq(tiny["bert"], tiny["bert"], sharing="none")
+    shared = build_seq2seq(tiny["bert"], tiny["bert"], sharing="shared")
+    enc, dec = shared.model.encoder, shared.model.decoder
+    assert (
+        enc.encoder.layer[1].attention.self.query.weight
+        is dec.bert.encoder.layer[1].attention.self.query.weight
+    )
+    assert enc.encoder.layer[0].output.dense.bias is dec.bert.encoder.layer[0].output.dense.bias
+    assert enc.embeddings.word_embeddings.weight is dec.get_output_embeddings().weight
+    assert dec.bert.encoder.layer[0].crossattention.self.query.weight is not None
+    enc_ids = {id(p) for p in enc.parameters()}
+    cross = [p for n, p in dec.named_parameters() if "crossattention" in n]
+    assert cross and not any(id(p) in enc_ids for p in cross)
+    # the decoder's self-attention stays causal although its weights are the encoder's
+    assert (
+        dec.bert.encoder.layer[0].attention.self.is_causal
+        and not enc.encoder.layer[0].attention.self.is_causal
+    )
+    # counts: the decoder adds only cross-attention and its LM head's transform and bias (the output matrix is
+    # the shared embedding matrix, which named_parameters lists once, under bert.embeddings)
+    dec_only = sum(
+        p.numel() for n, p in dec.named_parameters() if "crossattention" in n or n.startswith("cls.")
+    )
+    enc_total = sum(p.numel() for p in enc.parameters())
+    assert shared.budget.total == enc_total + dec_only
+    assert shared.budget.total < none.budget.total
+
+
+def test_embeddings_sharing_ties_three_roles_only_when_vocabularies_match(tiny):
+    b2b = build_seq2seq(tiny["bert"], tiny["bert"], sharing="embeddings").model
+    w = b2b.encoder.get_input_embeddings().weight
+    assert w is b2b.decoder.get_input_embeddings().weight is b2b.decoder.get_output_embeddings().weight
+    assert (
+        b2b.encoder.encoder.layer[0].attention.self.query.weight
+        is not b2b.decoder.bert.encoder.layer[0].attention.self.query.weight
+    )
+    b2g = build_seq2seq(tiny["bert"], tiny["gpt2"], sharing="embeddings").model
+    assert b2g.encoder.get_input_embeddings().weight is not b2g.decoder.get_input_embeddings().weight
+    assert b2g.decoder.get_input_embeddings().weight is b2g.decoder.get_output_embeddings().weight
+    # rnd2gpt: the random encoder takes GPT-2's vocabulary and shares GPT-2's (pretrained) embedding matrix
+    r2g = build_seq2seq(None, tiny["gpt2"], encoder_pretrained=False, sharing="embeddings")
+    assert r2g.model.encoder.get_input_embeddings().weight is r2g.model.decoder.get_input_embeddings().weight
+    assert r2g.model.config.encoder.model_type == "bert"
+    assert r2g.budget.from_checkpoint == sum(
+        p.numel() for n, p in r2g.model.decoder.named_parameters() if not is_cross_attention(n)
+    )
+
+
+def test_shared_refused_across_architectures(tiny):
+    with pytest.raises(UserError, match=r"sharing=shared .* Fix: sharing=embeddings"):
+        build_seq2seq(tiny["bert"], tiny["gpt2"], sharing="shared")
+    with pytest.raises(UserError, match="architecture differs"):  # MiniLM is BERT, but wider and deeper
+        build_seq2seq(tiny["minilm"], tiny["bert"], sharing="shared")
+
+
+def test_gpt2_cannot_be_a_pretrained_encoder(tiny):
+    with pytest.raises(UserError, match="cannot be a pretrained encoder"):
+        build_seq2seq(tiny["gpt2"], tiny["bert"])
+
+
+# Table 1 of Rothe et al. (2020), in millions: total, embeddings, from checkpoint, random.
+TABLE1 = {
+    "rnd2rnd": ("bert", "bert", (0, 0), "embeddings", (221, 23, 0, 221)),
+    "bert2rnd": ("bert", "bert", (1, 0), "embeddings", (221, 23, 109, 112)),
+    "rnd2bert": ("bert", "bert", (0, 1), "embeddings", (221, 23, 109, 112)),
+    "bert2bert": ("bert", "bert", (1, 1), "embeddings", (221, 23, 195, 26)),
+    "bertshare": ("bert", "bert", (1, 1), "shared", (136, 23, 109, 26)),
+    "robertashare": ("roberta", "roberta", (1, 1), "shared", (152, 39, 125, 26)),
+    "rnd2gpt": ("gpt2", "gpt2", (0, 1), "embeddings", (238, 39, 125, 114)),
+    "bert2gpt": ("bert", "gpt2", (1, 1), "embeddings", (260, 62, 234, 26)),
+    "roberta2gpt": ("roberta", "gpt2", (1, 1), "embeddings", (276, 78, 250, 26)),
+}
+BASE = {  # the hub configs of bert-base-uncased, roberta-base and gpt2, as facts (no download)
+    "bert": lambda: BertConfig(),
+    "roberta": lambda: RobertaConfig(
+        vocab_size=50265,
+        max_position_embeddings=514,
+        type_vocab_size=1,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+    ),
+    "gpt2": lambda: GPT2Config(),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(TABLE1))
+def test_parameter_budget_within_2_percent_of_table1(variant):
+    enc, dec, pretrained, sharing, paper = TABLE1[variant]
+    budget = estimate_budget(
+        BASE[enc](),
+        BASE[dec](),
+        pretrained=tuple(map(bool, pretrained)),
+        sharing=sharing,
+        same_vocab=enc == dec or variant == "rnd2gpt",
+    )
+    got = [v / 1e6 for v in (budget.total, budget.embeddings, budget.from_checkpoint, budget.random)]
+    total, emb, ckpt, rnd = paper
+    assert got[0] == pytest.approx(total, rel=0.02)
+    assert got[1] == pytest.approx(emb, rel=0.02)
+    assert got[2] == pytest.approx(ckpt, rel=0.02, abs=0.01)
+    # The paper counts 26M for cross-attention; 12 layers x (4 x 768^2 + biases + LayerNorm) is 28.4M, so the
+    # random column is held to 2% of the model's total rather than of itself.
+    assert got[3] == pytest.approx(rnd, abs=0.02 * total)
+
+
+def test_offline_hub_id_fails_fast_with_a_fix(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError) as err:
+        load_config("bert-base-uncased", "encoder")
+    msg = str(err.value)
+    assert "'bert-base-uncased'" in msg and "encoder.checkpoint=DIR" in msg and "experiment=demo" in msg
+
+
+def test_checkpoint_directory_without_weights_is_a_clear_error(tiny, tmp_path):
+    import shutil
+
+    broken = tmp_path / "no-weights"
+    shutil.copytree(tiny["bert"], broken)
+    for f in broken.glob("*.safetensors"):
+        f.unlink()
+    with pytest.raises(UserError, match="could not load its weights"):
+        build_seq2seq(str(broken), tiny["bert"])
