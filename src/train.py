@@ -84,7 +84,6 @@ def train(cfg: DictConfig) -> dict:
     out = Path(cfg.output_dir)
     module = build_module(cfg)
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
-    log.info("parameters: %s; %s", module.budget, module.sharing_note)
     datamodule = build_datamodule(cfg.data, module, cfg.seed)
     datamodule.prepare()  # bad data fails here, before anything is trained or written
 
