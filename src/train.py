@@ -45,25 +45,42 @@ def build_module(cfg: DictConfig) -> Seq2SeqModule:
         generation=OmegaConf.to_container(cfg.data.generation),
         metrics=list(cfg.data.metrics),
         gen_val_batches=cfg.gen_val_batches,
+        bleu_lowercase=cfg.data.get("bleu_lowercase", False),
     )
 
 
 def build_datamodule(data: DictConfig, module: Seq2SeqModule, seed: int) -> Seq2SeqDataModule:
-    synthetic = data.get("synthetic")
+    """The DataModule from a `data=` config; the tokenizers and special tokens come from the model."""
+    get = data.get
+    synthetic = get("synthetic")
     return Seq2SeqDataModule(
+        name=data.name,
         loader=data.loader,
         encoder_tokenizer=module.encoder_tokenizer,
         decoder_tokenizer=module.decoder_tokenizer,
         special_ids=module.special_ids,
-        path=data.get("path"),
-        source_column=data.source_column,
-        target_column=data.target_column,
+        path=get("path"),
+        hub_name=get("hub_name"),
+        hub_config=get("hub_config"),
+        splits=OmegaConf.to_container(data.splits) if get("splits") else None,
+        source_column=OmegaConf.to_object(data.source_column)
+        if OmegaConf.is_config(data.source_column)
+        else data.source_column,
+        target_column=OmegaConf.to_object(data.target_column)
+        if OmegaConf.is_config(data.target_column)
+        else data.target_column,
+        source_join=get("source_join", " "),
+        target_join=get("target_join", " "),
+        lowercase=get("lowercase", False),
         max_source_length=data.max_source_length,
         max_target_length=data.max_target_length,
         batch_size=data.batch_size,
         eval_batch_size=data.eval_batch_size,
         num_workers=data.num_workers,
         seed=seed,
+        limit_train=get("limit_train"),
+        limit_eval=get("limit_eval"),
+        cache_dir=get("cache_dir", ".cache/tokenized"),
         synthetic=OmegaConf.to_container(synthetic) if synthetic is not None else None,
     )
 
@@ -117,6 +134,7 @@ def train(cfg: DictConfig) -> dict:
         **next((c.summary() for c in callbacks if isinstance(c, Throughput)), {}),
     }
     results["train"] = {k.removeprefix("train/"): v for k, v in results["train"].items()}
+    results["data_stats"] = datamodule.stats()
     results["val"] = {
         k.removeprefix("val/"): float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")
     }

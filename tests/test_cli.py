@@ -123,6 +123,7 @@ def test_eval_reproduces_the_test_metrics(trained_run, tmp_path):
     ckpt = trained_run / metrics["test_checkpoint"]
     proc = run_cli("src.eval", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test: tokenization cache hit" in proc.stderr + proc.stdout  # tokenized by the training run
     again = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
     for key in ("rouge1", "rouge2", "rougeL", "exact"):
         assert again[key] == pytest.approx(metrics["test"][key], abs=1e-6), key

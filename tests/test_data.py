@@ -1,17 +1,21 @@
-"""Data: the synthetic task's properties, JSONL loading and its errors, per-batch padding."""
+"""Data: the synthetic task, reading records, bad input, the tokenization cache, bucketed batches."""
 
 from __future__ import annotations
 
 import json
+import logging
 
+import numpy as np
 import pytest
 
-from src.data.datamodule import Seq2SeqDataModule, load_split
+from src.data.datamodule import BucketBatchSampler, Seq2SeqDataModule
+from src.data.sources import FieldSpec, load_pairs
 from src.data.synthetic import CATEGORIES, make_synthetic, split_vocabulary
 from src.errors import UserError
 from src.models.checkpoints import load_tokenizer
 
 SIZES = {"train": 500, "validation": 50, "test": 50}
+PLAIN = {"source": FieldSpec.of("source"), "target": FieldSpec.of("target")}
 
 
 def test_synthetic_is_seeded_and_tests_only_held_out_words():
@@ -22,7 +26,7 @@ def test_synthetic_is_seeded_and_tests_only_held_out_words():
     seen = {w for words in vocab["train"].values() for w in words}
     held = {w for words in vocab["test"].values() for w in words}
     assert seen.isdisjoint(held)
-    assert len(held) == sum(4 for _ in CATEGORIES)  # a third of 12 words per category
+    assert len(held) == 4 * len(CATEGORIES)  # a third of 12 words per category
     for row in a["test"]:
         assert not seen & set(row["source"].split())
 
@@ -40,83 +44,94 @@ def write_split(directory, split, rows):
     (directory / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def test_jsonl_columns_and_dropped_rows(tmp_path, caplog):
+def jsonl_pairs(path, split="train", **kwargs):
+    return load_pairs(loader="jsonl", split=split, path=str(path), **{**PLAIN, **kwargs})
+
+
+def test_nested_and_joined_columns():
+    wmt = {"translation": {"de": "Hallo Welt", "en": "hello world"}}
+    assert FieldSpec.of("translation.en").read(wmt) == "hello world"
+    disco = {"a": "First one.", "b": ""}
+    assert FieldSpec.of(["a", "b"]).read(disco) == "First one."  # empty parts are skipped
+    assert FieldSpec.of(["a", "b"], " <::::> ").read({"a": "x .", "b": "y ."}) == "x . <::::> y ."
+    assert FieldSpec.of(["a", "b"]).read({"a": "", "b": " "}) is None
+    assert FieldSpec.of("a").read({"a": 3}) is None
+
+
+def test_empty_and_non_string_fields_are_dropped_and_counted(tmp_path, caplog):
     rows = [
-        {"article": "a b c", "highlights": "a"},
-        {"article": "", "highlights": "x"},
-        {"article": 3, "highlights": "y"},
-        {"article": "d e", "highlights": "d"},
+        {"source": "a b c", "target": "a"},
+        {"source": "", "target": "x"},
+        {"source": 3, "target": "y"},
+        {"source": "d e", "target": None},
+        {"source": "d e", "target": "d"},
     ]
     write_split(tmp_path, "train", rows)
-    with caplog.at_level("WARNING"):
-        got = load_split(
-            "jsonl",
-            "train",
-            path=str(tmp_path),
-            source_column="article",
-            target_column="highlights",
-            synthetic=None,
-        )
-    assert got == [("a b c", "a"), ("d e", "d")]
-    assert "dropped 2 rows" in caplog.text
+    with caplog.at_level(logging.WARNING):
+        sources, targets, stats = jsonl_pairs(tmp_path)
+    assert (sources, targets) == (["a b c", "d e"], ["a", "d"])
+    assert stats.dropped_empty == 3 and stats.rows == 2
+    assert "dropped 3 rows" in caplog.text
 
 
-def test_jsonl_missing_column_lists_the_columns_it_has(tmp_path):
-    write_split(tmp_path, "train", [{"document": "x", "summary": "y"}])
-    with pytest.raises(UserError, match=r"no column 'source' \(columns: document, summary\)"):
-        load_split(
-            "jsonl",
-            "train",
-            path=str(tmp_path),
-            source_column="source",
-            target_column="summary",
-            synthetic=None,
-        )
+def test_missing_column_lists_the_columns_it_has(tmp_path):
+    write_split(tmp_path, "train", [{"document": "x", "translation": {"de": "a", "en": "b"}}])
+    with pytest.raises(UserError, match=r"no column 'source' \(columns: document, translation.\{de,en\}\)"):
+        jsonl_pairs(tmp_path)
+    with pytest.raises(UserError, match=r"no column 'translation.fr'"):
+        jsonl_pairs(tmp_path, source=FieldSpec.of("translation.fr"), target=FieldSpec.of("document"))
 
 
-def test_jsonl_malformed_line_names_file_and_line(tmp_path):
+def test_malformed_line_and_non_utf8_name_file_and_line(tmp_path):
     (tmp_path / "train.jsonl").write_text('{"source": "a", "target": "b"}\n{"source": oops\n')
     with pytest.raises(UserError, match=r"train.jsonl line 2 is not valid JSON"):
-        load_split(
-            "jsonl",
-            "train",
-            path=str(tmp_path),
-            source_column="source",
-            target_column="target",
-            synthetic=None,
-        )
+        jsonl_pairs(tmp_path)
+    (tmp_path / "train.jsonl").write_bytes(
+        b'{"source": "a", "target": "b"}\n{"source": "\xff", "target": "b"}\n'
+    )
+    with pytest.raises(UserError, match=r"train.jsonl line 2 is not UTF-8"):
+        jsonl_pairs(tmp_path)
 
 
 def test_empty_split_and_missing_file(tmp_path):
     (tmp_path / "train.jsonl").write_text("\n")
     with pytest.raises(UserError, match="the train split is empty"):
-        load_split(
-            "jsonl",
-            "train",
-            path=str(tmp_path),
-            source_column="source",
-            target_column="target",
-            synthetic=None,
-        )
+        jsonl_pairs(tmp_path)
     with pytest.raises(UserError, match=r"missing data file .*test.jsonl \(found: train.jsonl\)"):
-        load_split(
-            "jsonl",
-            "test",
-            path=str(tmp_path),
-            source_column="source",
-            target_column="target",
-            synthetic=None,
+        jsonl_pairs(tmp_path, split="test")
+    with pytest.raises(UserError, match=r"missing data file .*dev.jsonl"):  # a split name that does not exist
+        jsonl_pairs(tmp_path, split="validation", split_name="dev")
+
+
+def test_hub_dataset_offline_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(
+        UserError, match=r"dataset wmt/wmt14 \(de-en\) is not in the local cache .* data.path=DIR"
+    ):
+        load_pairs(
+            loader="hub",
+            split="train",
+            hub_name="wmt/wmt14",
+            hub_config="de-en",
+            source=FieldSpec.of("translation.en"),
+            target=FieldSpec.of("translation.de"),
         )
 
 
-def test_batches_are_padded_per_batch_and_truncated(tiny):
+@pytest.fixture
+def bert_tok(tiny):
     tok = load_tokenizer(tiny["bert"])
     ids = {
         "decoder_start_token_id": tok.cls_token_id,
         "eos_token_id": tok.sep_token_id,
         "pad_token_id": tok.pad_token_id,
     }
-    dm = Seq2SeqDataModule(
+    return tok, ids
+
+
+def datamodule(tok, ids, tmp_path, **kwargs) -> Seq2SeqDataModule:
+    defaults = dict(
+        name="t",
         loader="synthetic",
         encoder_tokenizer=tok,
         decoder_tokenizer=tok,
@@ -124,16 +139,84 @@ def test_batches_are_padded_per_batch_and_truncated(tiny):
         max_source_length=8,
         max_target_length=4,
         batch_size=4,
-        synthetic={"seed": 0, "num_train": 8, "num_validation": 4, "num_test": 4},
+        cache_dir=str(tmp_path / "cache"),
+        synthetic={"seed": 0, "num_train": 40, "num_validation": 4, "num_test": 4},
     )
+    return Seq2SeqDataModule(**{**defaults, **kwargs})
+
+
+def test_batches_are_padded_per_batch_and_truncation_is_counted(bert_tok, tmp_path):
+    tok, ids = bert_tok
+    dm = datamodule(tok, ids, tmp_path, max_target_length=3)
     batch = next(iter(dm.train_dataloader()))
     lengths = batch["attention_mask"].sum(1)
-    assert batch["input_ids"].shape[1] == int(lengths.max()) <= 8  # padded to the batch's longest, not to 64
-    assert (batch["labels"] != -100).sum(1).max() <= 4
+    assert batch["input_ids"].shape[1] == int(lengths.max()) <= 8  # the batch's longest, not a fixed length
+    assert (batch["input_ids"][:, 0] == tok.cls_token_id).all()
+    last = batch["input_ids"][range(4), lengths - 1]
+    assert (last == tok.sep_token_id).all()  # truncated sources keep their closing [SEP]
+    assert (batch["labels"] != -100).sum(1).max() <= 3
+    assert (batch["labels"][batch["labels"] != -100].view(4, -1)[:, -1] == tok.sep_token_id).all()  # EOS kept
     assert batch["num_target_tokens"] == int((batch["labels"] != -100).sum())
+    stats = dm.split("train").stats
+    assert (
+        stats.truncated_sources == 40 and stats.truncated_targets == 40
+    )  # every source > 6, target > 2 words
     # evaluation batches come longest first and carry their index so predictions can be put back in order
     test = next(iter(dm.test_dataloader()))
     assert test["attention_mask"].sum(1).tolist() == sorted(
         test["attention_mask"].sum(1).tolist(), reverse=True
     )
     assert sorted(test["index"].tolist()) == [0, 1, 2, 3]
+
+
+def test_tokenization_cache_hits_on_the_second_run_and_keys_on_lengths(bert_tok, tmp_path, caplog):
+    tok, ids = bert_tok
+    with caplog.at_level(logging.INFO):
+        first = datamodule(tok, ids, tmp_path).split("validation")
+    assert "tokenization cache miss" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        again = datamodule(tok, ids, tmp_path).split("validation")
+    assert "tokenization cache hit" in caplog.text and "miss" not in caplog.text
+    assert [list(again.source(i)) for i in range(4)] == [list(first.source(i)) for i in range(4)]
+    assert again.references == first.references and again.sources == first.sources
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        datamodule(tok, ids, tmp_path, max_source_length=16).split("validation")
+    assert "tokenization cache miss" in caplog.text
+    entries = [p for p in (tmp_path / "cache").iterdir() if p.name.startswith("t-validation-")]
+    assert len(entries) == 2
+
+
+def test_cache_notices_a_changed_file(bert_tok, tmp_path):
+    tok, ids = bert_tok
+    data = tmp_path / "d"
+    write_split(data, "train", [{"source": "a b", "target": "a"}])
+    dm = datamodule(tok, ids, tmp_path, loader="jsonl", path=str(data))
+    assert len(dm.split("train")) == 1
+    write_split(data, "train", [{"source": "a b", "target": "a"}, {"source": "c d", "target": "c"}])
+    assert len(datamodule(tok, ids, tmp_path, loader="jsonl", path=str(data)).split("train")) == 2
+
+
+def test_limits_take_the_first_examples(bert_tok, tmp_path):
+    tok, ids = bert_tok
+    dm = datamodule(tok, ids, tmp_path, limit_train=10, limit_eval=2)
+    assert len(dm.split("train")) == 10 and len(dm.split("test")) == 2
+
+
+def test_bucketed_batches_cover_every_example_once_with_little_padding():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 500, size=1000)
+    sampler = BucketBatchSampler(lengths, batch_size=16, seed=1, pool_batches=20)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(1000)) and len(batches) == len(sampler)
+
+    def padding(bs):
+        return sum(len(b) * lengths[b].max() - lengths[b].sum() for b in map(np.asarray, bs))
+
+    random_batches = np.array_split(rng.permutation(1000), len(batches))
+    assert padding(batches) < 0.2 * padding(random_batches)
+    sampler.set_epoch(1)
+    assert list(sampler) != batches  # reshuffled every epoch
+    sampler.set_epoch(0)
+    assert list(sampler) == batches  # and reproducible

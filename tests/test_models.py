@@ -6,7 +6,8 @@ import pytest
 import torch
 from transformers import BertConfig, GPT2Config, RobertaConfig
 
-from src.data.datamodule import Collator, TokenizedSplit
+from src.data.datamodule import Collator
+from src.data.tokenized import TokenizedSplit
 from src.errors import UserError
 from src.models.builder import build_seq2seq, estimate_budget
 from src.models.checkpoints import load_config
@@ -30,7 +31,15 @@ def side(tiny: dict, name: str, other: str) -> tuple[str | None, bool]:
 
 def batch_for(built, rows=ROWS) -> dict:
     ids = built.model.generation_config
-    split = TokenizedSplit(rows, built.encoder_tokenizer, built.decoder_tokenizer, 32, 12, ids.eos_token_id)
+    split = TokenizedSplit.in_memory(
+        [s for s, _ in rows],
+        [t for _, t in rows],
+        built.encoder_tokenizer,
+        built.decoder_tokenizer,
+        32,
+        12,
+        ids.eos_token_id,
+    )
     return Collator(
         split, built.encoder_tokenizer.pad_token_id, ids.pad_token_id, ids.decoder_start_token_id
     )(list(range(len(rows))))

@@ -1,111 +1,67 @@
-"""Seq2seq data: rows from the synthetic task or JSONL files, tokenized once, padded per batch."""
+"""Seq2seq data for Lightning: splits tokenized once (cached), length-bucketed batches padded per batch."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
-from src.data.synthetic import SPLITS, make_synthetic
-from src.errors import UserError
+from src.data.sources import FieldSpec, load_pairs
+from src.data.synthetic import SPLITS
+from src.data.tokenized import TokenizedSplit, build_or_load
 
 log = logging.getLogger(__name__)
-LOADERS = ("synthetic", "jsonl")
 
 
-def read_jsonl(path: Path, source_column: str, target_column: str) -> list[tuple[str, str]]:
-    """(source, target) pairs of one JSONL file; rows with empty or non-string fields are dropped and counted."""
-    if not path.is_file():
-        found = sorted(p.name for p in path.parent.glob("*.jsonl")) if path.parent.is_dir() else []
-        raise UserError(
-            f"missing data file {path} (found: {', '.join(found) or 'no .jsonl files'}). "
-            "Fix: data.path=DIR holding train.jsonl, validation.jsonl and test.jsonl."
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of similar source length, in random order, reshuffled every epoch.
+
+    Shuffle all indices, cut them into pools of `batch_size * pool_batches`, sort each pool by length and cut it
+    into batches; then shuffle the batches. Padding stays small and batches stay random. Under DDP each process
+    takes every world_size-th batch.
+    """
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, seed: int = 0, pool_batches: int = 50):
+        self.lengths, self.batch_size, self.seed, self.pool = (
+            np.asarray(lengths),
+            batch_size,
+            seed,
+            pool_batches,
         )
-    rows, dropped = [], 0
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(
-                    f"{path} line {line_no} is not valid JSON ({err.msg}). Fix or remove that line."
-                ) from None
-            if not isinstance(record, dict):
-                raise UserError(f"{path} line {line_no} is not a JSON object. Each line must be one example.")
-            missing = [c for c in (source_column, target_column) if c not in record]
-            if missing:
-                raise UserError(
-                    f"{path} line {line_no} has no column {missing[0]!r} (columns: {', '.join(record)}). "
-                    f"Fix: data.source_column=... / data.target_column=... naming columns the file has."
-                )
-            src, tgt = record[source_column], record[target_column]
-            if not (isinstance(src, str) and isinstance(tgt, str) and src.strip() and tgt.strip()):
-                dropped += 1
-                continue
-            rows.append((src, tgt))
-    if dropped:
-        log.warning("%s: dropped %d rows with empty or non-string fields", path, dropped)
-    return rows
+        self.epoch = 0
 
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
-def load_split(
-    loader: str,
-    split: str,
-    *,
-    path: str | None,
-    source_column: str,
-    target_column: str,
-    synthetic: dict | None,
-) -> list[tuple[str, str]]:
-    """The (source, target) pairs of one split; raises a UserError for an empty split."""
-    if loader == "synthetic":
-        sizes = {s: int(synthetic[f"num_{s}"]) for s in SPLITS}
-        rows = [(r["source"], r["target"]) for r in make_synthetic(sizes, seed=int(synthetic["seed"]))[split]]
-        where = f"synthetic task (data.synthetic.num_{split})"
-    elif loader == "jsonl":
-        if not path:
-            raise UserError(
-                "data=jsonl needs a directory. Fix: data.path=DIR holding train/validation/test .jsonl"
-            )
-        file = Path(path).expanduser() / f"{split}.jsonl"
-        rows = read_jsonl(file, source_column, target_column)
-        where = str(file)
-    else:
-        raise UserError(f"unknown data loader {loader!r}; choose one of {LOADERS}")
-    if not rows:
-        raise UserError(f"the {split} split is empty: {where} has no usable examples. Fix: give it examples.")
-    return rows
+    def _batches(self) -> list[np.ndarray]:
+        rng = np.random.default_rng((self.seed, self.epoch))
+        order = rng.permutation(len(self.lengths))
+        pool = self.batch_size * self.pool
+        batches = []
+        for start in range(0, len(order), pool):
+            chunk = order[start : start + pool]
+            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        perm = rng.permutation(len(batches))
+        batches = [batches[i] for i in perm]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+            batches = batches[rank : len(batches) - len(batches) % world : world]
+        return batches
 
-
-class TokenizedSplit(torch.utils.data.Dataset):
-    """Token ids of one split, kept as Python lists: padding happens per batch in `collate`."""
-
-    def __init__(
-        self, rows, encoder_tokenizer, decoder_tokenizer, max_source_length, max_target_length, eos_id
-    ):
-        self.sources = [s for s, _ in rows]
-        self.targets = [t for _, t in rows]
-        self.input_ids = encoder_tokenizer(self.sources, truncation=True, max_length=max_source_length)[
-            "input_ids"
-        ]
-        # Targets carry no start token (the model prepends decoder_start) and always end with EOS, so a decoder
-        # without EOS of its own (GPT-2) learns to stop.
-        ids = decoder_tokenizer(
-            self.targets, add_special_tokens=False, truncation=True, max_length=max_target_length - 1
-        )["input_ids"]
-        self.labels = [t + [eos_id] for t in ids]
+    def __iter__(self):
+        for batch in self._batches():
+            yield batch.tolist()
 
     def __len__(self) -> int:
-        return len(self.input_ids)
-
-    def __getitem__(self, i: int) -> int:
-        return i
+        n = -(-len(self.lengths) // self.batch_size)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            n //= torch.distributed.get_world_size()
+        return n
 
 
 class Collator:
@@ -121,8 +77,8 @@ class Collator:
 
     def __call__(self, indices: list[int]) -> dict:
         s = self.split
-        src = [s.input_ids[i] for i in indices]
-        lab = [s.labels[i] for i in indices]
+        src = [s.source(i) for i in indices]
+        lab = [s.label(i) for i in indices]
         B, S, T = len(indices), max(map(len, src)), max(map(len, lab))
         input_ids = torch.full((B, S), self.pad_id, dtype=torch.long)
         attention_mask = torch.zeros((B, S), dtype=torch.long)
@@ -130,13 +86,18 @@ class Collator:
         decoder_input_ids = torch.full((B, T), self.decoder_pad_id, dtype=torch.long)
         decoder_attention_mask = torch.zeros((B, T), dtype=torch.long)
         for b, (x, y) in enumerate(zip(src, lab, strict=True)):
-            input_ids[b, : len(x)] = torch.tensor(x)
+            x, y = (
+                torch.from_numpy(np.asarray(x, dtype=np.int64)),
+                torch.from_numpy(np.asarray(y, dtype=np.int64)),
+            )
+            input_ids[b, : len(x)] = x
             attention_mask[b, : len(x)] = 1
-            labels[b, : len(y)] = torch.tensor(y)
-            decoder_input_ids[b, : len(y)] = torch.tensor([self.start_id, *y[:-1]])
+            labels[b, : len(y)] = y
+            decoder_input_ids[b, 0] = self.start_id
+            decoder_input_ids[b, 1 : len(y)] = y[:-1]
             # Mask by length, not by pad id: for GPT-2 pad = eos = start, and masking by id hides the start.
             decoder_attention_mask[b, : len(y)] = 1
-        return {
+        batch = {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "decoder_input_ids": decoder_input_ids,
@@ -144,98 +105,159 @@ class Collator:
             "labels": labels,
             "index": torch.tensor(indices),
             "num_target_tokens": sum(map(len, lab)),
-            "source": [s.sources[i] for i in indices],
-            "target": [s.targets[i] for i in indices],
         }
+        if s.sources is not None:  # evaluation splits carry texts for metrics and predictions.jsonl
+            batch["source"] = [s.sources[i] for i in indices]
+            batch["target"] = [s.targets[i] for i in indices]
+            batch["reference"] = [s.references[i] for i in indices]
+        return batch
 
 
 class Seq2SeqDataModule(L.LightningDataModule):
     """Train/validation/test loaders for one task.
 
     Args:
-        loader: "synthetic" or "jsonl".
-        path: directory of `{train,validation,test}.jsonl` (jsonl only).
+        name: the task's name (cache entries are named after it).
+        loader: "hub", "jsonl" or "synthetic"; `path` (a local directory in the dataset's schema) wins over both
+            hub and synthetic.
+        source_column / target_column: a column, a dotted path (`translation.en`) or a list joined by
+            `source_join` / `target_join`.
         special_ids: decoder_start_token_id, eos_token_id, pad_token_id of the decoder (set_special_tokens).
         max_source_length / max_target_length: truncation limits in tokens (the target's includes EOS).
+        limit_train / limit_eval: use only the first N examples of the training / evaluation splits.
+        cache_dir: where tokenized splits are cached.
     """
 
     def __init__(
         self,
         *,
+        name: str,
         loader: str,
         encoder_tokenizer,
         decoder_tokenizer,
         special_ids: dict[str, int],
         path: str | None = None,
-        source_column: str = "source",
-        target_column: str = "target",
+        hub_name: str | None = None,
+        hub_config: str | None = None,
+        splits: dict | None = None,
+        source_column="source",
+        target_column="target",
+        source_join: str = " ",
+        target_join: str = " ",
+        lowercase: bool = False,
         max_source_length: int = 512,
         max_target_length: int = 128,
         batch_size: int = 16,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
         seed: int = 0,
+        limit_train: int | None = None,
+        limit_eval: int | None = None,
+        cache_dir: str = ".cache/tokenized",
         synthetic: dict | None = None,
     ):
         super().__init__()
-        self.loader, self.path, self.synthetic = loader, path, synthetic
-        self.columns = (source_column, target_column)
+        self.name, self.loader, self.path, self.hub = name, loader, path, (hub_name, hub_config)
+        self.split_names = dict(splits or {})
+        self.fields = (FieldSpec.of(source_column, source_join), FieldSpec.of(target_column, target_join))
+        self.lowercase, self.synthetic, self.cache_dir = lowercase, synthetic, cache_dir
         self.enc_tok, self.dec_tok, self.special_ids = encoder_tokenizer, decoder_tokenizer, special_ids
         self.max_lengths = (max_source_length, max_target_length)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.seed = num_workers, seed
+        self.limits = {"train": limit_train, "validation": limit_eval, "test": limit_eval}
         self.splits: dict[str, TokenizedSplit] = {}
 
     def split(self, name: str) -> TokenizedSplit:
         if name not in self.splits:
-            rows = load_split(
-                self.loader,
-                name,
+            kwargs = dict(
+                loader=self.loader,
+                split=name,
+                split_name=self.split_names.get(name),
                 path=self.path,
-                source_column=self.columns[0],
-                target_column=self.columns[1],
+                hub_name=self.hub[0],
+                hub_config=self.hub[1],
+                source=self.fields[0],
+                target=self.fields[1],
+                lowercase=self.lowercase,
+                limit=self.limits[name],
                 synthetic=self.synthetic,
             )
-            self.splits[name] = TokenizedSplit(
-                rows, self.enc_tok, self.dec_tok, *self.max_lengths, eos_id=self.special_ids["eos_token_id"]
+            self.splits[name] = build_or_load(
+                cache_dir=self.cache_dir,
+                name=self.name,
+                split=name,
+                identity=self._identity(kwargs),
+                load_pairs=lambda: load_pairs(**kwargs),
+                encoder_tokenizer=self.enc_tok,
+                decoder_tokenizer=self.dec_tok,
+                max_source_length=self.max_lengths[0],
+                max_target_length=self.max_lengths[1],
+                eos_id=self.special_ids["eos_token_id"],
+                with_texts=name != "train",
             )
-            log.info("%s: %d examples", name, len(rows))
+            log.info("%s/%s: %d examples", self.name, name, len(self.splits[name]))
         return self.splits[name]
+
+    def _identity(self, kwargs: dict) -> dict:
+        """What names this split's data, without reading it (a local file by path, size and mtime)."""
+        ident = {k: kwargs[k] for k in ("loader", "split", "split_name", "lowercase", "limit")}
+        ident.update(
+            source=list(self.fields[0].columns),
+            target=list(self.fields[1].columns),
+            joins=[self.fields[0].join, self.fields[1].join],
+        )
+        if self.path:
+            file = Path(self.path).expanduser() / f"{kwargs['split_name'] or kwargs['split']}.jsonl"
+            st = file.stat() if file.is_file() else None
+            ident.update(file=str(file.resolve()), size=st and st.st_size, mtime=st and st.st_mtime_ns)
+        elif self.loader == "synthetic":
+            ident.update(synthetic=self.synthetic)
+        else:
+            ident.update(hub=self.hub)
+        return ident
 
     def prepare(self, stages=SPLITS) -> None:
         """Load and check every split up front, so bad data fails before anything is trained or written."""
         for name in stages:
             self.split(name)
 
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        data = self.split(name)
-        collate = Collator(
+    def stats(self) -> dict[str, dict]:
+        return {name: dict(split.stats.__dict__) for name, split in self.splits.items()}
+
+    def _collator(self, data: TokenizedSplit) -> Collator:
+        return Collator(
             data,
             self.enc_tok.pad_token_id,
             self.special_ids["pad_token_id"],
             self.special_ids["decoder_start_token_id"],
         )
-        if shuffle:
-            generator = torch.Generator().manual_seed(self.seed)
-            return DataLoader(
-                data,
-                batch_size=self.batch_size,
-                shuffle=True,
-                generator=generator,
-                collate_fn=collate,
-                num_workers=self.num_workers,
-            )
-        # Evaluation: longest sources first, so batches hold similar lengths; predictions carry their index.
-        order = sorted(range(len(data)), key=lambda i: -len(data.input_ids[i]))
-        return DataLoader(
-            order, batch_size=self.eval_batch_size, collate_fn=collate, num_workers=self.num_workers
-        )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        data = self.split("train")
+        sampler = BucketBatchSampler(data.source_lengths(), self.batch_size, seed=self.seed)
+        return DataLoader(
+            range(len(data)),
+            batch_sampler=sampler,
+            collate_fn=self._collator(data),
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def _eval_loader(self, name: str) -> DataLoader:
+        # Longest sources first, so batches hold similar lengths; predictions carry their index.
+        data = self.split(name)
+        order = np.argsort(-data.source_lengths(), kind="stable").tolist()
+        return DataLoader(
+            order,
+            batch_size=self.eval_batch_size,
+            collate_fn=self._collator(data),
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+        )
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", shuffle=False)
+        return self._eval_loader("validation")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._eval_loader("test")

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from src.errors import UserError
-from src.metrics.text import TextMetrics
+from src.metrics.text import GenerationMetrics
 from src.models.builder import Seq2Seq, build_from_arch, build_seq2seq
 from src.models.checkpoints import load_tokenizer
 from src.models.optim import build_optimizer
@@ -40,7 +40,8 @@ class Seq2SeqModule(L.LightningModule):
         model: keyword arguments of `build_seq2seq` (checkpoints, which sides are pretrained, sharing).
         optimizer: keyword arguments of `build_optimizer` (name, lr, warmup_steps, ...).
         generation: keyword arguments of `generate` (num_beams, max_new_tokens, length_penalty, ...).
-        metrics: names of generation metrics (see `TextMetrics`).
+        metrics: names of generation metrics (see `GenerationMetrics`).
+        bleu_lowercase: sacreBLEU on lowercased text (uncased BLEU, as the paper reports WMT).
         gen_val_batches: validation batches decoded for generation metrics per validation; None = all.
         prebuilt: an already built model (used when loading a run checkpoint); not a hyperparameter.
     """
@@ -52,6 +53,7 @@ class Seq2SeqModule(L.LightningModule):
         generation: dict,
         metrics=("rouge1", "rouge2", "rougeL", "exact"),
         gen_val_batches: int | None = 2,
+        bleu_lowercase: bool = False,
         prebuilt: Seq2Seq | None = None,
     ):
         super().__init__()
@@ -61,8 +63,8 @@ class Seq2SeqModule(L.LightningModule):
         self.encoder_tokenizer, self.decoder_tokenizer = built.encoder_tokenizer, built.decoder_tokenizer
         self.arch, self.budget, self.sharing_note = built.arch, built.budget, built.sharing_note
         self.generation = dict(generation)
-        self.val_metrics = TextMetrics(metrics)
-        self.test_metrics = TextMetrics(metrics)
+        self.val_metrics = GenerationMetrics(metrics, bleu_lowercase=bleu_lowercase)
+        self.test_metrics = GenerationMetrics(metrics, bleu_lowercase=bleu_lowercase)
         self.test_predictions: list[dict] = []
         self.run_config: dict | None = None  # the composed Hydra config, saved inside every checkpoint
         self._tokenizer_files = None
@@ -101,7 +103,7 @@ class Seq2SeqModule(L.LightningModule):
         self.log("val/loss", self.loss(batch), batch_size=batch["input_ids"].size(0), sync_dist=True)
         limit = self.hparams.gen_val_batches
         if limit is None or batch_idx < limit:
-            self.val_metrics.update(self.generate(batch), batch["target"])
+            self.val_metrics.update(self.generate(batch), batch["reference"], batch["source"])
 
     def on_validation_epoch_end(self) -> None:
         if self.val_metrics.update_count:
@@ -114,7 +116,7 @@ class Seq2SeqModule(L.LightningModule):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self.log("test/loss", self.loss(batch), batch_size=batch["input_ids"].size(0), sync_dist=True)
         predictions = self.generate(batch)
-        self.test_metrics.update(predictions, batch["target"])
+        self.test_metrics.update(predictions, batch["reference"], batch["source"])
         for i, src, ref, pred in zip(
             batch["index"].tolist(), batch["source"], batch["target"], predictions, strict=True
         ):

@@ -1,0 +1,116 @@
+"""Metrics: SARI on cases worked out by hand, BLEU against sacreBLEU / NLTK, ROUGE, and split accumulation."""
+
+from __future__ import annotations
+
+import pytest
+import sacrebleu
+from nltk.translate.bleu_score import corpus_bleu
+
+from src.metrics.sari import ngram_set, sari, sari_components
+from src.metrics.text import GenerationMetrics, sentences
+
+
+def test_sari_perfect_output_scores_100():
+    assert sari("a b c", "a b c", ["a b c"]) == pytest.approx(100.0)
+    assert sari("a b", "a c", ["a c"]) == pytest.approx(100.0)
+
+
+def test_sari_copying_the_source_by_hand():
+    # source "a b", prediction "a b" (a copy), reference "a c".
+    # 1-grams: keep P=1/2 R=1 -> 2/3; nothing deleted -> deletion precision 0/0 = 1; nothing added but "c" was
+    #          wanted -> addition P=1 (0/0) R=0 -> 0.
+    # 2-grams: keep "a b" not in the reference -> 0; deletion 1; addition R=0 -> 0.
+    # 3-, 4-grams: empty everywhere -> 1, 1, 1.
+    # keep = (2/3 + 0 + 1 + 1) / 4 = 2/3; deletion = 1; addition = (0 + 0 + 1 + 1) / 4 = 1/2
+    total, keep, add, delete = sari_components("a b", "a b", ["a c"])
+    assert (keep, add, delete) == pytest.approx((2 / 3, 1 / 2, 1.0))
+    assert total == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)  # 72.2
+
+
+def test_sari_weights_targets_by_how_many_references_hold_them():
+    # source "a b", prediction "a", references ["a", "a b"]: "a" is in 2/2 references, "b" in 1/2.
+    # 1-grams: keep tp=1, selected=1, relevant=1 + 0.5 -> P=1, R=2/3, F=0.8;
+    #          deletion: deleted {b:1}, should delete {b: 1 - 0.5} -> tp=0.5, selected=1 -> 0.5;
+    #          addition: nothing added, nothing to add -> 1.
+    # 2-grams: only "a b" has one (the 1-word reference has none and does not count): keep 0, deletion 0, add 1.
+    # 3-, 4-grams: 1, 1, 1.
+    total, keep, add, delete = sari_components("a b", "a", ["a", "a b"])
+    assert (keep, add, delete) == pytest.approx(((0.8 + 0 + 2) / 4, 1.0, (0.5 + 0 + 2) / 4))
+    assert 100 * total == pytest.approx(77.5)
+
+
+def test_sari_ngrams_are_sets():
+    assert ngram_set(["a", "a", "a", "b"], 1) == {("a",): 1.0, ("b",): 1.0}
+    assert ngram_set(["a", "b", "a", "b"], 2) == {("a", "b"): 1.0, ("b", "a"): 1.0}
+
+
+def test_sari_on_the_hf_card_example_is_the_sari_hook_value():
+    refs = [
+        "About 95 species are currently known.",
+        "About 95 species are now accepted.",
+        "95 species are now accepted.",
+    ]
+    assert sari(
+        "About 95 species are currently accepted.", "About 95 you now get in.", refs
+    ) == pytest.approx(25.0)
+    # with the final period split off (as HF evaluate's 13a tokenizer does) the value is the card's 26.95
+    split = [r.replace(".", " .") for r in refs]
+    assert sari(
+        "About 95 species are currently accepted .", "About 95 you now get in .", split
+    ) == pytest.approx(26.9536, abs=1e-4)
+
+
+PREDS = [
+    "the cat sat on the mat",
+    "a quick brown fox jumps",
+    "hello there general kenobi",
+    "it is raining now",
+]
+REFS = ["the cat is on the mat", "the quick brown fox jumped", "hello there general kenobi", "it rains today"]
+SRCS = ["a cat on a mat", "fox", "hello", "weather"]
+
+
+def test_bleu_matches_sacrebleu_and_nltk_when_accumulated_in_pieces():
+    m = GenerationMetrics(["bleu", "bleu_nltk"])
+    m.update(PREDS[:2], REFS[:2], SRCS[:2])
+    m.update(PREDS[2:], REFS[2:], SRCS[2:])
+    got = m.compute()
+    assert float(got["bleu"]) == pytest.approx(sacrebleu.corpus_bleu(PREDS, [REFS]).score, abs=1e-4)
+    nltk = corpus_bleu([[r.split()] for r in REFS], [p.split() for p in PREDS])
+    assert float(got["bleu_nltk"]) == pytest.approx(100 * nltk, abs=1e-4)
+
+
+def test_uncased_bleu():
+    cased, uncased = GenerationMetrics(["bleu"]), GenerationMetrics(["bleu"], bleu_lowercase=True)
+    for m in (cased, uncased):
+        m.update(["The Cat sat on the Mat today"], ["the cat sat on the mat today"])
+    assert float(uncased.compute()["bleu"]) == pytest.approx(100.0)
+    assert float(cased.compute()["bleu"]) < 50
+
+
+def test_states_merge_like_ddp_processes():
+    whole = GenerationMetrics(["rouge1", "rouge2", "rougeL", "exact", "sari", "bleu", "bleu_nltk"])
+    whole.update(PREDS, REFS, SRCS)
+    a, b = (GenerationMetrics(whole.names) for _ in range(2))
+    a.update(PREDS[:1], REFS[:1], SRCS[:1])
+    b.update(PREDS[1:], REFS[1:], SRCS[1:])
+    a.merge_state(b)
+    for name, value in whole.compute().items():
+        assert float(a.compute()[name]) == pytest.approx(float(value), abs=1e-4), name
+    assert float(whole.compute()["exact"]) == pytest.approx(25.0)
+
+
+def test_rouge_lsum_uses_sentences():
+    assert sentences("One. Two!  Three?") == "One.\nTwo!\nThree?"
+    assert sentences("line one\nline two") == "line one\nline two"
+    m = GenerationMetrics(["rougeL", "rougeLsum"])
+    # the same sentences in the other order: LCS over the whole text misses one, summary-level LCS does not
+    m.update(["the dog barked. the cat slept."], ["the cat slept.\nthe dog barked."])
+    got = m.compute()
+    assert float(got["rougeLsum"]) == pytest.approx(100.0)
+    assert float(got["rougeL"]) < 70
+
+
+def test_unknown_metric_is_refused():
+    with pytest.raises(ValueError, match="unknown metrics"):
+        GenerationMetrics(["meteor"])
