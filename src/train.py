@@ -9,15 +9,19 @@ python -m src.train -m encoder=minilm,rnd decoder=minilm               # a sweep
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
+import traceback
 from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import hydra  # noqa: E402
 import lightning as L  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
@@ -40,6 +44,7 @@ def build_module(cfg: DictConfig) -> Seq2SeqModule:
             "encoder_pretrained": cfg.encoder.pretrained,
             "decoder_pretrained": cfg.decoder.pretrained,
             "sharing": cfg.sharing.mode,
+            "decoder_only": cfg.encoder.name == "none",
         },
         optimizer={k: v for k, v in OmegaConf.to_container(cfg.optimizer).items()},
         generation=OmegaConf.to_container(cfg.data.generation),
@@ -155,12 +160,65 @@ def train(cfg: DictConfig) -> dict:
     return results
 
 
+def completed(out: Path) -> dict | None:
+    """The metrics.json of a run directory if that run completed, else None."""
+    try:
+        metrics = json.loads((out / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return metrics if metrics.get("status") == "completed" else None
+
+
+def record_failure(out: Path, cfg: DictConfig, err: BaseException) -> None:
+    """Mark the run failed in metrics.json (the grid report shows it) and keep the traceback in error.txt."""
+    write_json(
+        out / "metrics.json",
+        {
+            "status": "failed",
+            "run_name": cfg.run_name,
+            "variant": cfg.get("variant"),
+            "data": cfg.data.name,
+            "seed": cfg.seed,
+            "error": f"{type(err).__name__}: {err}",
+        },
+    )
+    (out / "error.txt").write_text("".join(traceback.format_exception(err)))
+
+
+def is_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Train unless this run directory already holds a completed run; a failure in a sweep is recorded, not raised.
+
+    Returns:
+        The monitored validation metric (what an Optuna sweep optimises), or None.
+    """
+    out = Path(cfg.output_dir)
+    done = completed(out) if cfg.skip_completed else None
+    if done is not None:
+        log.info(
+            "%s: already completed in %s, skipping (skip_completed=false to run again)", cfg.run_name, out
+        )
+    else:
+        try:
+            done = train(cfg)
+        except Exception as err:
+            if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
+                record_failure(out, cfg, err)
+            if not is_multirun():
+                raise
+            log.error("%s failed (%s); the sweep goes on. Details: %s", cfg.run_name, err, out / "error.txt")
+            return None
+    return done.get("val", {}).get(cfg.monitor.removeprefix("val/"))
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Entry point; returns the monitored validation metric, for Hydra sweepers such as Optuna."""
     with report_user_errors():
-        results = train(cfg)
-    return results["val"].get(cfg.monitor.removeprefix("val/"))
+        return run(cfg)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from transformers import (
 
 from src.errors import UserError
 from src.models.checkpoints import DEFAULT_RND_CHECKPOINT, load_config, load_tokenizer, load_weights
+from src.models.decoder_only import DecoderOnlySeq2Seq
 from src.models.sharing import apply_sharing, is_cross_attention
 
 log = logging.getLogger(__name__)
@@ -113,10 +114,11 @@ def _side(model_cls, cfg, checkpoint: str | None, side: str, **kwargs):
 def param_budget(model: EncoderDecoderModel, pretrained_ids: set[int]) -> ParamBudget:
     """Count unique parameters: all, word-embedding matrices, from a checkpoint, random."""
     params = list(model.parameters())  # unique tensors
+    encoder_embeddings = model.encoder.get_input_embeddings() if model.encoder is not None else None
     embedding_ids = {
         id(m.weight)
         for m in (
-            model.encoder.get_input_embeddings(),
+            encoder_embeddings,
             model.decoder.get_input_embeddings(),
             model.decoder.get_output_embeddings(),
         )
@@ -183,7 +185,10 @@ def set_special_tokens(model: EncoderDecoderModel, decoder_tokenizer) -> dict[st
     for cfg in (model.config, model.generation_config):
         for key, value in ids.items():
             setattr(cfg, key, value)
-    model.config.vocab_size = model.config.decoder.vocab_size
+    if isinstance(model, EncoderDecoderModel):
+        model.config.vocab_size = model.config.decoder.vocab_size
+    else:  # decoder-only: the start token separates source from target
+        model.decoder_start_token_id = ids["decoder_start_token_id"]
     return ids
 
 
@@ -198,6 +203,7 @@ def build_seq2seq(
     encoder_pretrained: bool = True,
     decoder_pretrained: bool = True,
     sharing: str = "embeddings",
+    decoder_only: bool = False,
 ) -> Seq2Seq:
     """Warm-start an encoder-decoder model from two checkpoints.
 
@@ -207,7 +213,10 @@ def build_seq2seq(
             side's checkpoint, else BERT's.
         sharing: "none", "embeddings" (one embedding matrix where vocabularies match) or "shared" (every
             encoder weight shared with the decoder except cross-attention).
+        decoder_only: no encoder; the decoder (GPT-2) reads the source as a prefix (the paper's `gpt`).
     """
+    if decoder_only:
+        return build_decoder_only(decoder_checkpoint, pretrained=decoder_pretrained)
     if encoder_pretrained and encoder_checkpoint is None or decoder_pretrained and decoder_checkpoint is None:
         raise UserError(
             "a pretrained side needs a checkpoint. Fix: set encoder.checkpoint / decoder.checkpoint."
@@ -241,6 +250,41 @@ def build_seq2seq(
     return Seq2Seq(model, enc_tok, dec_tok, budget, arch, note)
 
 
+def assemble_decoder_only(dec_cfg, decoder_weights: str | None, start_id: int = 0):
+    """A causal LM wrapped to take seq2seq batches; returns (model, budget)."""
+    decoder, random = _side(AutoModelForCausalLM, dec_cfg, decoder_weights, "decoder")
+    model = DecoderOnlySeq2Seq(decoder, start_id)
+    pretrained_ids = {id(p) for n, p in decoder.named_parameters(remove_duplicate=False) if n not in random}
+    return model, param_budget(model, pretrained_ids)
+
+
+def build_decoder_only(checkpoint: str | None, pretrained: bool = True) -> Seq2Seq:
+    """The paper's `gpt`: source and target through one language model, one tokenizer."""
+    if checkpoint is None:
+        raise UserError(
+            "variant gpt needs a decoder checkpoint. Fix: decoder=gpt2 (or decoder.checkpoint=DIR)."
+        )
+    tok = load_tokenizer(checkpoint, "decoder")
+    cfg = load_config(checkpoint, "decoder")
+    if cfg.model_type not in DECODER_ONLY_TYPES:
+        raise UserError(
+            f"encoder=none needs a causal language model as decoder, got {cfg.model_type}. Fix: decoder=gpt2."
+        )
+    cfg.is_decoder, cfg.add_cross_attention = True, False
+    model, budget = assemble_decoder_only(cfg, checkpoint if pretrained else None)
+    set_special_tokens(model, tok)
+    arch = {
+        "decoder_only": True,
+        "decoder": cfg.to_dict(),
+        "sharing": "none",
+        "same_vocab": True,
+        "pretrained": [False, pretrained],
+        "budget": budget.as_dict(),
+    }
+    log.info("model: %s; decoder-only (the source is a prefix)", budget)
+    return Seq2Seq(model, tok, tok, budget, arch, "decoder-only")
+
+
 def config_from_dict(d: dict):
     d = dict(d)
     return CONFIG_MAPPING[d.pop("model_type")].from_dict(d)
@@ -248,6 +292,12 @@ def config_from_dict(d: dict):
 
 def build_from_arch(arch: dict, encoder_tokenizer, decoder_tokenizer) -> Seq2Seq:
     """Rebuild a saved architecture (random weights, no download) with its sharing: load a state dict next."""
+    if arch.get("decoder_only"):
+        model, _ = assemble_decoder_only(config_from_dict(arch["decoder"]), None)
+        set_special_tokens(model, decoder_tokenizer)
+        return Seq2Seq(
+            model, encoder_tokenizer, decoder_tokenizer, ParamBudget(**arch["budget"]), arch, "decoder-only"
+        )
     enc_cfg, dec_cfg = config_from_dict(arch["encoder"]), config_from_dict(arch["decoder"])
     model, _, note = assemble(
         enc_cfg,
@@ -265,7 +315,16 @@ def build_from_arch(arch: dict, encoder_tokenizer, decoder_tokenizer) -> Seq2Seq
 def estimate_budget(
     enc_cfg, dec_cfg, *, pretrained: tuple[bool, bool], sharing: str, same_vocab: bool
 ) -> ParamBudget:
-    """Parameter budget of an architecture without weights or downloads (built on the meta device)."""
+    """Parameter budget of an architecture without weights or downloads (built on the meta device).
+
+    `enc_cfg=None` is the decoder-only layout (variant gpt): everything from the decoder's checkpoint.
+    """
+    if enc_cfg is None:
+        with torch.device("meta"):
+            dec_cfg.is_decoder, dec_cfg.add_cross_attention = True, False
+            decoder = AutoModelForCausalLM.from_config(dec_cfg)
+            ids = {id(p) for p in decoder.parameters()} if pretrained[1] else set()
+            return param_budget(DecoderOnlySeq2Seq(decoder, 0), ids)
     with torch.device("meta"):
         _, budget, _ = assemble(
             encoder_config(enc_cfg, pretrained=pretrained[0]),

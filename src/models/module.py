@@ -133,7 +133,7 @@ class Seq2SeqModule(L.LightningModule):
         cfg.pop("_name_", None)
         total = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1
         optimizer, scheduler = build_optimizer(
-            self.model, total_steps=total, hidden_size=self.model.config.decoder.hidden_size, **cfg
+            self.model, total_steps=total, hidden_size=self.model.decoder.config.hidden_size, **cfg
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
