@@ -1,14 +1,30 @@
-"""Callbacks: training throughput, measured on training steps only (validation time excluded)."""
+"""Callbacks: throughput and memory, progress display, validation examples for W&B."""
 
 from __future__ import annotations
 
+import logging
+import resource
+import sys
 import time
 
 import lightning as L
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def peak_memory_mb() -> float:
+    """Peak GPU memory allocated by this process, else its peak resident memory (RSS), in MiB."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 class Throughput(L.Callback):
-    """Samples/s and target tokens/s over training batches; logged as train/samples_per_s, train/tokens_per_s."""
+    """Samples/s and target tokens/s over training batches only (validation excluded), and peak memory.
+
+    Logged every `log_every_n_steps` as train/samples_per_s, train/tokens_per_s, train/peak_memory_mb.
+    """
 
     def __init__(self, log_every_n_steps: int = 50):
         self.log_every_n_steps = log_every_n_steps
@@ -30,4 +46,87 @@ class Throughput(L.Callback):
 
     def summary(self) -> dict[str, float]:
         s = max(self.seconds, 1e-9)
-        return {"train/samples_per_s": self.samples / s, "train/tokens_per_s": self.tokens / s}
+        return {
+            "train/samples_per_s": self.samples / s,
+            "train/tokens_per_s": self.tokens / s,
+            "train/peak_memory_mb": peak_memory_mb(),
+        }
+
+
+class PlainProgress(L.Callback):
+    """One log line every `every_n_steps` (for logs that are not a terminal): step, loss, samples/s, ETA."""
+
+    def __init__(self, every_n_steps: int = 50):
+        self.every_n_steps = every_n_steps
+        self._t0: float | None = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._t0, self._step0 = time.perf_counter(), trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step, total = trainer.global_step, trainer.max_steps
+        if step % self.every_n_steps or step == self._step0:
+            return
+        elapsed = time.perf_counter() - self._t0
+        rate = (step - self._step0) / elapsed
+        metrics = trainer.callback_metrics
+        loss = metrics.get("train/loss")
+        sps = metrics.get("train/samples_per_s")
+        parts = [f"step {step}" + (f"/{total}" if total and total > 0 else "")]
+        if loss is not None:
+            parts.append(f"loss {float(loss):.4f}")
+        if sps is not None:
+            parts.append(f"{float(sps):.1f} samples/s")
+        if total and total > 0 and rate > 0:
+            parts.append(f"ETA {_duration((total - step) / rate)}")
+        log.info(" | ".join(parts))
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def progress_callbacks(mode: str, every_n_steps: int) -> tuple[list[L.Callback], bool]:
+    """(callbacks, enable_progress_bar) for `progress=auto|rich|plain|none`."""
+    if mode == "auto":
+        mode = "rich" if sys.stderr.isatty() else "plain"
+    if mode == "rich":
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        return [RichProgressBar(leave=True)], True
+    if mode == "plain":
+        return [PlainProgress(every_n_steps)], False
+    return [], False
+
+
+class ValidationExamples(L.Callback):
+    """At each validation, a table of the first `n` generated examples (source, reference, prediction) in W&B."""
+
+    def __init__(self, n: int = 8):
+        self.n, self.rows = n, []
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self.rows = []
+
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        if not outputs or len(self.rows) >= self.n:
+            return
+        for src, ref, pred in zip(batch["source"], batch["reference"], outputs["predictions"], strict=False):
+            if len(self.rows) < self.n:
+                self.rows.append([src, ref, pred])
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        from lightning.pytorch.loggers import WandbLogger
+
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger) and self.rows and trainer.is_global_zero:
+                logger.log_table(
+                    "val/examples",
+                    columns=["source", "reference", "prediction"],
+                    data=self.rows,
+                    step=trainer.global_step,
+                )

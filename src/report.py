@@ -179,12 +179,55 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> di
     return {"runs": len(runs), "failed": failed, "files": files, "columns": columns, "rows": rows}
 
 
+def log_report_to_wandb(
+    result: dict, sweep_dir: Path, mode: str = "auto", project: str = "warmstart"
+) -> str | None:
+    """The comparison table (and chart) as a W&B run of job_type `report` in the sweep's group.
+
+    mode auto logs only when W&B is online (credentials and a connection); returns the mode used, or None.
+    """
+    from src.loggers import resolve_wandb_mode
+
+    mode = resolve_wandb_mode(mode)
+    if mode == "disabled" or (mode == "offline" and result.get("_requested") == "auto"):
+        return None
+    import wandb
+
+    run = wandb.init(
+        project=project,
+        group=sweep_dir.name,
+        job_type="report",
+        name=f"report-{sweep_dir.name}",
+        mode=mode,
+        dir=str(sweep_dir),
+        settings=wandb.Settings(console="off", silent=True),
+    )
+    columns = result["columns"]
+    table = wandb.Table(columns=columns, data=[[_fmt(row.get(c)) for c in columns] for row in result["rows"]])
+    payload = {"report": table}
+    png = sweep_dir / "report.png"
+    if png.is_file():
+        payload["report_chart"] = wandb.Image(str(png))
+    run.log(payload)
+    run.finish()
+    return mode
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", help="a sweep directory, e.g. outputs/sweeps/rothe_grid_demo")
     parser.add_argument("--out", help="where to write the report (default: the sweep directory)")
+    parser.add_argument(
+        "--wandb",
+        default="auto",
+        choices=["auto", "online", "offline", "disabled"],
+        help="also log the table to W&B: auto = only when online (default)",
+    )
     args = parser.parse_args(argv)
     result = write_report(args.sweep_dir, args.out)
+    result["_requested"] = args.wandb
+    if log_report_to_wandb(result, Path(args.sweep_dir), args.wandb):
+        print(f"report logged to W&B ({args.wandb}) in group {Path(args.sweep_dir).name}")
     print(Path(result["files"][0]).read_text())
     print(f"{result['runs']} runs ({result['failed']} not completed); written: {', '.join(result['files'])}")
 

@@ -9,6 +9,7 @@ python -m src.train -m encoder=minilm,rnd decoder=minilm               # a sweep
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -25,10 +26,12 @@ from hydra.types import RunMode  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from src.callbacks import Throughput  # noqa: E402
+from src.callbacks import Throughput, ValidationExamples, progress_callbacks  # noqa: E402
 from src.data.datamodule import Seq2SeqDataModule  # noqa: E402
-from src.errors import report_user_errors  # noqa: E402
+from src.errors import UserError, report_user_errors  # noqa: E402
+from src.gpu_lease import lease_device  # noqa: E402
 from src.hardware import resolve_precision  # noqa: E402
+from src.loggers import build_logger, finish_wandb, flatten, git_commit  # noqa: E402
 from src.models.module import Seq2SeqModule  # noqa: E402
 from src.outputs import results_table, write_json, write_predictions  # noqa: E402
 
@@ -96,23 +99,130 @@ def evaluate(trainer: L.Trainer, module: Seq2SeqModule, datamodule, ckpt_path: s
     return {k.removeprefix("test/"): float(v) for k, v in metrics.items()}
 
 
+def wandb_group(cfg: DictConfig) -> str | None:
+    """The sweep in a multirun (a grid is one group), else the experiment's name, else none."""
+    if is_multirun():
+        return cfg.sweep_name
+    if HydraConfig.initialized():
+        return HydraConfig.get().runtime.choices.get("experiment")
+    return None
+
+
+def make_logger(cfg: DictConfig, job_type: str):
+    """The `logger=` choice, with the whole resolved config (flattened) and the git commit."""
+    lc = cfg.logger
+    config = {**flatten(OmegaConf.to_container(cfg, resolve=True)), "git_commit": git_commit()}
+    is_rank_zero = int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+    return build_logger(
+        lc.kind if is_rank_zero or lc.kind != "wandb" else "none",
+        save_dir=cfg.output_dir,
+        name=cfg.run_name,
+        group=wandb_group(cfg),
+        tags=[cfg.encoder.name, cfg.decoder.name, cfg.sharing.mode, cfg.data.name, cfg.get("variant")],
+        job_type=job_type,
+        config=config,
+        project=lc.get("project", "warmstart"),
+        entity=lc.get("entity"),
+        mode=lc.get("mode", "auto"),
+        log_model=lc.get("log_model", False),
+    )
+
+
+def log_results_to_wandb(logger, results: dict, out: Path, predictions: list[dict]) -> None:
+    """Test metrics and budget into the run summary; predictions as a table and as an artifact."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    if not isinstance(logger, WandbLogger):
+        return
+    import wandb
+
+    run = logger.experiment
+    run.summary.update(
+        {
+            **{f"test/{k}": v for k, v in results["test"].items()},
+            **{f"params/{k}": v for k, v in results["params"].items()},
+            "status": results["status"],
+        }
+    )
+    columns = ["source", "reference", "prediction"]
+    run.log(
+        {
+            "test/predictions": wandb.Table(
+                columns=columns, data=[[r[c] for c in columns] for r in predictions]
+            )
+        }
+    )
+    artifact = wandb.Artifact(f"predictions-{run.id}", type="predictions")
+    artifact.add_file(str(out / "predictions.jsonl"))
+    run.log_artifact(artifact)
+
+
+def leased_devices(cfg: DictConfig):
+    """A context giving `devices` for the Trainer: a leased GPU index for one-GPU jobs on a multi-GPU machine."""
+    import torch
+
+    t = cfg.trainer
+    one_gpu = str(t.devices) == "1" and t.accelerator in ("auto", "gpu", "cuda")
+    if cfg.get("gpu_lease", True) and one_gpu and torch.cuda.is_available() and torch.cuda.device_count() > 1:
+        return _lease_as_list(torch.cuda.device_count())
+    return contextlib.nullcontext(t.devices)
+
+
+@contextlib.contextmanager
+def _lease_as_list(n: int):
+    with lease_device(n) as index:
+        yield [index]
+
+
+def check_ddp_launch(cfg: DictConfig) -> None:
+    """Lightning starts DDP workers by re-running the command, which in a local sweep is the whole sweep."""
+    strategy = str(cfg.trainer.get("strategy", ""))
+    if is_multirun() and "ddp" in strategy and "SLURM_JOB_ID" not in os.environ:
+        raise UserError(
+            "trainer=ddp inside a local sweep (-m) is not supported: Lightning would re-run the whole sweep in each "
+            "worker. Fix: run each job on its own (python -m src.train trainer=ddp ...), or sweep with "
+            "hydra/launcher=slurm, where SLURM starts each job's processes, or use hydra/launcher=local "
+            "(one GPU per job, jobs in parallel)."
+        )
+
+
 def train(cfg: DictConfig) -> dict:
     """Fit, then test the best (or last) checkpoint; writes metrics.json and predictions.jsonl.
 
     Returns:
         The content of metrics.json.
     """
+    check_ddp_launch(cfg)
+    with leased_devices(cfg) as devices:
+        return _train(cfg, devices)
+
+
+def _train(cfg: DictConfig, devices) -> dict:
+    started = time.time()
     L.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.output_dir)
+    logger = make_logger(cfg, "train")  # first, so that a job failing from here on still has its W&B run
     module = build_module(cfg)
+    if logger:
+        logger.log_hyperparams({f"params.{k}": v for k, v in module.budget.as_dict().items()})
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
     datamodule = build_datamodule(cfg.data, module, cfg.seed)
     datamodule.prepare()  # bad data fails here, before anything is trained or written
 
     callbacks = [instantiate(c) for c in cfg.callbacks.values()]
-    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    progress, show_bar = progress_callbacks(cfg.progress, cfg.trainer.log_every_n_steps)
+    callbacks += progress
+    if cfg.logger.get("examples"):
+        callbacks.append(ValidationExamples(cfg.logger.examples))
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, precision=precision)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=logger,
+        precision=precision,
+        devices=devices,
+        enable_progress_bar=show_bar and cfg.trainer.enable_progress_bar,
+    )
     results: dict = {
         "status": "running",
         "run_name": cfg.run_name,
@@ -126,7 +236,13 @@ def train(cfg: DictConfig) -> dict:
     }
     if cfg.eval_before_training:
         probe = instantiate(
-            cfg.trainer, callbacks=[], logger=False, enable_checkpointing=False, precision=precision
+            cfg.trainer,
+            callbacks=[],
+            logger=False,
+            enable_checkpointing=False,
+            precision=precision,
+            devices=devices,
+            enable_progress_bar=False,
         )
         results["test_before_training"] = evaluate(probe, module, datamodule)
         log.info("before training: %s", results["test_before_training"])
@@ -150,9 +266,11 @@ def train(cfg: DictConfig) -> dict:
     results["test"] = evaluate(trainer, module, datamodule, ckpt_path=test_ckpt)
     results["test_checkpoint"] = os.path.relpath(test_ckpt, out) if test_ckpt else None
     results["status"] = "completed"
+    results["started_at"], results["finished_at"] = started, time.time()
     if trainer.is_global_zero:
         write_predictions(out / "predictions.jsonl", module.test_predictions)
         write_json(out / "metrics.json", results)
+        log_results_to_wandb(logger, results, out, module.test_predictions)
         shown = {"before training": results.get("test_before_training"), "after training": results["test"]}
         table = results_table({k: v for k, v in shown.items() if v}, [*cfg.data.metrics, "loss"])
         log.info("test results (%s, %s):\n%s", cfg.run_name, module.budget, table)
@@ -205,12 +323,14 @@ def run(cfg: DictConfig) -> float | None:
         try:
             done = train(cfg)
         except Exception as err:
+            finish_wandb(failed=True)  # one W&B run per job, closed and marked failed
             if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
                 record_failure(out, cfg, err)
             if not is_multirun():
                 raise
             log.error("%s failed (%s); the sweep goes on. Details: %s", cfg.run_name, err, out / "error.txt")
             return None
+        finish_wandb(failed=False)
     return done.get("val", {}).get(cfg.monitor.removeprefix("val/"))
 
 

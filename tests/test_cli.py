@@ -72,6 +72,7 @@ def trained_run(tiny, tmp_path_factory) -> Path:
         "decoder=gpt2",
         f"decoder.checkpoint={tiny['gpt2']}",
         f"hydra.run.dir={run_dir}",
+        "logger=csv",
         *TINY_DATA,
         *QUICK,
     )

@@ -17,6 +17,12 @@ from src.data.tokenized import TokenizedSplit, build_or_load
 log = logging.getLogger(__name__)
 
 
+def _rank_and_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
 class BucketBatchSampler(Sampler[list[int]]):
     """Batches of similar source length, in random order, reshuffled every epoch.
 
@@ -48,8 +54,8 @@ class BucketBatchSampler(Sampler[list[int]]):
             batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
         perm = rng.permutation(len(batches))
         batches = [batches[i] for i in perm]
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+        rank, world = _rank_and_world()
+        if world > 1:  # every process gets the same number of batches
             batches = batches[rank : len(batches) - len(batches) % world : world]
         return batches
 
@@ -58,10 +64,7 @@ class BucketBatchSampler(Sampler[list[int]]):
             yield batch.tolist()
 
     def __len__(self) -> int:
-        n = -(-len(self.lengths) // self.batch_size)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            n //= torch.distributed.get_world_size()
-        return n
+        return len(self._batches())
 
 
 class Collator:
@@ -245,9 +248,11 @@ class Seq2SeqDataModule(L.LightningDataModule):
         )
 
     def _eval_loader(self, name: str) -> DataLoader:
-        # Longest sources first, so batches hold similar lengths; predictions carry their index.
+        # Longest sources first, so batches hold similar lengths; predictions carry their index. Under DDP each
+        # process takes a disjoint share (no padding repeats, so split-level metrics count every example once).
         data = self.split(name)
-        order = np.argsort(-data.source_lengths(), kind="stable").tolist()
+        rank, world = _rank_and_world()
+        order = np.argsort(-data.source_lengths(), kind="stable")[rank::world].tolist()
         return DataLoader(
             order,
             batch_size=self.eval_batch_size,

@@ -57,7 +57,9 @@ class Seq2SeqModule(L.LightningModule):
         prebuilt: Seq2Seq | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["prebuilt"])
+        self.save_hyperparameters(
+            ignore=["prebuilt"], logger=False
+        )  # the run logs the whole config, flattened
         built = prebuilt if prebuilt is not None else build_seq2seq(**model)
         self.model = built.model.train()  # from_pretrained returns eval mode: dropout would stay off
         self.encoder_tokenizer, self.decoder_tokenizer = built.encoder_tokenizer, built.decoder_tokenizer
@@ -90,7 +92,19 @@ class Seq2SeqModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].size(0))
+        if self._logging_step():
+            self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
+
+    def _logging_step(self) -> bool:
+        return self._trainer is not None and self.global_step % self.trainer.log_every_n_steps == 0
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # the gradient norm before clipping; only on logging steps, as it costs a device sync
+        if self._logging_step():
+            norms = [p.grad.detach().norm() for p in self.model.parameters() if p.grad is not None]
+            if norms:
+                self.log("train/grad_norm", torch.stack(norms).norm(), on_step=True, on_epoch=False)
 
     @torch.no_grad()
     def generate(self, batch: dict) -> list[str]:
@@ -99,11 +113,14 @@ class Seq2SeqModule(L.LightningModule):
         )
         return [t.strip() for t in self.decoder_tokenizer.batch_decode(out, skip_special_tokens=True)]
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
+    def validation_step(self, batch: dict, batch_idx: int) -> dict | None:
         self.log("val/loss", self.loss(batch), batch_size=batch["input_ids"].size(0), sync_dist=True)
         limit = self.hparams.gen_val_batches
         if limit is None or batch_idx < limit:
-            self.val_metrics.update(self.generate(batch), batch["reference"], batch["source"])
+            predictions = self.generate(batch)
+            self.val_metrics.update(predictions, batch["reference"], batch["source"])
+            return {"predictions": predictions}  # for callbacks (ValidationExamples)
+        return None
 
     def on_validation_epoch_end(self) -> None:
         if self.val_metrics.update_count:
@@ -125,6 +142,12 @@ class Seq2SeqModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self.log_dict({f"test/{k}": v for k, v in self.test_metrics.compute().items()})
         self.test_metrics.reset()
+        if (
+            self.trainer.world_size > 1
+        ):  # each process decoded a shard: gather them, drop sampler padding repeats
+            shards = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(shards, self.test_predictions)
+            self.test_predictions = list({r["index"]: r for shard in shards for r in shard}.values())
         self.test_predictions.sort(key=lambda r: r["index"])  # evaluation ran longest-first
 
     # ---- optimisation ------------------------------------------------------------------------------------

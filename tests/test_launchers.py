@@ -1,0 +1,149 @@
+"""Launchers: one GPU per parallel job (leases), the joblib launcher with 2 jobs, DDP with 2 CPU processes,
+the SLURM and Optuna configs."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import time
+
+from hydra import compose, initialize_config_dir
+
+from src.gpu_lease import lease_device
+from tests.conftest import REPO, run_cli
+
+TINY = [
+    "data.synthetic.num_train=32",
+    "data.synthetic.num_validation=4",
+    "data.synthetic.num_test=6",
+    "data.batch_size=4",
+    "data.eval_batch_size=4",
+    "data.generation.max_new_tokens=4",
+    "data.generation.num_beams=1",
+    "trainer.max_steps=4",
+    "trainer.val_check_interval=2",
+    "trainer.enable_progress_bar=false",
+    "logger=none",
+]
+
+
+def _hold(lock_dir, hold_s, out):
+    with lease_device(2, lock_dir, poll_s=0.05) as index:
+        out.put((index, time.monotonic()))
+        time.sleep(hold_s)
+    out.put(("released", time.monotonic()))
+
+
+def test_each_job_leases_its_own_device_and_waits_when_all_are_busy(tmp_path):
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    holders = [ctx.Process(target=_hold, args=(tmp_path, 2.0, out)) for _ in range(2)]
+    for p in holders:
+        p.start()
+    first = [out.get(timeout=60) for _ in range(2)]
+    assert sorted(i for i, _ in first) == [0, 1]  # never two jobs on one device
+    waiter = ctx.Process(target=_hold, args=(tmp_path, 0.0, out))
+    waiter.start()
+    events = [out.get(timeout=60) for _ in range(4)]
+    for p in (*holders, waiter):
+        p.join(timeout=60)
+    released = min(t for what, t in events if what == "released")
+    acquired = [(i, t) for i, t in events if i != "released"]
+    assert len(acquired) == 1 and acquired[0][1] >= released  # the third job waited for a free device
+
+
+def test_local_launcher_runs_two_jobs_in_parallel(tiny, tmp_path):
+    proc = run_cli(
+        "src.train",
+        "-m",
+        "hydra/launcher=local",
+        "hydra.launcher.n_jobs=2",
+        f"encoder.checkpoint={tiny['bert']}",
+        f"decoder.checkpoint={tiny['bert']}",
+        "sharing=none,embeddings",
+        f"hydra.sweep.dir={tmp_path}",
+        *TINY,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = [json.loads(p.read_text()) for p in tmp_path.glob("*/metrics.json")]
+    assert sorted(r["sharing"] for r in runs) == ["embeddings", "none"]
+    assert all(r["status"] == "completed" for r in runs)
+    (a0, a1), (b0, b1) = ((r["started_at"], r["finished_at"]) for r in runs)
+    assert a0 < b1 and b0 < a1, "the two jobs did not overlap in time"
+
+
+def test_ddp_with_two_cpu_processes_writes_one_run_directory(tiny, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_cli(
+        "src.train",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        f"encoder.checkpoint={tiny['bert']}",
+        f"decoder.checkpoint={tiny['bert']}",
+        f"hydra.run.dir={run_dir}",
+        *TINY,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["train"]["steps"] == 4
+    rows = (run_dir / "predictions.jsonl").read_text().splitlines()
+    assert len(rows) == 6  # both processes' shards, gathered, sampler padding dropped
+    assert len({json.loads(r)["source"] for r in rows}) == 6
+
+
+def test_slurm_and_optuna_configs_compose():
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4"],
+            return_hydra_config=True,
+        )
+        launcher = cfg.hydra.launcher
+        assert "SlurmLauncher" in launcher._target_ and launcher.tasks_per_node == 4
+        assert launcher.max_num_timeout > 0 and launcher.gpus_per_node == 1
+        cfg = compose(
+            "train", overrides=["hparams_search=optuna", "experiment=demo"], return_hydra_config=True
+        )
+        sweeper = cfg.hydra.sweeper
+        assert "OptunaSweeper" in sweeper._target_
+        assert set(sweeper.params) == {"optimizer.lr", "optimizer.warmup_steps", "data.batch_size"}
+
+
+def test_optuna_sweep_optimises_the_returned_metric(tiny, tmp_path):
+    proc = run_cli(
+        "src.train",
+        "-m",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=2",
+        f"encoder.checkpoint={tiny['bert']}",
+        f"decoder.checkpoint={tiny['bert']}",
+        f"hydra.sweep.dir={tmp_path}",
+        *TINY,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = [json.loads(p.read_text()) for p in tmp_path.glob("*/metrics.json")]
+    assert len(runs) == 2 and all(r["status"] == "completed" for r in runs)
+    best = (tmp_path / "optimization_results.yaml").read_text()
+    assert "best_value" in best
+    assert f"{min(r['val']['loss'] for r in runs):.4f}"[:5] in best
+
+
+def test_ddp_inside_a_local_sweep_is_refused_with_the_alternatives(tiny, tmp_path):
+    proc = run_cli(
+        "src.train",
+        "-m",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        f"encoder.checkpoint={tiny['bert']}",
+        f"decoder.checkpoint={tiny['bert']}",
+        "sharing=none,embeddings",
+        f"hydra.sweep.dir={tmp_path}",
+        *TINY,
+    )
+    assert proc.returncode == 0  # the sweep itself goes on; each job records why it did not run
+    for path in tmp_path.glob("*/metrics.json"):
+        metrics = json.loads(path.read_text())
+        assert metrics["status"] == "failed" and "hydra/launcher=slurm" in metrics["error"]
