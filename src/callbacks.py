@@ -130,3 +130,79 @@ class ValidationExamples(L.Callback):
                     data=self.rows,
                     step=trainer.global_step,
                 )
+
+
+class ResumableOrder(L.Callback):
+    """Saves where training is in its epoch and the RNG state in every checkpoint, so a resumed run draws the
+    same batches and the same dropout masks as an uninterrupted one.
+
+    Args:
+        order_state: the data module's shared dict; on restore it receives {"epoch", "skip"} and the training
+            sampler skips the batches the interrupted run had already consumed.
+    """
+
+    def __init__(self, order_state: dict):
+        self.order_state = order_state
+        self.epoch = self.consumed = 0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:  # not called when resuming mid-epoch
+        self.epoch, self.consumed = trainer.current_epoch, 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.epoch, self.consumed = trainer.current_epoch, self.consumed + 1
+
+    def state_dict(self) -> dict:
+        state = {"epoch": self.epoch, "consumed": self.consumed, "torch_rng": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.consumed = state["epoch"], state["consumed"]
+        self.order_state.update(epoch=self.epoch, skip=self.consumed)
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+class Interrupted(Exception):
+    """Training stopped on SIGTERM / SIGUSR1 after saving a checkpoint; re-running the command resumes it."""
+
+
+class SaveOnSignal(L.Callback):
+    """On SIGTERM or SIGUSR1 (SLURM's preemption warning): finish the current step, save checkpoints/last.ckpt,
+    then stop with `Interrupted`. Under SLURM the job is requeued (`scontrol requeue`) and resumes."""
+
+    SIGNALS = ("SIGTERM", "SIGUSR1")
+
+    def __init__(self, last_path: str):
+        self.last_path, self.received = last_path, None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for name in self.SIGNALS:
+            signal.signal(getattr(signal, name), self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        import signal
+
+        self.received = signal.Signals(signum).name
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.received is None:
+            return
+        trainer.save_checkpoint(self.last_path)
+        log.warning("%s received: saved %s at step %d", self.received, self.last_path, trainer.global_step)
+        job = __import__("os").environ.get("SLURM_JOB_ID")
+        if job and trainer.is_global_zero:
+            import subprocess
+
+            subprocess.run(["scontrol", "requeue", job], check=False)
+            log.warning("requeued SLURM job %s; it will resume from %s", job, self.last_path)
+        raise Interrupted(
+            f"{self.received} at step {trainer.global_step}; checkpoint saved to {self.last_path}"
+        )

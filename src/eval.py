@@ -1,6 +1,6 @@
 """Evaluate a checkpoint written by `src.train`: generation metrics and predictions on one split.
 
-python -m src.eval ckpt_path=outputs/runs/<run>/<time>/checkpoints/last.ckpt
+python -m src.eval ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt
 python -m src.eval ckpt_path=... split=validation
 """
 

@@ -26,7 +26,14 @@ from hydra.types import RunMode  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from src.callbacks import Throughput, ValidationExamples, progress_callbacks  # noqa: E402
+from src.callbacks import (  # noqa: E402
+    Interrupted,
+    ResumableOrder,
+    SaveOnSignal,
+    Throughput,
+    ValidationExamples,
+    progress_callbacks,
+)
 from src.data.datamodule import Seq2SeqDataModule  # noqa: E402
 from src.errors import UserError, report_user_errors  # noqa: E402
 from src.gpu_lease import lease_device  # noqa: E402
@@ -54,6 +61,7 @@ def build_module(cfg: DictConfig) -> Seq2SeqModule:
         metrics=list(cfg.data.metrics),
         gen_val_batches=cfg.gen_val_batches,
         bleu_lowercase=cfg.data.get("bleu_lowercase", False),
+        skip_nonfinite=cfg.trainer.get("skip_nonfinite", False),
     )
 
 
@@ -93,9 +101,43 @@ def build_datamodule(data: DictConfig, module: Seq2SeqModule, seed: int) -> Seq2
     )
 
 
+def make_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
+    """The Lightning Trainer from `trainer=` (our own keys such as skip_nonfinite are not Trainer arguments)."""
+    args = {k: v for k, v in cfg.trainer.items() if k != "skip_nonfinite"}
+    return instantiate(OmegaConf.create(args), **overrides)
+
+
+def checkpoint_to_resume(cfg: DictConfig, out: Path) -> str | None:
+    """`ckpt_path` if given (it must exist), else this run's last checkpoint when `resume` is on."""
+    if cfg.ckpt_path:
+        path = Path(cfg.ckpt_path).expanduser()
+        if not path.is_file():
+            raise UserError(
+                f"ckpt_path={cfg.ckpt_path} does not exist. Fix: point it at a .ckpt file, "
+                f"e.g. {out / 'checkpoints' / 'last.ckpt'}, or drop it."
+            )
+        return str(path)
+    last = out / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return None
+    if cfg.get("resume", True):
+        log.info("resuming from %s (resume=false to start afresh)", last)
+        return str(last)
+    aside = out / f"checkpoints.before-{time.strftime('%Y%m%d-%H%M%S')}"
+    (out / "checkpoints").rename(aside)  # starting afresh never deletes what was written
+    log.info("resume=false: starting afresh; the earlier checkpoints are kept in %s", aside)
+    return None
+
+
 def evaluate(trainer: L.Trainer, module: Seq2SeqModule, datamodule, ckpt_path: str | None = None) -> dict:
     """Test metrics ({name: value} without the `test/` prefix); predictions stay on module.test_predictions."""
-    (metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+    (metrics,) = trainer.test(
+        module,
+        datamodule=datamodule,
+        ckpt_path=ckpt_path,
+        verbose=False,
+        weights_only=True if ckpt_path else None,
+    )
     return {k.removeprefix("test/"): float(v) for k, v in metrics.items()}
 
 
@@ -210,13 +252,17 @@ def _train(cfg: DictConfig, devices) -> dict:
     datamodule.prepare()  # bad data fails here, before anything is trained or written
 
     callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+    callbacks += [
+        ResumableOrder(datamodule.order_state),
+        SaveOnSignal(str(out / "checkpoints" / "last.ckpt")),
+    ]
     progress, show_bar = progress_callbacks(cfg.progress, cfg.trainer.log_every_n_steps)
     callbacks += progress
     if cfg.logger.get("examples"):
         callbacks.append(ValidationExamples(cfg.logger.examples))
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
-    trainer: L.Trainer = instantiate(
-        cfg.trainer,
+    trainer: L.Trainer = make_trainer(
+        cfg,
         callbacks=callbacks,
         logger=logger,
         precision=precision,
@@ -235,8 +281,8 @@ def _train(cfg: DictConfig, devices) -> dict:
         "precision": str(precision),
     }
     if cfg.eval_before_training:
-        probe = instantiate(
-            cfg.trainer,
+        probe = make_trainer(
+            cfg,
             callbacks=[],
             logger=False,
             enable_checkpointing=False,
@@ -247,12 +293,23 @@ def _train(cfg: DictConfig, devices) -> dict:
         results["test_before_training"] = evaluate(probe, module, datamodule)
         log.info("before training: %s", results["test_before_training"])
 
+    resume_from = checkpoint_to_resume(cfg, out)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    except RuntimeError as err:
+        if resume_from and "state_dict" in str(err):
+            raise UserError(
+                f"checkpoint {resume_from} belongs to another architecture than this run's "
+                f"({cfg.run_name}): {str(err).splitlines()[0]}. Fix: pass a checkpoint of this model, or resume=false."
+            ) from None
+        raise
     results["train"] = {
         "steps": trainer.global_step,
         "wall_time_s": round(time.perf_counter() - start, 2),
         **next((c.summary() for c in callbacks if isinstance(c, Throughput)), {}),
+        "nonfinite_skipped": module.nonfinite_skipped,
+        "resumed_from": os.path.relpath(resume_from, out) if resume_from else None,
     }
     results["train"] = {k.removeprefix("train/"): v for k, v in results["train"].items()}
     results["data_stats"] = datamodule.stats()
@@ -271,11 +328,20 @@ def _train(cfg: DictConfig, devices) -> dict:
         write_predictions(out / "predictions.jsonl", module.test_predictions)
         write_json(out / "metrics.json", results)
         log_results_to_wandb(logger, results, out, module.test_predictions)
-        shown = {"before training": results.get("test_before_training"), "after training": results["test"]}
-        table = results_table({k: v for k, v in shown.items() if v}, [*cfg.data.metrics, "loss"])
-        log.info("test results (%s, %s):\n%s", cfg.run_name, module.budget, table)
-        log.info("run directory: %s (metrics.json, predictions.jsonl, checkpoints/)", out)
+        show_results(results, out, [*cfg.data.metrics, "loss"])
     return results
+
+
+def show_results(results: dict, out: Path, metrics: list[str]) -> None:
+    shown = {"before training": results.get("test_before_training"), "after training": results["test"]}
+    table = results_table({k: v for k, v in shown.items() if v}, metrics)
+    log.info(
+        "test results (%s, %s parameters):\n%s",
+        results["run_name"],
+        f"{results['params']['total'] / 1e6:.1f}M",
+        table,
+    )
+    log.info("run directory: %s (metrics.json, predictions.jsonl, checkpoints/)", out)
 
 
 def completed(out: Path) -> dict | None:
@@ -314,14 +380,26 @@ def run(cfg: DictConfig) -> float | None:
         The monitored validation metric (what an Optuna sweep optimises), or None.
     """
     out = Path(cfg.output_dir)
-    done = completed(out) if cfg.skip_completed else None
+    done = completed(out) if cfg.skip_completed and cfg.get("resume", True) else None
     if done is not None:
         log.info(
-            "%s: already completed in %s, skipping (skip_completed=false to run again)", cfg.run_name, out
+            "%s: already completed in %s, not run again (skip_completed=false or resume=false to redo it)",
+            cfg.run_name,
+            out,
         )
+        show_results(done, out, [*cfg.data.metrics, "loss"])
     else:
         try:
             done = train(cfg)
+        except Interrupted as err:
+            finish_wandb(failed=True)
+            write_json(
+                out / "metrics.json", {"status": "interrupted", "run_name": cfg.run_name, "reason": str(err)}
+            )
+            log.warning("interrupted: %s. Re-run the same command to resume.", err)
+            if is_multirun():
+                return None
+            raise SystemExit(143) from None
         except Exception as err:
             finish_wandb(failed=True)  # one W&B run per job, closed and marked failed
             if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:

@@ -31,7 +31,14 @@ class BucketBatchSampler(Sampler[list[int]]):
     takes every world_size-th batch.
     """
 
-    def __init__(self, lengths: np.ndarray, batch_size: int, seed: int = 0, pool_batches: int = 50):
+    def __init__(
+        self,
+        lengths: np.ndarray,
+        batch_size: int,
+        seed: int = 0,
+        pool_batches: int = 50,
+        resume: dict | None = None,
+    ):
         self.lengths, self.batch_size, self.seed, self.pool = (
             np.asarray(lengths),
             batch_size,
@@ -39,6 +46,9 @@ class BucketBatchSampler(Sampler[list[int]]):
             pool_batches,
         )
         self.epoch = 0
+        self.resume = (
+            resume if resume is not None else {}
+        )  # {"epoch", "skip"}: set when a checkpoint is restored
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -60,7 +70,9 @@ class BucketBatchSampler(Sampler[list[int]]):
         return batches
 
     def __iter__(self):
-        for batch in self._batches():
+        batches = self._batches()
+        skip = self.resume.pop("skip", 0) if self.resume.get("epoch") == self.epoch else 0
+        for batch in batches[skip:]:  # a resumed epoch continues where the interrupted run stopped
             yield batch.tolist()
 
     def __len__(self) -> int:
@@ -170,6 +182,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
         self.num_workers, self.seed = num_workers, seed
         self.limits = {"train": limit_train, "validation": limit_eval, "test": limit_eval}
         self.splits: dict[str, TokenizedSplit] = {}
+        self.order_state: dict = {}  # filled by callbacks.ResumableOrder when a checkpoint is restored
 
     def split(self, name: str) -> TokenizedSplit:
         if name not in self.splits:
@@ -238,13 +251,18 @@ class Seq2SeqDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         data = self.split("train")
-        sampler = BucketBatchSampler(data.source_lengths(), self.batch_size, seed=self.seed)
+        sampler = BucketBatchSampler(
+            data.source_lengths(), self.batch_size, seed=self.seed, resume=self.order_state
+        )
         return DataLoader(
             range(len(data)),
             batch_sampler=sampler,
             collate_fn=self._collator(data),
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
+            # its own generator: creating an iterator would otherwise draw from the global RNG that dropout
+            # uses, and a resumed run (which creates its iterators at other moments) would see other masks
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def _eval_loader(self, name: str) -> DataLoader:
@@ -259,6 +277,9 @@ class Seq2SeqDataModule(L.LightningDataModule):
             collate_fn=self._collator(data),
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
+            # its own generator: creating an iterator would otherwise draw from the global RNG that dropout
+            # uses, and a resumed run (which creates its iterators at other moments) would see other masks
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def val_dataloader(self) -> DataLoader:

@@ -33,6 +33,10 @@ def tokenizer_from_files(files: dict[str, bytes]):
         return load_tokenizer(tmp)
 
 
+class NonFiniteLoss(UserError):
+    """The training loss became NaN or inf."""
+
+
 class Seq2SeqModule(L.LightningModule):
     """Warm-started encoder-decoder training.
 
@@ -42,6 +46,7 @@ class Seq2SeqModule(L.LightningModule):
         generation: keyword arguments of `generate` (num_beams, max_new_tokens, length_penalty, ...).
         metrics: names of generation metrics (see `GenerationMetrics`).
         bleu_lowercase: sacreBLEU on lowercased text (uncased BLEU, as the paper reports WMT).
+        skip_nonfinite: skip batches whose loss is NaN/inf (counted) instead of stopping the run.
         gen_val_batches: validation batches decoded for generation metrics per validation; None = all.
         prebuilt: an already built model (used when loading a run checkpoint); not a hyperparameter.
     """
@@ -54,6 +59,7 @@ class Seq2SeqModule(L.LightningModule):
         metrics=("rouge1", "rouge2", "rougeL", "exact"),
         gen_val_batches: int | None = 2,
         bleu_lowercase: bool = False,
+        skip_nonfinite: bool = False,
         prebuilt: Seq2Seq | None = None,
     ):
         super().__init__()
@@ -68,6 +74,7 @@ class Seq2SeqModule(L.LightningModule):
         self.val_metrics = GenerationMetrics(metrics, bleu_lowercase=bleu_lowercase)
         self.test_metrics = GenerationMetrics(metrics, bleu_lowercase=bleu_lowercase)
         self.test_predictions: list[dict] = []
+        self.nonfinite_skipped = 0
         self.run_config: dict | None = None  # the composed Hydra config, saved inside every checkpoint
         self._tokenizer_files = None
 
@@ -91,6 +98,20 @@ class Seq2SeqModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
+        if not torch.isfinite(loss):
+            if self.hparams.skip_nonfinite:
+                self.nonfinite_skipped += 1
+                log.warning(
+                    "non-finite loss at step %d: batch skipped (%d so far)",
+                    self.global_step,
+                    self.nonfinite_skipped,
+                )
+                return None  # Lightning skips backward and the optimizer step
+            raise NonFiniteLoss(
+                f"the training loss is {loss.item()} at step {self.global_step}; the run stopped and keeps its last "
+                "good checkpoint. Fix: lower optimizer.lr or raise optimizer.warmup_steps (keep "
+                "trainer.gradient_clip_val), or skip such batches with trainer.skip_nonfinite=true."
+            )
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].size(0))
         if self._logging_step():
             self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
@@ -108,10 +129,20 @@ class Seq2SeqModule(L.LightningModule):
 
     @torch.no_grad()
     def generate(self, batch: dict) -> list[str]:
-        out = self.model.generate(
+        try:
+            out = self._generate(batch)
+        except torch.OutOfMemoryError:
+            size, beams = batch["input_ids"].size(0), self.generation.get("num_beams", 1)
+            raise UserError(
+                f"out of memory while generating for a batch of {size} examples with {beams} beams. "
+                f"Fix: lower data.eval_batch_size (now {size}), or data.generation.num_beams."
+            ) from None
+        return [t.strip() for t in self.decoder_tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+    def _generate(self, batch: dict) -> torch.Tensor:
+        return self.model.generate(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **self.generation
         )
-        return [t.strip() for t in self.decoder_tokenizer.batch_decode(out, skip_special_tokens=True)]
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict | None:
         self.log("val/loss", self.loss(batch), batch_size=batch["input_ids"].size(0), sync_dist=True)

@@ -1,0 +1,325 @@
+"""Reliability: kills and resumes, signals, determinism, non-finite losses, atomic files, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import MissingConfigException
+
+from src.errors import UserError
+from src.outputs import atomic_write_text, write_json
+from src.train import train
+from tests.conftest import CACHE, REPO, run_cli
+
+TINY = [
+    "data.synthetic.num_train=64",
+    "data.synthetic.num_validation=4",
+    "data.synthetic.num_test=6",
+    "data.batch_size=4",
+    "data.eval_batch_size=6",
+    "data.generation.max_new_tokens=4",
+    "data.generation.num_beams=1",
+    "trainer.val_check_interval=5",
+    "trainer.log_every_n_steps=1",
+    "optimizer.warmup_steps=2",
+    "optimizer.lr=1e-3",
+    "logger=none",
+    "progress=plain",
+]
+
+
+def models(tiny):
+    return [f"encoder.checkpoint={tiny['bert']}", f"decoder.checkpoint={tiny['bert']}"]
+
+
+def start(tiny, run_dir: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "WARMSTART_CACHE": CACHE}
+    return subprocess.Popen(
+        [sys.executable, "-m", "src.train", *models(tiny), f"hydra.run.dir={run_dir}", *TINY, *extra],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def final(run_dir: Path) -> dict:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed", metrics
+    return metrics
+
+
+def test_sigkill_then_rerun_resumes_and_matches_an_uninterrupted_run(tiny, tmp_path):
+    steps = ["trainer.max_steps=40"]
+    reference = start(tiny, tmp_path / "reference", *steps)
+    assert reference.wait(timeout=300) == 0, reference.stdout.read()[-3000:]
+
+    victim_dir = tmp_path / "victim"
+    victim = start(tiny, victim_dir, *steps)
+    wait_for(victim_dir / "checkpoints" / "last.ckpt", victim)
+    victim.send_signal(signal.SIGKILL)  # no chance to save anything more
+    victim.wait(timeout=60)
+    assert not (victim_dir / "metrics.json").exists()
+
+    again = start(tiny, victim_dir, *steps)  # the same command
+    out = again.communicate(timeout=300)[0]
+    assert again.returncode == 0, out[-3000:]
+    assert "resuming from" in out
+
+    got, want = final(victim_dir), final(tmp_path / "reference")
+    assert got["train"]["resumed_from"] == "checkpoints/last.ckpt" and got["train"]["steps"] == 40
+    # same batches, same dropout masks, same optimizer state: identical on CPU
+    assert got["test"] == want["test"]
+    assert got["val"] == want["val"]
+
+
+def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes(tiny, tmp_path):
+    proc = start(tiny, tmp_path, "trainer.max_steps=400", "trainer.val_check_interval=1000")
+    deadline = time.monotonic() + 120
+    lines = []
+    while time.monotonic() < deadline:  # wait until training is under way (plain progress lines)
+        line = proc.stdout.readline()
+        lines.append(line)
+        if "step 3/400" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 143, "".join(lines) + out[-3000:]
+    assert "SIGTERM received: saved" in out
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert ckpt["global_step"] >= 3
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "interrupted"
+    proc = run_cli(
+        "src.train",
+        *models(tiny),
+        f"hydra.run.dir={tmp_path}",
+        *TINY,
+        "trainer.max_steps=8",
+        "trainer.val_check_interval=1000",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert final(tmp_path)["train"]["resumed_from"] == "checkpoints/last.ckpt"
+
+
+def compose_run(tiny, out: Path, *extra: str):
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        return compose(
+            "train",
+            overrides=[
+                *models(tiny),
+                f"output_dir={out}",
+                f"data.cache_dir={CACHE}",
+                *TINY,
+                "trainer.max_steps=6",
+                *extra,
+            ],
+        )
+
+
+def test_same_seed_same_metrics(tiny, tmp_path):
+    a = train(compose_run(tiny, tmp_path / "a"))
+    b = train(compose_run(tiny, tmp_path / "b"))
+    assert a["test"] == b["test"] and a["val"] == b["val"]
+    c = train(compose_run(tiny, tmp_path / "c", "seed=7"))
+    assert c["test"]["loss"] != a["test"]["loss"]
+
+
+@pytest.fixture
+def nan_at_step_4(monkeypatch):
+    from src.models.module import Seq2SeqModule
+
+    real = Seq2SeqModule.loss
+
+    def loss(self, batch):
+        value = real(self, batch)
+        return value * float("nan") if self.training and self.global_step == 4 else value
+
+    monkeypatch.setattr(Seq2SeqModule, "loss", loss)
+
+
+def test_nonfinite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tiny, tmp_path, nan_at_step_4):
+    cfg = compose_run(tiny, tmp_path, "trainer.val_check_interval=2")
+    with pytest.raises(UserError, match=r"the training loss is nan at step 4.*trainer.skip_nonfinite=true"):
+        train(cfg)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert ckpt["global_step"] == 4
+    assert all(torch.isfinite(t).all() for t in ckpt["state_dict"].values() if t.is_floating_point())
+
+
+def test_nonfinite_batches_can_be_skipped_and_counted(tiny, tmp_path, nan_at_step_4):
+    results = train(compose_run(tiny, tmp_path, "trainer.skip_nonfinite=true"))
+    assert results["status"] == "completed" and results["train"]["nonfinite_skipped"] == 1
+
+
+def test_a_failed_run_is_marked_in_metrics_json(tiny, tmp_path):
+    proc = run_cli(
+        "src.train",
+        *models(tiny),
+        f"hydra.run.dir={tmp_path}",
+        *TINY,
+        "trainer.max_steps=4",
+        f"ckpt_path={tmp_path / 'nope.ckpt'}",
+    )
+    assert proc.returncode == 2 and "ckpt_path=" in proc.stderr and "does not exist" in proc.stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and "does not exist" in metrics["error"]
+
+
+def test_oom_while_generating_names_the_batch_size_to_lower(tiny, monkeypatch):
+    from src.models.module import Seq2SeqModule
+
+    module = Seq2SeqModule(
+        model={"encoder_checkpoint": tiny["bert"], "decoder_checkpoint": tiny["bert"]},
+        optimizer={},
+        generation={"num_beams": 4},
+    )
+
+    def boom(batch):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(module, "_generate", boom)
+    batch = {"input_ids": torch.ones(48, 5, dtype=torch.long), "attention_mask": torch.ones(48, 5)}
+    with pytest.raises(
+        UserError, match=r"batch of 48 examples with 4 beams.*data.eval_batch_size \(now 48\)"
+    ):
+        module.generate(batch)
+
+
+def test_checkpoint_of_another_architecture_is_refused(tiny, tmp_path):
+    first = run_cli(
+        "src.train", *models(tiny), f"hydra.run.dir={tmp_path / 'a'}", *TINY, "trainer.max_steps=5"
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    other = run_cli(
+        "src.train",
+        f"encoder.checkpoint={tiny['bert']}",
+        "decoder=gpt2",
+        f"decoder.checkpoint={tiny['gpt2']}",
+        f"hydra.run.dir={tmp_path / 'b'}",
+        *TINY,
+        "trainer.max_steps=5",
+        f"ckpt_path={tmp_path / 'a' / 'checkpoints' / 'last.ckpt'}",
+    )
+    assert other.returncode == 2
+    assert "belongs to another architecture" in other.stderr and "Traceback" not in other.stderr
+    assert final(tmp_path / "a")  # the first run's outputs are untouched
+
+
+def test_a_full_disk_while_writing_keeps_the_previous_file(tmp_path, monkeypatch):
+    target = tmp_path / "metrics.json"
+    write_json(target, {"status": "completed", "value": 1})
+    import builtins
+
+    real_fdopen = os.fdopen
+
+    class FullDisk:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, text):
+            self.f.write(text[:10])
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, *a, **k: FullDisk(real_fdopen(fd, *a, **k)))
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write_text(target, json.dumps({"status": "completed", "value": 2}))
+    monkeypatch.setattr(os, "fdopen", real_fdopen)
+    assert json.loads(target.read_text()) == {"status": "completed", "value": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary file left behind
+    assert builtins  # (keeps the import used)
+
+
+def test_lightning_checkpoints_are_written_atomically(tmp_path, monkeypatch):
+    """A kill or a full disk while saving leaves the previous checkpoint: writes go to a temporary file first."""
+    from lightning.fabric.utilities.cloud_io import _atomic_save
+
+    path = tmp_path / "last.ckpt"
+    _atomic_save({"step": 1}, path)
+    import fsspec.implementations.local as local
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(local.LocalFileOpener, "write", full_disk)
+    with pytest.raises(OSError):
+        _atomic_save({"step": 2, "big": torch.zeros(1000)}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"step": 1}
+
+
+def test_a_1mb_document_is_truncated_and_counted(tiny, tmp_path):
+    from src.data.datamodule import Seq2SeqDataModule
+    from src.models.checkpoints import load_tokenizer
+
+    data = tmp_path / "data"
+    data.mkdir()
+    long_doc = ("the violin and then the tiger . " * 40000)[:1_000_000]
+    for split in ("train", "validation", "test"):
+        rows = [
+            {"source": long_doc, "target": "instrument then animal"},
+            {"source": "a dog .", "target": "animal"},
+        ]
+        (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tok = load_tokenizer(tiny["bert"])
+    ids = {
+        "decoder_start_token_id": tok.cls_token_id,
+        "eos_token_id": tok.sep_token_id,
+        "pad_token_id": tok.pad_token_id,
+    }
+    dm = Seq2SeqDataModule(
+        name="big",
+        loader="jsonl",
+        path=str(data),
+        encoder_tokenizer=tok,
+        decoder_tokenizer=tok,
+        special_ids=ids,
+        max_source_length=64,
+        max_target_length=8,
+        cache_dir=str(tmp_path / "cache"),
+    )
+    split = dm.split("train")
+    assert len(split.source(0)) == 64 and split.stats.truncated_sources == 1
+
+
+@pytest.mark.parametrize(
+    "group,bad", [("decoder", "bart"), ("variant", "t5share"), ("data", "squad"), ("sharing", "all")]
+)
+def test_unknown_names_list_the_choices(group, bad):
+    with (
+        initialize_config_dir(str(REPO / "conf"), version_base="1.3"),
+        pytest.raises(MissingConfigException, match=f"Could not find '{group}/{bad}'") as err,
+    ):
+        compose("train", overrides=[f"{group}={bad}"])
+    assert err.value.options  # Hydra lists the available options in its message
+
+
+def test_checkpoints_load_with_weights_only(tiny, tmp_path):
+    cfg = compose_run(tiny, tmp_path, "trainer.max_steps=5")
+    train(cfg)
+    # every object in our checkpoints is a tensor or a plain value: the safe loader accepts them
+    torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)
