@@ -43,6 +43,9 @@ def load_runs(sweep_dir: Path) -> list[dict]:
         except ValueError:
             metrics = {"status": "unreadable"}
         metrics["dir"] = str(path.parent.relative_to(sweep_dir))
+        composed = path.parent / ".hydra" / "config.yaml"
+        if "variant" not in metrics and composed.is_file():  # runs written before metrics.json named it
+            metrics["variant"] = OmegaConf.load(composed).get("variant")
         runs.append(metrics)
     order = {v: i for i, v in enumerate(VARIANTS)}
     runs.sort(key=lambda r: (order.get(r.get("variant") or "", len(order)), r.get("run_name", ""), r["dir"]))

@@ -56,7 +56,7 @@ def build_module(cfg: DictConfig) -> Seq2SeqModule:
             "sharing": cfg.sharing.mode,
             "decoder_only": cfg.encoder.name == "none",
         },
-        optimizer={k: v for k, v in OmegaConf.to_container(cfg.optimizer).items()},
+        optimizer=OmegaConf.to_container(cfg.optimizer),
         generation=OmegaConf.to_container(cfg.data.generation),
         metrics=list(cfg.data.metrics),
         gen_val_batches=cfg.gen_val_batches,
@@ -154,9 +154,8 @@ def make_logger(cfg: DictConfig, job_type: str):
     """The `logger=` choice, with the whole resolved config (flattened) and the git commit."""
     lc = cfg.logger
     config = {**flatten(OmegaConf.to_container(cfg, resolve=True)), "git_commit": git_commit()}
-    is_rank_zero = int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
     return build_logger(
-        lc.kind if is_rank_zero or lc.kind != "wandb" else "none",
+        lc.kind if is_launching_process() or lc.kind != "wandb" else "none",
         save_dir=cfg.output_dir,
         name=cfg.run_name,
         group=wandb_group(cfg),
@@ -272,6 +271,7 @@ def _train(cfg: DictConfig, devices) -> dict:
     results: dict = {
         "status": "running",
         "run_name": cfg.run_name,
+        "variant": cfg.get("variant"),
         "encoder": cfg.encoder.name,
         "decoder": cfg.decoder.name,
         "sharing": cfg.sharing.mode,
@@ -369,6 +369,11 @@ def record_failure(out: Path, cfg: DictConfig, err: BaseException) -> None:
     (out / "error.txt").write_text("".join(traceback.format_exception(err)))
 
 
+def is_launching_process() -> bool:
+    """False in the extra processes of a DDP run (they must not write the run's files or open W&B runs)."""
+    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+
+
 def is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
@@ -402,7 +407,7 @@ def run(cfg: DictConfig) -> float | None:
             raise SystemExit(143) from None
         except Exception as err:
             finish_wandb(failed=True)  # one W&B run per job, closed and marked failed
-            if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:
+            if is_launching_process():
                 record_failure(out, cfg, err)
             if not is_multirun():
                 raise
