@@ -42,7 +42,15 @@ class Throughput(L.Callback):
         self.samples += batch["input_ids"].size(0)
         self.tokens += batch["num_target_tokens"]
         if trainer.global_step % self.log_every_n_steps == 0 and self.seconds > 0:
-            pl_module.log_dict(self.summary(), on_step=True, on_epoch=False)
+            summary = self.summary()
+            pl_module.log(
+                "train/samples_per_s",
+                summary.pop("train/samples_per_s"),
+                on_step=True,
+                on_epoch=False,
+                prog_bar=True,
+            )  # shown on the progress bar beside steps, loss and ETA
+            pl_module.log_dict(summary, on_step=True, on_epoch=False)
 
     def summary(self) -> dict[str, float]:
         s = max(self.seconds, 1e-9)
