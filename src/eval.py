@@ -18,9 +18,10 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from src.errors import UserError, report_user_errors  # noqa: E402
 from src.hardware import resolve_precision  # noqa: E402
+from src.loggers import build_logger, finish_wandb, flatten  # noqa: E402
 from src.models.module import Seq2SeqModule  # noqa: E402
 from src.outputs import results_table, write_json, write_predictions  # noqa: E402
-from src.train import build_datamodule, evaluate  # noqa: E402
+from src.train import build_datamodule, evaluate, log_results_to_wandb  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def run_eval(cfg: DictConfig) -> dict:
     )
     metrics = evaluate(trainer, module, datamodule)
     out = Path(cfg.output_dir)
+    logger = eval_logger(cfg, run, out)
     result = {
         "ckpt_path": str(Path(cfg.ckpt_path).resolve()),
         "split": cfg.split,
@@ -58,9 +60,38 @@ def run_eval(cfg: DictConfig) -> dict:
     }
     write_json(out / "metrics.json", result)
     write_predictions(out / "predictions.jsonl", module.test_predictions)
+    if logger:
+        log_results_to_wandb(
+            logger,
+            {"test": metrics, "params": module.budget.as_dict(), "status": "completed"},
+            out,
+            module.test_predictions,
+            split=cfg.split,
+        )
+        finish_wandb()
     log.info("%s on %s:\n%s", run.run_name, cfg.split, results_table({cfg.split: metrics}, sorted(metrics)))
     log.info("written: %s (metrics.json, predictions.jsonl)", out)
     return result
+
+
+def eval_logger(cfg: DictConfig, run: DictConfig, out: Path):
+    """A W&B run of job_type `eval` when the training run logged to W&B (or `logger=wandb`), else None."""
+    kind = cfg.logger or run.get("logger", {}).get("kind", "none")
+    if kind != "wandb":
+        return None
+    lc = run.get("logger") or {}
+    return build_logger(
+        "wandb",
+        save_dir=str(out),
+        name=f"{run.run_name}-eval-{cfg.split}",
+        group=run.get("wandb_group"),
+        tags=[run.encoder.name, run.decoder.name, run.sharing.mode, run.data.name, run.get("variant")],
+        job_type="eval",
+        config={"ckpt_path": str(cfg.ckpt_path), "split": cfg.split, **flatten(OmegaConf.to_container(run))},
+        project=lc.get("project", "warmstart"),
+        entity=lc.get("entity"),
+        mode=cfg.logger_mode or lc.get("mode", "auto"),
+    )
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")

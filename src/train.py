@@ -169,7 +169,9 @@ def make_logger(cfg: DictConfig, job_type: str):
     )
 
 
-def log_results_to_wandb(logger, results: dict, out: Path, predictions: list[dict]) -> None:
+def log_results_to_wandb(
+    logger, results: dict, out: Path, predictions: list[dict], split: str = "test"
+) -> None:
     """Test metrics and budget into the run summary; predictions as a table and as an artifact."""
     from lightning.pytorch.loggers import WandbLogger
 
@@ -180,7 +182,7 @@ def log_results_to_wandb(logger, results: dict, out: Path, predictions: list[dic
     run = logger.experiment
     run.summary.update(
         {
-            **{f"test/{k}": v for k, v in results["test"].items()},
+            **{f"{split}/{k}": v for k, v in results["test"].items()},
             **{f"params/{k}": v for k, v in results["params"].items()},
             "status": results["status"],
         }
@@ -188,7 +190,7 @@ def log_results_to_wandb(logger, results: dict, out: Path, predictions: list[dic
     columns = ["source", "reference", "prediction"]
     run.log(
         {
-            "test/predictions": wandb.Table(
+            f"{split}/predictions": wandb.Table(
                 columns=columns, data=[[r[c] for c in columns] for r in predictions]
             )
         }
@@ -246,7 +248,7 @@ def _train(cfg: DictConfig, devices) -> dict:
     module = build_module(cfg)
     if logger:
         logger.log_hyperparams({f"params.{k}": v for k, v in module.budget.as_dict().items()})
-    module.run_config = OmegaConf.to_container(cfg, resolve=True)
+    module.run_config = {**OmegaConf.to_container(cfg, resolve=True), "wandb_group": wandb_group(cfg)}
     datamodule = build_datamodule(cfg.data, module, cfg.seed)
     datamodule.prepare()  # bad data fails here, before anything is trained or written
 

@@ -129,3 +129,20 @@ def test_a_sweep_is_one_group_with_one_run_per_job_and_failures_marked(tiny, tmp
     assert any(k.startswith("report/") for k in report_runs[0].history_keys)
     statuses = sorted(json.loads(p.read_text())["status"] for p in tmp_path.glob("*/metrics.json"))
     assert statuses == ["completed", "failed"]
+
+
+def test_evaluation_is_a_wandb_run_of_job_type_eval(tiny, tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_cli("src.train", *tiny_models(tiny), f"hydra.run.dir={run_dir}", *TINY).returncode == 0
+    proc = run_cli(
+        "src.eval",
+        f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
+        f"hydra.run.dir={tmp_path / 'e'}",
+        "logger_mode=offline",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (path,) = run_files(tmp_path / "e")
+    run = read_run(path)
+    assert run.job_type == "eval" and run.name == "bert2gpt2-synthetic-s42-eval-test"
+    assert {"test/rouge2", "params/total"} <= set(run.summary) and run.config["split"] == "test"
+    assert any(k.startswith("test/predictions/") for k in run.history_keys)
