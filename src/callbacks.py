@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import sys
 import time
@@ -205,7 +206,7 @@ class SaveOnSignal(L.Callback):
             return
         trainer.save_checkpoint(self.last_path)
         log.warning("%s received: saved %s at step %d", self.received, self.last_path, trainer.global_step)
-        job = __import__("os").environ.get("SLURM_JOB_ID")
+        job = os.environ.get("SLURM_JOB_ID")
         if job and trainer.is_global_zero:
             import subprocess
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import sys
-
-log = logging.getLogger(__name__)
 
 
 class UserError(Exception):

@@ -53,10 +53,17 @@ def git_commit(repo: Path | None = None) -> str | None:
     return f"{sha}-dirty" if dirty else sha
 
 
+def _wandb_host() -> str:
+    """The W&B server's host name (api.wandb.ai unless WANDB_BASE_URL names another)."""
+    return (
+        os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0].split(":")[0]
+    )
+
+
 def wandb_has_credentials() -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True
-    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
+    host = _wandb_host()
     try:
         return netrc.netrc().authenticators(host) is not None
     except (OSError, netrc.NetrcParseError):
@@ -64,11 +71,8 @@ def wandb_has_credentials() -> bool:
 
 
 def wandb_reachable(timeout: float = 3.0) -> bool:
-    host = (
-        os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0].split(":")[0]
-    )
     try:
-        with socket.create_connection((host, 443), timeout=timeout):
+        with socket.create_connection((_wandb_host(), 443), timeout=timeout):
             return True
     except OSError:
         return False

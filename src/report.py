@@ -191,8 +191,8 @@ def log_report_to_wandb(
     """
     from src.loggers import resolve_wandb_mode
 
-    mode = resolve_wandb_mode(mode)
-    if mode == "disabled" or (mode == "offline" and result.get("_requested") == "auto"):
+    resolved = resolve_wandb_mode(mode)
+    if resolved == "disabled" or (mode == "auto" and resolved != "online"):
         return None
     import wandb
 
@@ -201,7 +201,7 @@ def log_report_to_wandb(
         group=sweep_dir.name,
         job_type="report",
         name=f"report-{sweep_dir.name}",
-        mode=mode,
+        mode=resolved,
         dir=str(sweep_dir),
         settings=wandb.Settings(console="off", silent=True),
     )
@@ -213,7 +213,7 @@ def log_report_to_wandb(
         payload["report_chart"] = wandb.Image(str(png))
     run.log(payload)
     run.finish()
-    return mode
+    return resolved
 
 
 def main(argv=None) -> None:
@@ -228,7 +228,6 @@ def main(argv=None) -> None:
     )
     args = parser.parse_args(argv)
     result = write_report(args.sweep_dir, args.out)
-    result["_requested"] = args.wandb
     if log_report_to_wandb(result, Path(args.sweep_dir), args.wandb):
         print(f"report logged to W&B ({args.wandb}) in group {Path(args.sweep_dir).name}")
     print(Path(result["files"][0]).read_text())

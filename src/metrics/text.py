@@ -121,7 +121,7 @@ def _nltk_stats(prediction: str, reference: str) -> list[float]:
 def _nltk_corpus_bleu(stats: list[float]) -> float:
     """nltk.translate.bleu_score.corpus_bleu (uniform weights, no smoothing) from summed statistics, 0-100."""
     nums, dens, hyp_len, ref_len = stats[0:4], stats[4:8], int(stats[8]), int(stats[9])
-    if nums[0] == 0 or any(num == 0 for num in nums):  # NLTK returns 0 when any order has no match
+    if any(num == 0 for num in nums):  # NLTK returns 0 when any order has no match
         return 0.0
     log_p = sum(0.25 * math.log(num / den) for num, den in zip(nums, dens, strict=True))
     return 100.0 * brevity_penalty(ref_len, hyp_len) * math.exp(log_p)
