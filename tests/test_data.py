@@ -220,3 +220,18 @@ def test_bucketed_batches_cover_every_example_once_with_little_padding():
     assert list(sampler) != batches  # reshuffled every epoch
     sampler.set_epoch(0)
     assert list(sampler) == batches  # and reproducible
+
+
+def test_bucketed_batches_also_sort_targets_when_sources_are_all_truncated():
+    """CNN/DailyMail: three quarters of the articles fill the 512-token limit; their summaries still vary."""
+    rng = np.random.default_rng(0)
+    sources = np.full(800, 512)
+    targets = rng.integers(20, 128, size=800)
+    batches = list(BucketBatchSampler(sources, 4, seed=1, pool_batches=50, target_lengths=targets))
+    assert sorted(i for b in batches for i in b) == list(range(800))
+
+    def target_padding(bs):
+        return sum(len(b) * targets[b].max() - targets[b].sum() for b in map(np.asarray, bs))
+
+    source_only = list(BucketBatchSampler(sources, 4, seed=1, pool_batches=50))
+    assert target_padding(batches) < 0.1 * target_padding(source_only)

@@ -24,11 +24,12 @@ def _rank_and_world() -> tuple[int, int]:
 
 
 class BucketBatchSampler(Sampler[list[int]]):
-    """Batches of similar source length, in random order, reshuffled every epoch.
+    """Batches of similar length, in random order, reshuffled every epoch.
 
-    Shuffle all indices, cut them into pools of `batch_size * pool_batches`, sort each pool by length and cut it
-    into batches; then shuffle the batches. Padding stays small and batches stay random. Under DDP each process
-    takes every world_size-th batch.
+    Shuffle all indices, cut them into pools of `batch_size * pool_batches`, sort each pool by source length, then
+    target length, and cut it into batches; then shuffle the batches. Padding stays small and batches stay random.
+    (Sorting by target length too matters where most sources hit the truncation limit, as in CNN/DailyMail.)
+    Under DDP each process takes every world_size-th batch.
     """
 
     def __init__(
@@ -38,12 +39,16 @@ class BucketBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         pool_batches: int = 50,
         resume: dict | None = None,
+        target_lengths: np.ndarray | None = None,
     ):
         self.lengths, self.batch_size, self.seed, self.pool = (
             np.asarray(lengths),
             batch_size,
             seed,
             pool_batches,
+        )
+        self.target_lengths = (
+            np.zeros_like(self.lengths) if target_lengths is None else np.asarray(target_lengths)
         )
         self.epoch = 0
         self.resume = (
@@ -60,7 +65,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         batches = []
         for start in range(0, len(order), pool):
             chunk = order[start : start + pool]
-            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+            chunk = chunk[np.lexsort((-self.target_lengths[chunk], -self.lengths[chunk]))]  # longest first
             batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
         perm = rng.permutation(len(batches))
         batches = [batches[i] for i in perm]
@@ -252,7 +257,11 @@ class Seq2SeqDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         data = self.split("train")
         sampler = BucketBatchSampler(
-            data.source_lengths(), self.batch_size, seed=self.seed, resume=self.order_state
+            data.source_lengths(),
+            self.batch_size,
+            seed=self.seed,
+            resume=self.order_state,
+            target_lengths=data.label_lengths(),
         )
         return DataLoader(
             range(len(data)),

@@ -120,6 +120,9 @@ class TokenizedSplit:
     def source_lengths(self) -> np.ndarray:
         return np.diff(self._src_off)
 
+    def label_lengths(self) -> np.ndarray:
+        return np.diff(self._lab_off)
+
 
 def special_affixes(tokenizer) -> tuple[list[int], list[int]]:
     """The special tokens a tokenizer puts before and after one sequence ([CLS] / [SEP], <s> / </s>, none)."""
