@@ -241,3 +241,62 @@ def test_checkpoint_directory_without_weights_is_a_clear_error(tiny, tmp_path):
         f.unlink()
     with pytest.raises(UserError, match="could not load its weights"):
         build_seq2seq(str(broken), tiny["bert"])
+
+
+@pytest.mark.parametrize("decoder", ["bert", "roberta", "gpt2"])
+def test_loss_on_labelled_positions_equals_full_logits_loss(tiny, decoder):
+    """The module runs the LM head only where labels are: same loss, same gradients as full logits."""
+    from src.models.module import Seq2SeqModule, lm_head
+
+    torch.manual_seed(0)
+    module = Seq2SeqModule(
+        model={"encoder_checkpoint": tiny["bert"], "decoder_checkpoint": tiny[decoder], "sharing": "none"},
+        optimizer={"name": "adamw_linear", "lr": 1e-3, "warmup_steps": 1},
+        generation={"num_beams": 1, "max_new_tokens": 4},
+    )
+    module.model.eval()  # no dropout: both paths must see the same masks
+    assert lm_head(module.model) is not None
+    rows = [*ROWS, ("a much longer source sentence about the violin", "instrument")]  # padding on both sides
+    batch = batch_for(module, rows)
+    assert (batch["labels"] == -100).any() and (batch["attention_mask"] == 0).any()
+
+    def grads(loss):
+        module.zero_grad()
+        loss.backward()
+        return {n: p.grad.clone() for n, p in module.model.named_parameters() if p.grad is not None}
+
+    fast = module.loss(batch)
+    fast_grads = grads(fast)
+    full = loss_of(module.model, batch)
+    full_grads = grads(full)
+    torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-6)
+    assert fast_grads.keys() == full_grads.keys()
+    for name, g in full_grads.items():
+        torch.testing.assert_close(fast_grads[name], g, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("decoder", ["bert", "gpt2"])
+def test_beam_search_skipping_the_cross_attention_reorder_gives_identical_outputs(tiny, decoder):
+    from src.models import module as module_lib
+
+    torch.manual_seed(0)
+    module = module_lib.Seq2SeqModule(
+        model={"encoder_checkpoint": tiny["bert"], "decoder_checkpoint": tiny[decoder], "sharing": "none"},
+        optimizer={"name": "adamw_linear", "lr": 1e-3, "warmup_steps": 1},
+        generation={"num_beams": 4, "max_new_tokens": 8, "no_repeat_ngram_size": 2},
+    )
+    model = module.model.eval()
+    rows = [*ROWS, ("a much longer source sentence about the violin and the tiger", "instrument")]
+    batch = batch_for(module, rows)
+    calls = []
+
+    def counted(cache, beam_idx):
+        calls.append(beam_idx.numel())
+        return module_lib.reorder_self_attention_only(cache, beam_idx)
+
+    model._reorder_cache = counted
+    fast = module._generate(batch)
+    del model._reorder_cache  # transformers' own reorder: self- and cross-attention caches
+    full = module._generate(batch)
+    assert calls and calls[0] == 4 * len(rows)  # the fast path ran, on every beam of every example
+    assert torch.equal(fast, full)
