@@ -21,7 +21,7 @@ from src.hardware import resolve_precision  # noqa: E402
 from src.loggers import build_logger, finish_wandb, flatten  # noqa: E402
 from src.models.module import Seq2SeqModule  # noqa: E402
 from src.outputs import results_table, write_json, write_predictions  # noqa: E402
-from src.train import build_datamodule, evaluate, log_results_to_wandb  # noqa: E402
+from src.train import build_datamodule, evaluate, log_results_to_wandb, tune_process  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ def run_eval(cfg: DictConfig) -> dict:
     """Load the checkpoint (offline: it carries its architecture and tokenizers) and evaluate one split."""
     if cfg.split not in ("test", "validation"):
         raise UserError(f"split={cfg.split!r} is not evaluable. Fix: split=test or split=validation.")
+    tune_process(cfg)
     module = Seq2SeqModule.load_run(cfg.ckpt_path)
     run = OmegaConf.create(module.run_config)
     data = run.data

@@ -1,6 +1,9 @@
-"""Hardware-dependent defaults: `trainer.precision=auto` picks bf16 only where it is fast."""
+"""Hardware-dependent defaults: `trainer.precision=auto` picks bf16 only where it is fast; host memory reuse."""
 
 from __future__ import annotations
+
+import ctypes
+import sys
 
 import torch
 
@@ -23,3 +26,29 @@ def resolve_precision(precision: str | int, accelerator: str = "auto") -> str | 
     if gpu:
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "bf16-mixed" if cpu_has_fast_bf16() else "32-true"
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+
+
+def keep_freed_host_memory() -> bool:
+    """Make glibc keep freed memory for reuse instead of mapping and unmapping every large tensor.
+
+    By default glibc serves each block over 32 MB with a fresh mmap and returns it with munmap on free, so every
+    step's large activations (CNN/DailyMail attention scores: 4 x 12 x 512 x 512 floats, 50 MB) are page-faulted
+    and zeroed by the kernel again. Serving them from the heap and never trimming it keeps them resident: the same
+    computation, measured 1.35x faster on the CNN/DailyMail-like training workload on this project's 2-core CPU
+    (scripts/benchmark.py, README). The process keeps its peak memory until it exits (it would reach it anyway).
+
+    Returns:
+        True if applied (Linux with glibc), False otherwise.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl, ...)
+        return False
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))

@@ -37,7 +37,7 @@ from src.callbacks import (  # noqa: E402
 from src.data.datamodule import Seq2SeqDataModule  # noqa: E402
 from src.errors import UserError, report_user_errors  # noqa: E402
 from src.gpu_lease import lease_device  # noqa: E402
-from src.hardware import resolve_precision  # noqa: E402
+from src.hardware import keep_freed_host_memory, resolve_precision  # noqa: E402
 from src.loggers import build_logger, finish_wandb, flatten, git_commit  # noqa: E402
 from src.models.module import Seq2SeqModule  # noqa: E402
 from src.outputs import results_table, write_json, write_predictions  # noqa: E402
@@ -240,8 +240,15 @@ def train(cfg: DictConfig) -> dict:
         return _train(cfg, devices)
 
 
+def tune_process(cfg: DictConfig) -> None:
+    """Process-wide settings that change speed, never results (`reuse_host_memory`)."""
+    if cfg.get("reuse_host_memory", True) and keep_freed_host_memory():
+        log.debug("glibc keeps freed memory for reuse (reuse_host_memory=false turns it off)")
+
+
 def _train(cfg: DictConfig, devices) -> dict:
     started = time.time()
+    tune_process(cfg)
     L.seed_everything(cfg.seed, workers=True)
     out = Path(cfg.output_dir)
     logger = make_logger(cfg, "train")  # first, so that a job failing from here on still has its W&B run
