@@ -1,6 +1,6 @@
 """The blog recipe against this project's training and evaluation, same model, data, batch size and machine.
 
-    python scripts/benchmark.py                        # minilm2minilm, both workloads, median of 3 (about 25 min here)
+    python scripts/benchmark.py                        # minilm2minilm, both workloads, median of 3 (~18 min here)
     python scripts/benchmark.py --workloads gigaword --repeats 1
     python scripts/benchmark.py --encoder bert-base-uncased --decoder bert-base-uncased   # a GPU machine
     python scripts/benchmark.py --quick --encoder DIR --decoder DIR                       # tiny models, seconds
@@ -8,7 +8,9 @@
 (a) the recipe: EncoderDecoderModel.from_encoder_decoder_pretrained + Seq2SeqTrainer, inputs and labels padded to
 max_length, Seq2SeqTrainer.predict with predict_with_generate for evaluation.
 (b) this project: Seq2SeqModule / Seq2SeqDataModule under a Lightning Trainer, composed from conf/ exactly as
-`python -m src.train` composes it (per-batch padding, length-bucketed batches, loss on target tokens only, ...).
+`python -m src.train` composes it, with its process settings (per-batch padding, length-bucketed batches, loss
+on target tokens only, fused AdamW, reuse_host_memory, the beam-search cache kept in place, ...).
+--recipe-reuse-host-memory gives the recipe the project's allocator setting too, to show what else differs.
 
 Both start from the same weights (the recipe's freshly assembled model, cross-attention included), see the same
 examples and take the same optimizer (AdamW, linear schedule, clipping 1.0). Every measurement runs in a process
