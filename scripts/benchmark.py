@@ -428,7 +428,6 @@ def spawn(job: dict, tmp: Path, log) -> dict:
     env = {
         **os.environ,
         "TOKENIZERS_PARALLELISM": "false",
-        "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", ""),
     }
     proc = subprocess.run(
         [sys.executable, __file__, "--child", json.dumps(job)],

@@ -36,11 +36,11 @@ def keep_freed_host_memory() -> bool:
     """Make glibc keep freed memory for reuse instead of mapping and unmapping large blocks.
 
     By default glibc serves blocks above its mmap threshold (128 KB, rising up to 32 MB) with a fresh mmap and
-    gives them back with munmap, so a training step's large activations are page-faulted and zeroed by the kernel again every
-    step. Serving them from the heap and never trimming it keeps them resident. Measured on a CNN/DailyMail-like
-    minilm2minilm training step (batch 4 x 512 tokens) on this project's 2-core CPU: minor page faults 574k ->
-    62k a step, kernel time 1.59 s -> 0.21 s, step 3.57 s -> 2.58 s; the same computation. The process keeps the
-    memory it freed until it exits.
+    gives them back with munmap, so a training step's large activations are page-faulted and zeroed by the
+    kernel again every step. Serving them from the heap and never trimming it keeps them resident. Measured on a
+    CNN/DailyMail-like minilm2minilm training step (batch 4 x 512 tokens) on this project's 2-core CPU: minor
+    page faults 574k -> 62k a step, kernel time 1.59 s -> 0.21 s, step 3.57 s -> 2.58 s; the same computation.
+    The process keeps the memory it freed until it exits.
 
     Returns:
         True if applied (Linux with glibc), False otherwise.

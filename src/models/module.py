@@ -43,7 +43,9 @@ def lm_head(model) -> torch.nn.Module | None:
     if not isinstance(model, EncoderDecoderModel):
         return None
     dec = model.decoder
-    head = getattr(dec, "cls", None) or getattr(dec, "lm_head", None)
+    head = getattr(dec, "cls", None)
+    if head is None:
+        head = getattr(dec, "lm_head", None)
     return head if isinstance(head, torch.nn.Module) and dec.base_model is not dec else None
 
 
@@ -97,10 +99,10 @@ class Seq2SeqModule(L.LightningModule):
         )  # the run logs the whole config, flattened
         built = prebuilt if prebuilt is not None else build_seq2seq(**model)
         self.model = built.model.train()  # from_pretrained returns eval mode: dropout would stay off
-        if isinstance(
-            self.model, EncoderDecoderModel
-        ):  # generate() calls a model's _reorder_cache if it has one
-            self.model._reorder_cache = reorder_self_attention_only
+        if isinstance(self.model, EncoderDecoderModel):
+            self.model._reorder_cache = (
+                reorder_self_attention_only  # generate() calls it if the model has one
+            )
         self.encoder_tokenizer, self.decoder_tokenizer = built.encoder_tokenizer, built.decoder_tokenizer
         self.arch, self.budget, self.sharing_note = built.arch, built.budget, built.sharing_note
         self.generation = dict(generation)
