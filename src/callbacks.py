@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
 import sys
 import time
 
 import lightning as L
 import torch
 
+from src.hardware import peak_memory_mb
+
 log = logging.getLogger(__name__)
-
-
-def peak_memory_mb() -> float:
-    """Peak GPU memory allocated by this process, else its peak resident memory (RSS), in MiB."""
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 class Throughput(L.Callback):

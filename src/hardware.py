@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import ctypes
+import resource
 import sys
 
 import torch
+
+
+def peak_memory_mb() -> float:
+    """Peak GPU memory allocated by this process, else its peak resident memory (RSS), in MiB."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def cpu_has_fast_bf16() -> bool:
