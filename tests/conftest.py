@@ -116,6 +116,21 @@ def tiny(tmp_path_factory) -> dict[str, str]:
     return paths
 
 
+def synthetic_overrides(
+    *, train: int, validation: int, test: int, batch: int, eval_batch: int, new_tokens: int, beams: int
+) -> list[str]:
+    """`src.train` overrides for a small synthetic task: split sizes, batch sizes and generation length."""
+    return [
+        f"data.synthetic.num_train={train}",
+        f"data.synthetic.num_validation={validation}",
+        f"data.synthetic.num_test={test}",
+        f"data.batch_size={batch}",
+        f"data.eval_batch_size={eval_batch}",
+        f"data.generation.max_new_tokens={new_tokens}",
+        f"data.generation.num_beams={beams}",
+    ]
+
+
 def run_cli(module: str, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run `python -m <module> overrides...` from the repository root, as a user would."""
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "WARMSTART_CACHE": CACHE}

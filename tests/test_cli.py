@@ -11,16 +11,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from src.models.module import Seq2SeqModule
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, synthetic_overrides
 
 TINY_DATA = [
-    "data.synthetic.num_train=64",
-    "data.synthetic.num_validation=8",
-    "data.synthetic.num_test=12",
-    "data.batch_size=8",
-    "data.eval_batch_size=8",
-    "data.generation.max_new_tokens=6",
-    "data.generation.num_beams=2",
+    *synthetic_overrides(train=64, validation=8, test=12, batch=8, eval_batch=8, new_tokens=6, beams=2),
 ]
 QUICK = [
     "trainer.max_steps=6",

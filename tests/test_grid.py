@@ -9,16 +9,10 @@ from hydra import compose, initialize_config_dir
 
 from src.params import VARIANTS, budget_rows, paper_table1
 from src.report import write_report
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, synthetic_overrides
 
 TINY_DATA = [
-    "data.synthetic.num_train=32",
-    "data.synthetic.num_validation=4",
-    "data.synthetic.num_test=4",
-    "data.batch_size=8",
-    "data.eval_batch_size=8",
-    "data.generation.max_new_tokens=4",
-    "data.generation.num_beams=1",
+    *synthetic_overrides(train=32, validation=4, test=4, batch=8, eval_batch=8, new_tokens=4, beams=1),
     "trainer.max_steps=2",
     "trainer.val_check_interval=2",
     "trainer.enable_progress_bar=false",

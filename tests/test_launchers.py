@@ -10,16 +10,10 @@ import time
 from hydra import compose, initialize_config_dir
 
 from src.gpu_lease import lease_device
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, synthetic_overrides
 
 TINY = [
-    "data.synthetic.num_train=32",
-    "data.synthetic.num_validation=4",
-    "data.synthetic.num_test=6",
-    "data.batch_size=4",
-    "data.eval_batch_size=4",
-    "data.generation.max_new_tokens=4",
-    "data.generation.num_beams=1",
+    *synthetic_overrides(train=32, validation=4, test=6, batch=4, eval_batch=4, new_tokens=4, beams=1),
     "trainer.max_steps=4",
     "trainer.val_check_interval=2",
     "trainer.enable_progress_bar=false",

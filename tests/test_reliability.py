@@ -18,16 +18,10 @@ from hydra.errors import MissingConfigException
 from src.errors import UserError
 from src.outputs import atomic_write_text, write_json
 from src.train import train
-from tests.conftest import CACHE, REPO, run_cli
+from tests.conftest import CACHE, REPO, run_cli, synthetic_overrides
 
 TINY = [
-    "data.synthetic.num_train=64",
-    "data.synthetic.num_validation=4",
-    "data.synthetic.num_test=6",
-    "data.batch_size=4",
-    "data.eval_batch_size=6",
-    "data.generation.max_new_tokens=4",
-    "data.generation.num_beams=1",
+    *synthetic_overrides(train=64, validation=4, test=6, batch=4, eval_batch=6, new_tokens=4, beams=1),
     "trainer.val_check_interval=5",
     "trainer.log_every_n_steps=1",
     "optimizer.warmup_steps=2",

@@ -5,17 +5,11 @@ from __future__ import annotations
 import json
 
 from src.report import main as report_main
-from tests.conftest import run_cli
+from tests.conftest import run_cli, synthetic_overrides
 from tests.wandb_reader import read_run, run_files
 
 TINY = [
-    "data.synthetic.num_train=32",
-    "data.synthetic.num_validation=4",
-    "data.synthetic.num_test=4",
-    "data.batch_size=8",
-    "data.eval_batch_size=8",
-    "data.generation.max_new_tokens=4",
-    "data.generation.num_beams=1",
+    *synthetic_overrides(train=32, validation=4, test=4, batch=8, eval_batch=8, new_tokens=4, beams=1),
     "trainer.max_steps=4",
     "trainer.val_check_interval=2",
     "trainer.log_every_n_steps=1",
