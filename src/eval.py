@@ -21,6 +21,7 @@ from src.hardware import resolve_precision  # noqa: E402
 from src.loggers import build_logger, finish_wandb, flatten  # noqa: E402
 from src.models.module import Seq2SeqModule  # noqa: E402
 from src.outputs import results_table, write_json, write_predictions  # noqa: E402
+from src.precision import precision_args  # noqa: E402
 from src.train import build_datamodule, evaluate, log_results_to_wandb, tune_process  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def run_eval(cfg: DictConfig) -> dict:
     trainer = L.Trainer(
         accelerator="auto",
         devices=1,
-        precision=resolve_precision(run.trainer.precision),
+        **precision_args(resolve_precision(run.trainer.precision)),
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import resource
 import sys
 
@@ -16,24 +17,118 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def cpu_has_fast_bf16() -> bool:
-    """AVX512-BF16 or AMX: without them bf16 autocast on the CPU is emulated and many times slower than fp32."""
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags as /proc/cpuinfo lists them (empty where it cannot be read)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
+            return set(next((line for line in f if line.startswith("flags")), "").split())
     except OSError:
-        return False
-    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+        return set()
 
 
-def resolve_precision(precision: str | int, accelerator: str = "auto") -> str | int:
-    """Map `auto` to bf16-mixed on a bf16-capable GPU or CPU, else 32-true; other values pass through."""
+def cpu_has_fast_bf16(flags: set[str] | None = None) -> bool:
+    """AVX512-BF16 or AMX: without them bf16 autocast on the CPU is emulated and many times slower than fp32.
+
+    Args:
+        flags: CPU feature flags; None reads this machine's, unless `WARMSTART_CPU_BF16=0|1` says the answer
+            (to run the whole suite as on the other kind of CPU).
+    """
+    if flags is None:
+        forced = os.environ.get("WARMSTART_CPU_BF16")
+        if forced is not None:
+            return forced.strip().lower() in ("1", "true", "yes")
+        flags = cpu_flags()
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
+
+
+def uses_cuda(accelerator: str = "auto") -> bool:
+    """Whether a Trainer with this `accelerator` runs on a CUDA GPU here."""
+    return str(accelerator) in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+
+
+def resolve_precision(
+    precision: str | int,
+    accelerator: str = "auto",
+    *,
+    cuda: bool | None = None,
+    cuda_bf16: bool | None = None,
+    cpu_flags: set[str] | None = None,
+) -> str | int:
+    """Map `auto` to what is fastest on the device; other values pass through.
+
+    GPU: bf16-mixed where the card supports bf16 (Ampere and later), else 16-mixed (with a gradient scaler).
+    CPU: bf16-mixed with AVX512-BF16/AMX, else 32-true (see README, "Precision", for the measurements).
+
+    Args:
+        cuda: whether a CUDA GPU is used; None: `accelerator` allows one and this machine has one.
+        cuda_bf16: whether that GPU supports bf16; None asks it.
+        cpu_flags: the CPU's feature flags; None reads this machine's (see `cpu_has_fast_bf16`).
+    """
     if precision != "auto":
         return precision
-    gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    if gpu:
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "bf16-mixed" if cpu_has_fast_bf16() else "32-true"
+    if cuda if cuda is not None else uses_cuda(accelerator):
+        bf16 = cuda_bf16 if cuda_bf16 is not None else torch.cuda.is_bf16_supported()
+        return "bf16-mixed" if bf16 else "16-mixed"
+    return "bf16-mixed" if cpu_has_fast_bf16(cpu_flags) else "32-true"
+
+
+def cpu_ghz() -> float | None:
+    """The clock /proc/cpuinfo gives ("cpu MHz": the nominal one in a VM), in GHz; None where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            mhz = next((line for line in f if line.startswith("cpu MHz")), None)
+    except OSError:
+        return None
+    return float(mhz.split(":")[1]) / 1000 if mhz else None
+
+
+def cpu_flops_per_cycle(precision: str | int, flags: set[str]) -> int:
+    """Dense FLOPs per cycle per core (an FMA counts 2) of the matrix products a precision runs on.
+
+    fp32: two FMA units of 16 lanes with AVX-512 (64), of 8 lanes with AVX2 (32). bf16-mixed: AMX tiles (1024,
+    Intel's figure for Sapphire Rapids), else AVX512-BF16 dot products (two units x 32 bf16 pairs: 128); without
+    either, bf16 is computed through fp32 and the fp32 figure is the ceiling.
+    """
+    fp32 = 64 if "avx512f" in flags else 32 if "avx2" in flags else 16
+    if str(precision).startswith("bf16"):
+        if "amx_bf16" in flags:
+            return 1024
+        if "avx512_bf16" in flags:
+            return 128
+    return fp32
+
+
+def cpu_peak_tflops(
+    precision: str | int, flags: set[str] | None = None, cores: int | None = None, ghz: float | None = None
+) -> float | None:
+    """This CPU's peak TFLOP/s for a precision: cores x clock x FLOPs per cycle (None if the clock is unknown).
+
+    Args:
+        flags, cores, ghz: the CPU's; None reads this machine's (cores: those this process may use).
+    """
+    flags = cpu_flags() if flags is None else flags
+    cores = cores or len(os.sched_getaffinity(0))
+    ghz = ghz or cpu_ghz()
+    return cores * ghz * cpu_flops_per_cycle(precision, flags) / 1000 if ghz else None
+
+
+#: Dense bf16/fp16 tensor-core peaks (TFLOP/s, without sparsity) of common cards, matched in the device name.
+GPU_PEAK_TFLOPS = {
+    "H200": 989.0,
+    "H100 PCIe": 756.0,
+    "H100": 989.0,  # SXM
+    "A100": 312.0,
+    "L40S": 362.0,
+    "L4": 121.0,
+    "A10G": 70.0,
+    "V100": 125.0,  # fp16 only
+    "T4": 65.0,  # fp16 only
+}
+
+
+def gpu_peak_tflops(name: str) -> float | None:
+    """The bf16/fp16 peak of a card from its name (torch.cuda.get_device_name), or None if not in the table."""
+    return next((peak for key, peak in GPU_PEAK_TFLOPS.items() if key in name), None)
 
 
 # glibc mallopt parameters (malloc.h)

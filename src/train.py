@@ -41,6 +41,7 @@ from src.hardware import keep_freed_host_memory, resolve_precision  # noqa: E402
 from src.loggers import build_logger, finish_wandb, flatten, git_commit  # noqa: E402
 from src.models.module import Seq2SeqModule  # noqa: E402
 from src.outputs import results_table, write_json, write_predictions  # noqa: E402
+from src.precision import precision_args  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +102,19 @@ def build_datamodule(data: DictConfig, module: Seq2SeqModule, seed: int) -> Seq2
     )
 
 
-def make_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
-    """The Lightning Trainer from `trainer=` (our own keys such as skip_nonfinite are not Trainer arguments)."""
-    args = {k: v for k, v in cfg.trainer.items() if k != "skip_nonfinite"}
-    return instantiate(OmegaConf.create(args), **overrides)
+def make_trainer(cfg: DictConfig, precision: str | int | None = None, **overrides) -> L.Trainer:
+    """The Lightning Trainer from `trainer=` (our own keys such as skip_nonfinite are not Trainer arguments).
+
+    Args:
+        precision: the resolved precision (`resolve_precision`); None resolves `trainer.precision` here.
+            Mixed precision is given to the Trainer as a plugin that lets the fused optimizer clip gradients.
+    """
+    if precision is None:
+        precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    args = {k: v for k, v in cfg.trainer.items() if k not in ("skip_nonfinite", "precision")}
+    return instantiate(
+        OmegaConf.create(args), **precision_args(precision, cfg.trainer.accelerator), **overrides
+    )
 
 
 def checkpoint_to_resume(cfg: DictConfig, out: Path) -> str | None:
