@@ -463,34 +463,17 @@ def build_init(encoder: str, decoder: str, directory: Path, seed: int) -> str:
 
 
 def train_flops_per_sample(init: Path, tokenizer, rows: list[dict], spec: dict) -> float:
-    """Useful model FLOPs of one training example (forward + backward = 3 x forward), real tokens only.
-
-    Matrix products count 2 FLOPs per multiply-add: the encoder's layers on S source tokens, the decoder's on T
-    target tokens, cross-attention keys/values on the source, the LM head (transform + projection) on T, and the
-    attention products (4 S^2 H per encoder layer, 4 T^2 H and 4 S T H per decoder layer). Padding counts nothing,
-    so the same figure divides both sides' time: the ratio of their FLOP rates is the ratio of their speeds.
-    """
+    """Mean useful model FLOPs of a training example of `rows` (src.models.flops.train_flops), real tokens only."""
     from transformers import AutoConfig
 
+    from src.models.flops import train_flops
+
     config = AutoConfig.from_pretrained(init)
-    enc, dec = config.encoder, config.decoder
-    He, Ie, Hd, Id, V = (
-        enc.hidden_size,
-        enc.intermediate_size,
-        dec.hidden_size,
-        dec.intermediate_size,
-        dec.vocab_size,
-    )
     total = 0.0
     for r in rows:
         S = len(tokenizer(r["source"], truncation=True, max_length=spec["max_source_length"])["input_ids"])
         T = len(recipe_labels(tokenizer, [r["target"]], spec["max_target_length"], pad=False)[0])
-        encoder = enc.num_hidden_layers * (S * (4 * He * He + 2 * He * Ie) + 2 * S * S * He)
-        decoder = dec.num_hidden_layers * (
-            T * (6 * Hd * Hd + 2 * Hd * Id) + S * 2 * He * Hd + 2 * T * T * Hd + 2 * S * T * Hd
-        )
-        head = T * (Hd * Hd + Hd * V)
-        total += 3 * 2 * (encoder + decoder + head)
+        total += train_flops(config.encoder, config.decoder, S, T)
     return total / len(rows)
 
 

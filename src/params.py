@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -39,27 +40,40 @@ def arch_config(name: str):
     return CONFIG_MAPPING[facts.pop("model_type")](**facts)
 
 
-def variant_budget(variant: str, overrides: list[str] = ()) -> ParamBudget:
-    """Compose `variant=<name>` and count its parameters on the meta device from conf/arch facts."""
+@dataclass
+class Layout:
+    """A variant's architecture from conf/arch facts: what its model is made of, with no weights."""
+
+    encoder: object | None  # a transformers config; None: decoder-only (variant gpt)
+    decoder: object
+    pretrained: tuple[bool, bool]
+    sharing: str
+    same_vocab: bool
+
+
+def variant_layout(variant: str, overrides: list[str] = ()) -> Layout:
+    """Compose `variant=<name>` and describe its base-size architecture from conf/arch/."""
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=[f"variant={variant}", *overrides])
     enc_arch, dec_arch = cfg.encoder.get("arch"), cfg.decoder.arch
     if cfg.encoder.name == "none":
-        return estimate_budget(
-            None,
-            arch_config(dec_arch),
-            pretrained=(False, cfg.decoder.pretrained),
-            sharing="none",
-            same_vocab=True,
-        )
+        return Layout(None, arch_config(dec_arch), (False, cfg.decoder.pretrained), "none", True)
     enc_arch = enc_arch or dec_arch or "bert_base"  # rnd: the other side's architecture and vocabulary
     dec_arch = dec_arch or enc_arch
-    return estimate_budget(
+    return Layout(
         arch_config(enc_arch),
         arch_config(dec_arch),
-        pretrained=(cfg.encoder.pretrained, cfg.decoder.pretrained),
-        sharing=cfg.sharing.mode,
-        same_vocab=enc_arch == dec_arch,
+        (cfg.encoder.pretrained, cfg.decoder.pretrained),
+        cfg.sharing.mode,
+        enc_arch == dec_arch,
+    )
+
+
+def variant_budget(variant: str, overrides: list[str] = ()) -> ParamBudget:
+    """Count a variant's parameters on the meta device from conf/arch facts."""
+    v = variant_layout(variant, overrides)
+    return estimate_budget(
+        v.encoder, v.decoder, pretrained=v.pretrained, sharing=v.sharing, same_vocab=v.same_vocab
     )
 
 

@@ -55,8 +55,11 @@ class DecoderOnlySeq2Seq(nn.Module):
         ids = torch.cat([src, decoder_input_ids], dim=1)  # (B, S + T)
         mask = torch.cat([src_mask, decoder_attention_mask], dim=1)
         positions = (mask.cumsum(1) - 1).clamp(min=0)
-        out = self.decoder(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=use_cache)
-        return TargetLogits(out.logits[:, src.size(1) :])
+        T = decoder_input_ids.size(1)
+        out = self.decoder(  # the LM head on the T target positions only, not on the source prefix
+            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=use_cache, logits_to_keep=T
+        )
+        return TargetLogits(out.logits)
 
     @torch.no_grad()
     def generate(self, input_ids, attention_mask, **kwargs) -> torch.Tensor:
