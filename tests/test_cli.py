@@ -148,6 +148,48 @@ def test_shared_sharing_survives_a_training_checkpoint(tiny, tmp_path):
     assert sum(p.numel() for p in module.model.parameters()) == saved["total"]
 
 
+# Each CPU kind resolves precision=auto differently (README, "Precision"); these runs set it, so both paths run on
+# every machine: bf16 autocast works on any x86 CPU, only slower without AVX512-BF16/AMX.
+@pytest.mark.parametrize(
+    ("precision", "extra"),
+    [
+        (
+            "bf16-mixed",
+            [
+                "sharing=shared",
+                "trainer.accumulate_grad_batches=2",
+                "optimizer=adam_rsqrt",
+                "optimizer.lr=0.05",
+                "optimizer.warmup_steps=2",
+            ],
+        ),
+        ("bf16-mixed", ["variant=gpt", "decoder.checkpoint={gpt2}"]),
+        ("32-true", ["sharing=embeddings"]),
+    ],
+    ids=["bf16-shared-accumulate-adam", "bf16-gpt", "fp32"],
+)
+def test_training_end_to_end_in_each_precision(tiny, tmp_path, precision, extra):
+    proc = run_cli(
+        "src.train",
+        f"encoder.checkpoint={tiny['bert']}",
+        f"decoder.checkpoint={tiny['bert']}",
+        f"trainer.precision={precision}",
+        "eval_before_training=true",
+        f"hydra.run.dir={tmp_path}",
+        "logger=none",
+        *TINY_DATA,
+        *QUICK,
+        *(e.format(**tiny) for e in extra),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["precision"] == precision
+    assert metrics["train"]["steps"] == 6
+    assert metrics["test"]["loss"] < metrics["test_before_training"]["loss"] - 0.1  # it learned
+    ckpt = torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=True, map_location="cpu")
+    assert all(torch.isfinite(t).all() for t in ckpt["state_dict"].values() if t.is_floating_point())
+
+
 # ---- errors a user may hit: one clear message, no traceback ------------------------------------------------
 def assert_clean_failure(proc, *needles: str) -> None:
     assert proc.returncode != 0

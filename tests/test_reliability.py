@@ -61,8 +61,10 @@ def final(run_dir: Path) -> dict:
     return metrics
 
 
-def test_sigkill_then_rerun_resumes_and_matches_an_uninterrupted_run(tiny, tmp_path):
-    steps = ["trainer.max_steps=40"]
+# Exact equality holds in each precision the CPU may resolve `auto` to; both are run on every machine.
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_sigkill_then_rerun_resumes_and_matches_an_uninterrupted_run(tiny, tmp_path, precision):
+    steps = ["trainer.max_steps=40", f"trainer.precision={precision}"]
     reference = start(tiny, tmp_path / "reference", *steps)
     assert reference.wait(timeout=300) == 0, reference.stdout.read()[-3000:]
 
@@ -80,7 +82,7 @@ def test_sigkill_then_rerun_resumes_and_matches_an_uninterrupted_run(tiny, tmp_p
 
     got, want = final(victim_dir), final(tmp_path / "reference")
     assert got["train"]["resumed_from"] == "checkpoints/last.ckpt" and got["train"]["steps"] == 40
-    # same batches, same dropout masks, same optimizer state: identical on CPU
+    # same batches, same dropout masks, same optimizer state: identical on CPU, in fp32 and in bf16 autocast
     assert got["test"] == want["test"]
     assert got["val"] == want["val"]
 
@@ -128,11 +130,13 @@ def compose_run(tiny, out: Path, *extra: str):
         )
 
 
-def test_same_seed_same_metrics(tiny, tmp_path):
-    a = train(compose_run(tiny, tmp_path / "a"))
-    b = train(compose_run(tiny, tmp_path / "b"))
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_same_seed_same_metrics(tiny, tmp_path, precision):
+    a = train(compose_run(tiny, tmp_path / "a", f"trainer.precision={precision}"))
+    b = train(compose_run(tiny, tmp_path / "b", f"trainer.precision={precision}"))
+    assert a["precision"] == precision
     assert a["test"] == b["test"] and a["val"] == b["val"]
-    c = train(compose_run(tiny, tmp_path / "c", "seed=7"))
+    c = train(compose_run(tiny, tmp_path / "c", f"trainer.precision={precision}", "seed=7"))
     assert c["test"]["loss"] != a["test"]["loss"]
 
 
