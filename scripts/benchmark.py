@@ -499,6 +499,7 @@ def summarise(
             if peak_tflops:
                 row[side]["mfu"] = row[side]["model_tflops_per_s"] / peak_tflops
     row["ratio"] = row["project"]["samples_per_s"] / row["recipe"]["samples_per_s"]
+    row["samples"] = {s: [r["samples_per_s"] for r in rs] for s, rs in runs.items()}
     row["ratios"] = [
         p["samples_per_s"] / r["samples_per_s"] for r, p in zip(runs["recipe"], runs["project"], strict=True)
     ]
@@ -514,9 +515,9 @@ def summarise(
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| workload | phase | recipe samples/s | project samples/s | ratio (median of runs) | "
+        "| workload | phase | precision | recipe samples/s | project samples/s | ratio (median of runs) | "
         "recipe / project peak MB | loss recipe / project | model TFLOP/s recipe / project | identical outputs |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         a, b = r["recipe"], r["project"]
@@ -529,21 +530,73 @@ def table(rows: list[dict]) -> str:
                 flops += f" (MFU {a['mfu']:.1%} / {b['mfu']:.1%})"
         spread = ", ".join(f"{x:.2f}" for x in r["ratios"])
         lines.append(
-            f"| {r['workload']} | {r['phase']} | {a['samples_per_s']:.3g} | {b['samples_per_s']:.3g} | "
+            f"| {r['workload']} | {r['phase']} | {r['precision']} | {a['samples_per_s']:.3g} | {b['samples_per_s']:.3g} | "
             f"**{r['ratio']:.2f}x** ({spread}) | {a['peak_memory_mb']:.0f} / {b['peak_memory_mb']:.0f} | "
             f"{loss} | {flops} | {same} |"
         )
     return "\n".join(lines)
 
 
-def machine() -> dict:
-    import platform
+def precision_rows(rows: list[dict]) -> list[dict]:
+    """Each precision against the first one, per workload and phase: the same side, runs paired by repeat."""
+    out = []
+    for base in rows:
+        if base["precision"] != rows[0]["precision"]:
+            continue
+        for other in rows:
+            if (other["workload"], other["phase"]) != (base["workload"], base["phase"]) or other is base:
+                continue
+            row = {"workload": base["workload"], "phase": base["phase"], "baseline": base["precision"]}
+            row["precision"] = other["precision"]
+            for side in ("recipe", "project"):
+                a, b = base["samples"][side], other["samples"][side]
+                row[side] = {
+                    "ratio": statistics.median(y / x for x, y in zip(a, b, strict=True)),
+                    "ratios": [y / x for x, y in zip(a, b, strict=True)],
+                    "mfu": [base[side].get("mfu"), other[side].get("mfu")],
+                }
+            out.append(row)
+    return out
 
+
+def precision_table(rows: list[dict]) -> str:
+    lines = [
+        "| workload | phase | precision vs baseline | project speed-up (runs) | recipe speed-up (runs) | "
+        "project MFU baseline -> precision |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        p, a = r["project"], r["recipe"]
+        mfu = " -> ".join(f"{m:.1%}" if m is not None else "n/a" for m in p["mfu"])
+        lines.append(
+            f"| {r['workload']} | {r['phase']} | {r['precision']} vs {r['baseline']} | **{p['ratio']:.2f}x** "
+            f"({', '.join(f'{x:.2f}' for x in p['ratios'])}) | {a['ratio']:.2f}x | {mfu} |"
+        )
+    return "\n".join(lines)
+
+
+def peak_tflops(precision: str) -> float | None:
+    """The device's peak for a precision: the GPU's from the table of known cards, else the CPU's."""
+    import torch
+
+    from src.hardware import cpu_peak_tflops, gpu_peak_tflops
+
+    if torch.cuda.is_available():
+        return gpu_peak_tflops(torch.cuda.get_device_name()) if precision != "32-true" else None
+    return cpu_peak_tflops(precision)
+
+
+def machine() -> dict:
     import torch
     import transformers
 
+    from src.hardware import cpu_flags, cpu_model, cpu_peak_tflops
+
+    flags = cpu_flags()
     info = {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
+        "cpu_bf16": sorted({"avx512_bf16", "amx_bf16"} & flags),
+        "cpu_peak_tflops": {p: cpu_peak_tflops(p) for p in ("32-true", "bf16-mixed")},
         "cores": os.cpu_count(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
@@ -566,13 +619,15 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="runs per side; the table shows medians")
     p.add_argument("--steps", type=int, default=None, help="training steps per run (default: the workload's)")
     p.add_argument(
-        "--precision", default="32-true", help="both sides: 32-true or bf16-mixed (GPU, AVX512-BF16)"
+        "--precision",
+        default="32-true",
+        help="both sides, comma-separated to compare (32-true,bf16-mixed): each against the first, same run",
     )
     p.add_argument(
         "--peak-tflops",
         type=float,
         default=None,
-        help="the device's peak for the precision used (H100 SXM bf16 dense: 989): adds MFU to the report",
+        help="the device's peak TFLOP/s for MFU (default: src.hardware's figure for this CPU or a known GPU)",
     )
     p.add_argument(
         "--recipe-reuse-host-memory",
@@ -598,6 +653,7 @@ def main(argv=None) -> int:
     specs = {"quick": QUICK} if args.quick else {w: WORKLOADS[w] for w in args.workloads.split(",")}
     repeats = 1 if args.quick else args.repeats
     phases = args.phases.split(",")
+    precisions = args.precision.split(",")
     rows = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -609,50 +665,56 @@ def main(argv=None) -> int:
             spec = {**spec, "steps": args.steps or spec["steps"]}
             make_workload(spec, tokenizer, tmp / name, seed=0)
             for phase in phases:
-                runs: dict[str, list[dict]] = {"recipe": [], "project": []}
+                runs = {prec: {"recipe": [], "project": []} for prec in precisions}
                 for rep in range(repeats):
-                    for system in ("recipe", "project"):  # alternating, so drift hits both sides alike
-                        job = dict(
-                            system=system,
-                            phase=phase,
-                            workload=name,
-                            spec=spec,
-                            data=str(tmp / name),
-                            init=str(tmp / "init"),
-                            tokenizer=tokenizer_dir,
-                            encoder=args.encoder,
-                            decoder=args.decoder,
-                            seed=rep,
-                            precision=args.precision,
-                            overrides=args.project_override if system == "project" else [],
-                            recipe_reuse_host_memory=args.recipe_reuse_host_memory,
-                        )
-                        result = spawn(job, tmp, log)
-                        runs[system].append(result)
-                        log(
-                            f"{name} {phase} {system} run {rep + 1}/{repeats}: "
-                            f"{result['samples_per_s']:.3g} samples/s"
-                            + (f", loss {result['loss']:.4f}" if "loss" in result else "")
-                        )
+                    for prec in precisions:
+                        for system in ("recipe", "project"):  # alternating, so drift hits every side alike
+                            job = dict(
+                                system=system,
+                                phase=phase,
+                                workload=name,
+                                spec=spec,
+                                data=str(tmp / name),
+                                init=str(tmp / "init"),
+                                tokenizer=tokenizer_dir,
+                                encoder=args.encoder,
+                                decoder=args.decoder,
+                                seed=rep,
+                                precision=prec,
+                                overrides=args.project_override if system == "project" else [],
+                                recipe_reuse_host_memory=args.recipe_reuse_host_memory,
+                            )
+                            result = spawn(job, tmp, log)
+                            runs[prec][system].append(result)
+                            log(
+                                f"{name} {phase} {prec} {system} run {rep + 1}/{repeats}: "
+                                f"{result['samples_per_s']:.3g} samples/s"
+                                + (f", loss {result['loss']:.4f}" if "loss" in result else "")
+                            )
                 flops = None
                 if phase == "train":
                     flops = train_flops_per_sample(
                         tmp / "init", tokenizer, read_split(tmp / name, "train"), spec
                     )
-                rows.append(summarise(name, phase, runs, flops, args.peak_tflops))
+                for prec in precisions:
+                    peak = args.peak_tflops or peak_tflops(prec)
+                    rows.append({**summarise(name, phase, runs[prec], flops, peak), "precision": prec})
     report = {
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
         "machine": machine(),
-        "precision": args.precision,
+        "precisions": precisions,
         "recipe_reuse_host_memory": args.recipe_reuse_host_memory,
         "repeats": repeats,
         "workloads": specs,
         "rows": rows,
+        "precision_rows": precision_rows(rows),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
     print(table(rows))
+    if report["precision_rows"]:
+        print("\n" + precision_table(report["precision_rows"]))
     print(f"\n{report['machine']}\nJSON: {out}")
     return 0
 

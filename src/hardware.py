@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import platform
 import resource
 import sys
 
@@ -70,6 +71,16 @@ def resolve_precision(
         bf16 = cuda_bf16 if cuda_bf16 is not None else torch.cuda.is_bf16_supported()
         return "bf16-mixed" if bf16 else "16-mixed"
     return "bf16-mixed" if cpu_has_fast_bf16(cpu_flags) else "32-true"
+
+
+def cpu_model() -> str:
+    """The CPU's model name as /proc/cpuinfo (and lscpu) give it, or the platform's machine type."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            line = next((line for line in f if line.startswith("model name")), None)
+    except OSError:
+        line = None
+    return line.split(":", 1)[1].strip() if line else platform.machine()
 
 
 def cpu_ghz() -> float | None:

@@ -21,6 +21,7 @@ def test_quick_benchmark_compares_recipe_and_project(tiny, tmp_path):
             f"--encoder={tiny['bert']}",
             f"--decoder={tiny['bert']}",
             f"--out={out}",
+            "--precision=32-true,bf16-mixed",
         ],
         cwd=REPO,
         capture_output=True,
@@ -29,9 +30,11 @@ def test_quick_benchmark_compares_recipe_and_project(tiny, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
-    rows = {r["phase"]: r for r in report["rows"]}
+    assert report["precisions"] == ["32-true", "bf16-mixed"]
+    assert report["machine"]["cpu_peak_tflops"]["32-true"] > 0
+    rows = {r["phase"]: r for r in report["rows"] if r["precision"] == "32-true"}
     assert set(rows) == {"train", "eval"}
-    for row in rows.values():
+    for row in report["rows"]:
         for side in ("recipe", "project"):
             assert row[side]["samples_per_s"] > 0 and row[side]["peak_memory_mb"] > 0
         assert math.isclose(row["ratio"], row["project"]["samples_per_s"] / row["recipe"]["samples_per_s"])
@@ -43,4 +46,12 @@ def test_quick_benchmark_compares_recipe_and_project(tiny, tmp_path):
     )
     assert rows["eval"]["predictions"] == 8
     assert rows["eval"]["identical_predictions"] == 8, rows["eval"]["example"]
-    assert "| quick | train |" in proc.stdout and "| quick | eval |" in proc.stdout
+    assert "| quick | train | 32-true |" in proc.stdout and "| quick | eval | bf16-mixed |" in proc.stdout
+    # bf16-mixed against fp32, the same side in the same run, paired by repeat
+    compared = {(r["phase"], r["precision"], r["baseline"]) for r in report["precision_rows"]}
+    assert compared == {("train", "bf16-mixed", "32-true"), ("eval", "bf16-mixed", "32-true")}
+    bf16_train = next(r for r in report["rows"] if r["precision"] == "bf16-mixed" and r["phase"] == "train")
+    for row in report["precision_rows"]:
+        assert row["project"]["ratios"] and all(x > 0 for x in row["project"]["ratios"])
+    assert math.isfinite(bf16_train["project"]["loss"]) and bf16_train["project"]["mfu"] > 0
+    assert "bf16-mixed vs 32-true" in proc.stdout
