@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test test-cpu-kinds lint clean
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,12 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# The suite as on each kind of CPU, whichever this one is: precision=auto resolved as on a CPU with
+# AMX/AVX512-BF16 (bf16-mixed), then as on one with AVX2 only (fp32; torch and oneDNN held to AVX2 kernels).
+test-cpu-kinds: setup
+	WARMSTART_CPU_BF16=1 $(PY) -m pytest -q
+	WARMSTART_CPU_BF16=0 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 $(PY) -m pytest -q
 
 lint: setup
 	$(VENV)/bin/ruff check src tests scripts

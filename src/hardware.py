@@ -18,13 +18,19 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def cpu_flags() -> set[str]:
-    """This CPU's feature flags as /proc/cpuinfo lists them (empty where it cannot be read)."""
+def _cpuinfo(field: str) -> str | None:
+    """The value of the first `field` line of /proc/cpuinfo, or None where there is none."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return set(next((line for line in f if line.startswith("flags")), "").split())
+            line = next((line for line in f if line.startswith(field)), None)
     except OSError:
-        return set()
+        return None
+    return line.split(":", 1)[1].strip() if line else None
+
+
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags as /proc/cpuinfo lists them (empty where it cannot be read)."""
+    return set((_cpuinfo("flags") or "").split())
 
 
 def cpu_has_fast_bf16(flags: set[str] | None = None) -> bool:
@@ -53,7 +59,7 @@ def resolve_precision(
     *,
     cuda: bool | None = None,
     cuda_bf16: bool | None = None,
-    cpu_flags: set[str] | None = None,
+    flags: set[str] | None = None,
 ) -> str | int:
     """Map `auto` to what is fastest on the device; other values pass through.
 
@@ -63,34 +69,25 @@ def resolve_precision(
     Args:
         cuda: whether a CUDA GPU is used; None: `accelerator` allows one and this machine has one.
         cuda_bf16: whether that GPU supports bf16; None asks it.
-        cpu_flags: the CPU's feature flags; None reads this machine's (see `cpu_has_fast_bf16`).
+        flags: the CPU's feature flags; None reads this machine's (see `cpu_has_fast_bf16`).
     """
     if precision != "auto":
         return precision
     if cuda if cuda is not None else uses_cuda(accelerator):
         bf16 = cuda_bf16 if cuda_bf16 is not None else torch.cuda.is_bf16_supported()
         return "bf16-mixed" if bf16 else "16-mixed"
-    return "bf16-mixed" if cpu_has_fast_bf16(cpu_flags) else "32-true"
+    return "bf16-mixed" if cpu_has_fast_bf16(flags) else "32-true"
 
 
 def cpu_model() -> str:
     """The CPU's model name as /proc/cpuinfo (and lscpu) give it, or the platform's machine type."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            line = next((line for line in f if line.startswith("model name")), None)
-    except OSError:
-        line = None
-    return line.split(":", 1)[1].strip() if line else platform.machine()
+    return _cpuinfo("model name") or platform.machine()
 
 
 def cpu_ghz() -> float | None:
     """The clock /proc/cpuinfo gives ("cpu MHz": the nominal one in a VM), in GHz; None where it cannot be read."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            mhz = next((line for line in f if line.startswith("cpu MHz")), None)
-    except OSError:
-        return None
-    return float(mhz.split(":")[1]) / 1000 if mhz else None
+    mhz = _cpuinfo("cpu MHz")
+    return float(mhz) / 1000 if mhz else None
 
 
 def cpu_flops_per_cycle(precision: str | int, flags: set[str]) -> int:

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from src.hardware import cpu_has_fast_bf16, resolve_precision
+from src.hardware import cpu_has_fast_bf16, cpu_peak_tflops, gpu_peak_tflops, resolve_precision
 from src.models.module import Seq2SeqModule
 from src.models.optim import build_optimizer
 from src.precision import FusedMixedPrecision, precision_args
@@ -49,20 +49,20 @@ ICELAKE_AVX512_NO_BF16 = INTEL_XEON_AMX - {"avx512_bf16", "amx_bf16", "amx_tile"
     ids=["amd-epyc-avx2", "intel-xeon-amx", "avx512-without-bf16"],
 )
 def test_auto_on_each_cpu_kind(flags, expected):
-    assert resolve_precision("auto", "cpu", cuda=False, cpu_flags=flags) == expected
-    assert resolve_precision("auto", "auto", cuda=False, cpu_flags=flags) == expected
+    assert resolve_precision("auto", "cpu", cuda=False, flags=flags) == expected
+    assert resolve_precision("auto", "auto", cuda=False, flags=flags) == expected
 
 
 @pytest.mark.parametrize(("bf16", "expected"), [(True, "bf16-mixed"), (False, "16-mixed")])
 def test_auto_on_a_cuda_gpu_with_and_without_bf16(bf16, expected):
     # the CPU's flags do not matter once a GPU is used
-    assert resolve_precision("auto", "gpu", cuda=True, cuda_bf16=bf16, cpu_flags=AMD_EPYC_AVX2) == expected
-    assert resolve_precision("auto", "auto", cuda=True, cuda_bf16=bf16, cpu_flags=INTEL_XEON_AMX) == expected
+    assert resolve_precision("auto", "gpu", cuda=True, cuda_bf16=bf16, flags=AMD_EPYC_AVX2) == expected
+    assert resolve_precision("auto", "auto", cuda=True, cuda_bf16=bf16, flags=INTEL_XEON_AMX) == expected
 
 
 @pytest.mark.parametrize("given", ["32-true", "bf16-mixed", "16-mixed", "bf16-true", 32])
 def test_an_explicit_precision_passes_through(given):
-    assert resolve_precision(given, "cpu", cuda=False, cpu_flags=INTEL_XEON_AMX) == given
+    assert resolve_precision(given, "cpu", cuda=False, flags=INTEL_XEON_AMX) == given
 
 
 @pytest.mark.parametrize(("value", "expected"), [("1", True), ("0", False)])
@@ -80,6 +80,16 @@ def test_precision_args_put_mixed_precision_through_the_fused_plugin(caplog):
     (plugin,) = precision_args("16-mixed", "cpu")["plugins"]  # as Lightning does: no fp16 autocast on CPUs
     assert plugin.precision == "bf16-mixed"
     assert "16-mixed is for GPUs" in caplog.text
+
+
+def test_peak_tflops_of_each_cpu_kind_and_known_gpus():
+    # cores x GHz x FLOPs/cycle: AVX2 FMA 32, AVX-512 FMA 64, AMX bf16 1024; bf16 without it runs at the fp32 rate
+    assert cpu_peak_tflops("32-true", AMD_EPYC_AVX2, cores=2, ghz=2.5) == pytest.approx(0.16)
+    assert cpu_peak_tflops("bf16-mixed", AMD_EPYC_AVX2, cores=2, ghz=2.5) == pytest.approx(0.16)
+    assert cpu_peak_tflops("32-true", INTEL_XEON_AMX, cores=2, ghz=2.6) == pytest.approx(0.3328)
+    assert cpu_peak_tflops("bf16-mixed", INTEL_XEON_AMX, cores=2, ghz=2.6) == pytest.approx(5.3248)
+    assert gpu_peak_tflops("NVIDIA H100 80GB HBM3") == 989.0 and gpu_peak_tflops("NVIDIA H100 PCIe") == 756.0
+    assert gpu_peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0 and gpu_peak_tflops("Some Future GPU") is None
 
 
 # ---- mixed precision with the fused optimizer and clipping ------------------------------------------------------
