@@ -576,14 +576,11 @@ def precision_table(rows: list[dict]) -> str:
 
 
 def peak_tflops(precision: str) -> float | None:
-    """The device's peak for a precision: the GPU's from the table of known cards, else the CPU's."""
     import torch
 
-    from src.hardware import cpu_peak_tflops, gpu_peak_tflops
+    from src.hardware import device_peak_tflops
 
-    if torch.cuda.is_available():
-        return gpu_peak_tflops(torch.cuda.get_device_name()) if precision != "32-true" else None
-    return cpu_peak_tflops(precision)
+    return device_peak_tflops("cuda" if torch.cuda.is_available() else "cpu", precision)
 
 
 def machine() -> dict:

@@ -118,7 +118,7 @@ def check_one(variant: str, precision: str, args) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
-    from src.hardware import cpu_peak_tflops, gpu_peak_tflops
+    from src.hardware import device_peak_tflops
     from src.models.flops import train_flops
     from src.models.module import Seq2SeqModule
     from src.precision import FusedMixedPrecision
@@ -178,12 +178,7 @@ def check_one(variant: str, precision: str, args) -> dict:
 
     flops = train_flops(layout.encoder, layout.decoder, args.source, args.target)
     tflops = samples_per_s * flops / 1e12
-    if args.peak_tflops:
-        peak = args.peak_tflops
-    elif cuda:
-        peak = gpu_peak_tflops(torch.cuda.get_device_name())
-    else:
-        peak = cpu_peak_tflops(precision)
+    peak = args.peak_tflops or device_peak_tflops(args.device, precision)
     if cuda:
         memory = torch.cuda.max_memory_allocated() / 2**20
     else:

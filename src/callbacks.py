@@ -10,22 +10,30 @@ import time
 import lightning as L
 import torch
 
-from src.hardware import peak_memory_mb
+from src.hardware import device_peak_tflops, peak_memory_mb
+from src.models.flops import model_configs, train_flops
 
 log = logging.getLogger(__name__)
 
 
 class Throughput(L.Callback):
-    """Samples/s and target tokens/s over training batches only (validation excluded), and peak memory.
+    """Samples/s and target tokens/s over training batches only (validation excluded), model FLOP rate, memory.
 
-    Logged every `log_every_n_steps` as train/samples_per_s, train/tokens_per_s, train/peak_memory_mb.
+    Logged every `log_every_n_steps` as train/samples_per_s, train/tokens_per_s, train/model_tflops_per_s
+    (src.models.flops: real tokens only), train/mfu (against src.hardware.device_peak_tflops, where known) and
+    train/peak_memory_mb.
     """
 
     def __init__(self, log_every_n_steps: int = 50):
         self.log_every_n_steps = log_every_n_steps
         self.samples = self.tokens = 0
-        self.seconds = 0.0
+        self.seconds = self.flops = 0.0
         self._start: float | None = None
+        self._configs = self._peak = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._configs = model_configs(pl_module.model)
+        self._peak = device_peak_tflops(pl_module.device.type, trainer.precision)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._start = time.perf_counter()
@@ -36,6 +44,7 @@ class Throughput(L.Callback):
         self.seconds += time.perf_counter() - self._start
         self.samples += batch["input_ids"].size(0)
         self.tokens += batch["num_target_tokens"]
+        self.flops += sum(train_flops(*self._configs, S, T) for S, T in batch["lengths"])
         if trainer.global_step % self.log_every_n_steps == 0 and self.seconds > 0:
             summary = self.summary()
             pl_module.log(
@@ -49,9 +58,12 @@ class Throughput(L.Callback):
 
     def summary(self) -> dict[str, float]:
         s = max(self.seconds, 1e-9)
+        tflops = self.flops / s / 1e12
         return {
             "train/samples_per_s": self.samples / s,
             "train/tokens_per_s": self.tokens / s,
+            "train/model_tflops_per_s": tflops,
+            **({"train/mfu": tflops / self._peak} if self._peak else {}),
             "train/peak_memory_mb": peak_memory_mb(),
         }
 

@@ -139,6 +139,14 @@ def gpu_peak_tflops(name: str) -> float | None:
     return next((peak for key, peak in GPU_PEAK_TFLOPS.items() if key in name), None)
 
 
+def device_peak_tflops(device_type: str, precision: str | int) -> float | None:
+    """The peak TFLOP/s MFU is taken against: a known GPU's bf16/fp16 tensor-core peak (None in fp32 or for a
+    card missing from GPU_PEAK_TFLOPS), else this CPU's for the precision."""
+    if device_type == "cuda":
+        return None if str(precision).startswith("32") else gpu_peak_tflops(torch.cuda.get_device_name())
+    return cpu_peak_tflops(precision)
+
+
 # glibc mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 

@@ -93,6 +93,8 @@ def test_train_writes_the_run_directory(trained_run):
     assert p["total"] == p["from_checkpoint"] + p["random"] > 0
     assert set(metrics["test"]) >= {"loss", "rouge1", "rouge2", "rougeL", "exact"}
     assert "loss" in metrics["val"] and metrics["train"]["samples_per_s"] > 0
+    # model FLOP rate of the real tokens, against this CPU's peak for the run's precision
+    assert 0 < metrics["train"]["model_tflops_per_s"] and 0 < metrics["train"]["mfu"] < 1
     rows = [json.loads(line) for line in (trained_run / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 12 and set(rows[0]) == {"source", "reference", "prediction"}
     # restored to the split's order although evaluation ran longest-first

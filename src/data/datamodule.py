@@ -125,6 +125,7 @@ class Collator:
             "labels": labels,
             "index": torch.tensor(indices),
             "num_target_tokens": sum(map(len, lab)),
+            "lengths": [(len(x), len(y)) for x, y in zip(src, lab, strict=True)],  # (S, T): model FLOPs
         }
         if s.sources is not None:  # evaluation splits carry texts for metrics and predictions.jsonl
             batch["source"] = [s.sources[i] for i in indices]

@@ -10,6 +10,13 @@ def _sizes(cfg) -> tuple[int, int, int, int]:
     return cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
 
 
+def model_configs(model) -> tuple[object | None, object]:
+    """(encoder config or None for the decoder-only layout, decoder config) of a built model."""
+    if getattr(model, "encoder", None) is None:
+        return None, model.config
+    return model.config.encoder, model.config.decoder
+
+
 def train_flops(enc_cfg, dec_cfg, source_tokens: int, target_tokens: int) -> float:
     """FLOPs of one training example (forward + backward = 3 x forward), real tokens only, 2 per multiply-add.
 
