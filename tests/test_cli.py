@@ -94,7 +94,7 @@ def test_train_writes_the_run_directory(trained_run):
     assert set(metrics["test"]) >= {"loss", "rouge1", "rouge2", "rougeL", "exact"}
     assert "loss" in metrics["val"] and metrics["train"]["samples_per_s"] > 0
     # model FLOP rate of the real tokens, against this CPU's peak for the run's precision
-    assert 0 < metrics["train"]["model_tflops_per_s"] and 0 < metrics["train"]["mfu"] < 1
+    assert metrics["train"]["model_tflops_per_s"] > 0 and 0 < metrics["train"]["mfu"] < 1
     rows = [json.loads(line) for line in (trained_run / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 12 and set(rows[0]) == {"source", "reference", "prediction"}
     # restored to the split's order although evaluation ran longest-first
@@ -150,8 +150,9 @@ def test_shared_sharing_survives_a_training_checkpoint(tiny, tmp_path):
     assert sum(p.numel() for p in module.model.parameters()) == saved["total"]
 
 
-# Each CPU kind resolves precision=auto differently (README, "Precision"); these runs set it, so both paths run on
-# every machine: bf16 autocast works on any x86 CPU, only slower without AVX512-BF16/AMX.
+# Each CPU kind resolves precision=auto differently (README, "Precision"); these runs set bf16-mixed, so the GPU's
+# code path runs on every machine (bf16 autocast works on any x86 CPU, only slower without AVX512-BF16/AMX).
+# Explicit 32-true end-to-end runs are in test_reliability (same seed, kill and resume).
 @pytest.mark.parametrize(
     ("precision", "extra"),
     [
@@ -166,9 +167,8 @@ def test_shared_sharing_survives_a_training_checkpoint(tiny, tmp_path):
             ],
         ),
         ("bf16-mixed", ["variant=gpt", "decoder.checkpoint={gpt2}"]),
-        ("32-true", ["sharing=embeddings"]),
     ],
-    ids=["bf16-shared-accumulate-adam", "bf16-gpt", "fp32"],
+    ids=["bf16-shared-accumulate-adam", "bf16-gpt"],
 )
 def test_training_end_to_end_in_each_precision(tiny, tmp_path, precision, extra):
     proc = run_cli(
