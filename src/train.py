@@ -97,6 +97,9 @@ def build_datamodule(data: DictConfig, module: Seq2SeqModule, seed: int) -> Seq2
         seed=seed,
         limit_train=get("limit_train"),
         limit_eval=get("limit_eval"),
+        train_fraction=get("train_fraction"),
+        validation_size=get("validation_size"),
+        subset_seed=get("subset_seed", 0),
         cache_dir=get("cache_dir", ".cache/tokenized"),
         synthetic=OmegaConf.to_container(synthetic) if synthetic is not None else None,
     )

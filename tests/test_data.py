@@ -235,3 +235,50 @@ def test_bucketed_batches_also_sort_targets_when_sources_are_all_truncated():
 
     source_only = list(BucketBatchSampler(sources, 4, seed=1, pool_batches=50))
     assert target_padding(batches) < 0.1 * target_padding(source_only)
+
+
+def test_train_fraction_is_a_seeded_random_subset_the_same_for_every_run_seed(bert_tok, tmp_path):
+    tok, ids = bert_tok
+
+    def train_ids(**kwargs) -> list[list[int]]:
+        split = datamodule(tok, ids, tmp_path, **kwargs).split("train")
+        return [list(split.source(i)) for i in range(len(split))]
+
+    whole = train_ids()
+    quarter = train_ids(train_fraction=0.25, seed=1)
+    assert len(whole) == 40 and len(quarter) == 10
+    assert quarter != whole[:10]  # random, not the first N (that is limit_train)
+    positions = [whole.index(x) for x in quarter]
+    assert positions == sorted(positions)  # kept in the split's order
+    assert train_ids(train_fraction=0.25, seed=7) == quarter  # the run's seed does not change the subset
+    assert train_ids(train_fraction=0.25, subset_seed=3) != quarter
+    assert len(train_ids(train_fraction=0.01)) == 1  # at least one example
+
+
+def test_validation_size_bounds_validation_and_leaves_test_whole(bert_tok, tmp_path):
+    tok, ids = bert_tok
+    full = datamodule(
+        tok, ids, tmp_path, synthetic={"seed": 0, "num_train": 8, "num_validation": 20, "num_test": 20}
+    )
+    small = datamodule(
+        tok,
+        ids,
+        tmp_path,
+        validation_size=5,
+        synthetic={"seed": 0, "num_train": 8, "num_validation": 20, "num_test": 20},
+    )
+    assert len(small.split("validation")) == 5 and len(small.split("test")) == 20
+    assert set(small.split("validation").sources) < set(full.split("validation").sources)
+    assert small.split("validation").stats.extra["random_subset"] == {"of": 20, "kept": 5, "seed": 0}
+    assert len(datamodule(tok, ids, tmp_path, validation_size=100).split("validation")) == 4  # all there is
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "needle"),
+    [("train_fraction", 1.5, "data.train_fraction=1.5"), ("validation_size", 0, "data.validation_size=0")],
+)
+def test_bad_subset_sizes_name_the_key_and_the_fix(bert_tok, tmp_path, key, value, needle):
+    tok, ids = bert_tok
+    with pytest.raises(UserError, match=needle.replace(".", r"\.") + ".*Fix"):
+        dm = datamodule(tok, ids, tmp_path, **{key: value})
+        dm.prepare()

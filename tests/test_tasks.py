@@ -144,3 +144,13 @@ def test_paper_settings_are_in_the_task_configs():
             3,
             2.0,
         )
+
+
+@pytest.mark.parametrize(
+    "task", ["cnn_dailymail", "xsum", "gigaword", "discofuse", "wikisplit", "wmt14_en_de", "wmt14_de_en"]
+)
+def test_paper_tasks_validate_on_a_fixed_random_subset_and_test_on_all(task):
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        data = compose("train", overrides=[f"data={task}"]).data
+    assert data.validation_size == 2000 and data.subset_seed == 0
+    assert data.train_fraction is None and data.limit_eval is None

@@ -146,6 +146,10 @@ class Seq2SeqDataModule(L.LightningDataModule):
         special_ids: decoder_start_token_id, eos_token_id, pad_token_id of the decoder (set_special_tokens).
         max_source_length / max_target_length: truncation limits in tokens (the target's includes EOS).
         limit_train / limit_eval: use only the first N examples of the training / evaluation splits.
+        train_fraction: a seeded random share of the training split (after `limit_train`); None: all of it.
+        validation_size: a seeded random subset of at most this many validation examples; None: all. The test
+            split is always used whole.
+        subset_seed: the seed of both subsets (not the run's seed: every run of a grid sees the same examples).
         cache_dir: where tokenized splits are cached.
     """
 
@@ -174,6 +178,9 @@ class Seq2SeqDataModule(L.LightningDataModule):
         seed: int = 0,
         limit_train: int | None = None,
         limit_eval: int | None = None,
+        train_fraction: float | None = None,
+        validation_size: int | None = None,
+        subset_seed: int = 0,
         cache_dir: str = ".cache/tokenized",
         synthetic: dict | None = None,
     ):
@@ -187,6 +194,11 @@ class Seq2SeqDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.seed = num_workers, seed
         self.limits = {"train": limit_train, "validation": limit_eval, "test": limit_eval}
+        self.subsets = {
+            "train": {"fraction": train_fraction, "seed": subset_seed} if train_fraction is not None else None,
+            "validation": {"size": validation_size, "seed": subset_seed} if validation_size is not None else None,
+            "test": None,
+        }
         self.splits: dict[str, TokenizedSplit] = {}
         self.order_state: dict = {}  # filled by callbacks.ResumableOrder when a checkpoint is restored
 
@@ -204,6 +216,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
                 lowercase=self.lowercase,
                 limit=self.limits[name],
                 synthetic=self.synthetic,
+                subset=self.subsets[name],
             )
             self.splits[name] = build_or_load(
                 cache_dir=self.cache_dir,
@@ -224,6 +237,8 @@ class Seq2SeqDataModule(L.LightningDataModule):
     def _identity(self, kwargs: dict) -> dict:
         """What names this split's data, without reading it (a local file by path, size and mtime)."""
         ident = {k: kwargs[k] for k in ("loader", "split", "split_name", "lowercase", "limit")}
+        if kwargs["subset"]:  # only when set, so the cache keys of whole splits stay as they were
+            ident["subset"] = kwargs["subset"]
         ident.update(
             source=list(self.fields[0].columns),
             target=list(self.fields[1].columns),

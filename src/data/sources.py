@@ -9,6 +9,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from src.data.synthetic import SPLITS, make_synthetic
 from src.errors import UserError
 from src.models.checkpoints import hub_reachable
@@ -177,6 +179,39 @@ def read_pairs(
     return sources, targets, stats
 
 
+def subsample(
+    sources: list[str],
+    targets: list[str],
+    stats: SplitStats,
+    *,
+    fraction: float | None = None,
+    size: int | None = None,
+    seed: int = 0,
+    split: str = "",
+) -> tuple[list[str], list[str], SplitStats]:
+    """A seeded random subset of a split, in the split's order: `fraction` of its rows, or at most `size` rows.
+
+    The subset depends on `seed` and the rows only, so every variant and run seed of a grid sees the same one.
+    """
+    n = len(sources)
+    if fraction is not None:
+        if not 0 < fraction <= 1:
+            raise UserError(f"data.train_fraction={fraction} is not a share. Fix: a number in (0, 1], e.g. 0.1.")
+        k = max(1, round(n * fraction))
+    elif size is not None:
+        if size < 1:
+            raise UserError(f"data.validation_size={size} keeps nothing. Fix: a positive count, or null for all.")
+        k = min(size, n)
+    else:
+        return sources, targets, stats
+    if k >= n:
+        return sources, targets, stats
+    keep = np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+    stats.extra["random_subset"] = {"of": n, "kept": k, "seed": seed}
+    log.info("%s: a random subset of %d of %d examples (seed %d)", split, k, n, seed)
+    return [sources[i] for i in keep], [targets[i] for i in keep], stats
+
+
 def load_pairs(
     *,
     loader: str,
@@ -190,12 +225,15 @@ def load_pairs(
     lowercase: bool = False,
     limit: int | None = None,
     synthetic: dict | None = None,
+    subset: dict | None = None,
 ):
     """(sources, targets, stats) of one split.
 
     Args:
         split: train, validation or test; `split_name` is what the dataset calls it (default the same).
         path: a local directory of `<split_name>.jsonl` files in the dataset's schema; wins over the hub.
+        limit: the first N usable records only.
+        subset: keyword arguments of `subsample` (a seeded random subset of what `limit` left), or None.
     """
     split_name = split_name or split
     if loader == "synthetic" and not path:
@@ -219,4 +257,5 @@ def load_pairs(
         )
     else:
         raise UserError(f"unknown data loader {loader!r}; choose one of {', '.join(LOADERS)}")
-    return read_pairs(records, source, target, where, lowercase, limit, split)
+    pairs = read_pairs(records, source, target, where, lowercase, limit, split)
+    return subsample(*pairs, **(subset or {}), split=split) if subset else pairs
