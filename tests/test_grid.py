@@ -140,7 +140,13 @@ def test_report_shows_the_paper_figures_for_the_papers_tasks(tmp_path):
                     "variant": variant,
                     "data": "cnn_dailymail",
                     "seed": 1,
-                    "test": {"rouge1": 30.0, "rouge2": rouge2, "rougeL": 28.0, "loss": 2.0},
+                    "test": {
+                        "rouge1": 30.0,
+                        "rouge2": rouge2,
+                        "rougeL": 28.0,
+                        "rougeLsum": 31.0,
+                        "loss": 2.0,
+                    },
                     "params": {"total": 221_000_000, "from_checkpoint": 195_000_000, "random": 26_000_000},
                     "train": {"steps": 10, "wall_time_s": 3.0, "samples_per_s": 5.0},
                 }
@@ -151,4 +157,6 @@ def test_report_shows_the_paper_figures_for_the_papers_tasks(tmp_path):
     assert [r["variant"] for r in report["rows"]] == ["rnd2rnd", "bert2bert"]  # the paper's order
     assert rows["bert2bert"]["paper rouge2"] == 17.84 and rows["rnd2rnd"]["paper rouge2"] == 14.00
     assert rows["bert2bert"]["params (M)"] == pytest.approx(221.0)
+    # the paper's CNN/DailyMail R-L is summary-level: it stands beside ROUGE-Lsum, not sentence-level ROUGE-L
+    assert rows["bert2bert"]["paper rougeLsum"] == 36.29 and rows["bert2bert"]["paper rougeL"] is None
     assert "paper rouge2" in (tmp_path / "out" / "report.md").read_text()
