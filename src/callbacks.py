@@ -130,7 +130,7 @@ class ValidationExamples(L.Callback):
     ) -> None:
         if not outputs or len(self.rows) >= self.n:
             return
-        for src, ref, pred in zip(batch["source"], batch["reference"], outputs["predictions"], strict=False):
+        for src, ref, pred in zip(batch["source"], batch["target"], outputs["predictions"], strict=False):
             if len(self.rows) < self.n:
                 self.rows.append([src, ref, pred])
 

@@ -179,7 +179,7 @@ def test_tokenization_cache_hits_on_the_second_run_and_keys_on_lengths(bert_tok,
         again = datamodule(tok, ids, tmp_path).split("validation")
     assert "tokenization cache hit" in caplog.text and "miss" not in caplog.text
     assert [list(again.source(i)) for i in range(4)] == [list(first.source(i)) for i in range(4)]
-    assert again.references == first.references and again.sources == first.sources
+    assert again.targets == first.targets and again.sources == first.sources
     caplog.clear()
     with caplog.at_level(logging.INFO):
         datamodule(tok, ids, tmp_path, max_source_length=16).split("validation")

@@ -130,7 +130,6 @@ class Collator:
         if s.sources is not None:  # evaluation splits carry texts for metrics and predictions.jsonl
             batch["source"] = [s.sources[i] for i in indices]
             batch["target"] = [s.targets[i] for i in indices]
-            batch["reference"] = [s.references[i] for i in indices]
         return batch
 
 
@@ -195,8 +194,12 @@ class Seq2SeqDataModule(L.LightningDataModule):
         self.num_workers, self.seed = num_workers, seed
         self.limits = {"train": limit_train, "validation": limit_eval, "test": limit_eval}
         self.subsets = {
-            "train": {"fraction": train_fraction, "seed": subset_seed} if train_fraction is not None else None,
-            "validation": {"size": validation_size, "seed": subset_seed} if validation_size is not None else None,
+            "train": {"fraction": train_fraction, "seed": subset_seed}
+            if train_fraction is not None
+            else None,
+            "validation": {"size": validation_size, "seed": subset_seed}
+            if validation_size is not None
+            else None,
             "test": None,
         }
         self.splits: dict[str, TokenizedSplit] = {}

@@ -196,11 +196,15 @@ def subsample(
     n = len(sources)
     if fraction is not None:
         if not 0 < fraction <= 1:
-            raise UserError(f"data.train_fraction={fraction} is not a share. Fix: a number in (0, 1], e.g. 0.1.")
+            raise UserError(
+                f"data.train_fraction={fraction} is not a share. Fix: a number in (0, 1], e.g. 0.1."
+            )
         k = max(1, round(n * fraction))
     elif size is not None:
         if size < 1:
-            raise UserError(f"data.validation_size={size} keeps nothing. Fix: a positive count, or null for all.")
+            raise UserError(
+                f"data.validation_size={size} keeps nothing. Fix: a positive count, or null for all."
+            )
         k = min(size, n)
     else:
         return sources, targets, stats

@@ -42,8 +42,8 @@ class TokenizedSplit:
     """Token ids of one split (memory-mapped from the cache) and, for evaluation splits, its texts.
 
     `labels[i]` is the target without a start token and with EOS at the end (truncated to max_target_length
-    including EOS); `references[i]` is the full target as the decoder's tokenizer writes it back, which is what
-    generation metrics compare against (an uncased decoder cannot be asked for capitals).
+    including EOS). Generation metrics compare predictions with `targets[i]`, the task's own text, whole: an
+    uncased decoder that cannot write capitals loses the points it would lose in the paper's evaluation.
     """
 
     def __init__(
@@ -53,7 +53,7 @@ class TokenizedSplit:
         label_ids,
         label_offsets,
         stats: SplitStats,
-        texts: tuple[list[str], list[str], list[str]] | None = None,
+        texts: tuple[list[str], list[str]] | None = None,
     ):
         self._src, self._src_off, self._lab, self._lab_off = (
             source_ids,
@@ -62,7 +62,7 @@ class TokenizedSplit:
             label_offsets,
         )
         self.stats = stats
-        self.sources, self.targets, self.references = texts if texts is not None else (None, None, None)
+        self.sources, self.targets = texts if texts is not None else (None, None)
 
     @classmethod
     def load(cls, directory: Path, with_texts: bool) -> TokenizedSplit:
@@ -73,7 +73,7 @@ class TokenizedSplit:
                 json.loads(line)
                 for line in (directory / "texts.jsonl").read_text(encoding="utf-8").splitlines()
             ]
-            texts = ([r["source"] for r in rows], [r["target"] for r in rows], [r["reference"] for r in rows])
+            texts = ([r["source"] for r in rows], [r["target"] for r in rows])
         return cls(
             np.load(directory / "source_ids.npy", mmap_mode="r"),
             np.load(directory / "source_offsets.npy"),
@@ -96,7 +96,7 @@ class TokenizedSplit:
     ) -> TokenizedSplit:
         """Tokenize pairs without the cache (scripts, tests)."""
         stats = SplitStats(rows=len(sources))
-        src, lab, refs = tokenize_pairs(
+        src, lab = tokenize_pairs(
             sources,
             targets,
             encoder_tokenizer,
@@ -106,7 +106,7 @@ class TokenizedSplit:
             eos_id,
             stats,
         )
-        return cls(*_ragged(src), *_ragged(lab), stats, (list(sources), list(targets), refs))
+        return cls(*_ragged(src), *_ragged(lab), stats, (list(sources), list(targets)))
 
     def __len__(self) -> int:
         return len(self._src_off) - 1
@@ -144,10 +144,10 @@ def tokenize_pairs(
     eos_id: int,
     stats: SplitStats,
 ):
-    """(source ids, label ids, references); counts truncated sources and targets into `stats`."""
+    """(source ids, label ids); counts truncated sources and targets into `stats`."""
     prefix, suffix = special_affixes(encoder_tokenizer)
     keep = max_source_length - len(prefix) - len(suffix)
-    src_ids, lab_ids, references = [], [], []
+    src_ids, lab_ids = [], []
     for start in range(0, len(sources), _CHUNK):
         chunk_src = encoder_tokenizer(sources[start : start + _CHUNK], add_special_tokens=False)["input_ids"]
         for ids in chunk_src:
@@ -157,8 +157,7 @@ def tokenize_pairs(
         for ids in chunk_tgt:
             stats.truncated_targets += len(ids) > max_target_length - 1
             lab_ids.append(ids[: max_target_length - 1] + [eos_id])
-        references += [t.strip() for t in decoder_tokenizer.batch_decode(chunk_tgt, skip_special_tokens=True)]
-    return src_ids, lab_ids, references
+    return src_ids, lab_ids
 
 
 def build_or_load(
@@ -199,7 +198,7 @@ def build_or_load(
 
     start = time.perf_counter()
     sources, targets, stats = load_pairs()
-    src_ids, lab_ids, references = tokenize_pairs(
+    src_ids, lab_ids = tokenize_pairs(
         sources,
         targets,
         encoder_tokenizer,
@@ -218,8 +217,8 @@ def build_or_load(
             np.save(tmp / f"{stem}_offsets.npy", offsets)
         if with_texts:  # evaluation splits only: a training split's texts would double its size on disk
             with (tmp / "texts.jsonl").open("w", encoding="utf-8") as f:
-                for s, t, r in zip(sources, targets, references, strict=True):
-                    f.write(json.dumps({"source": s, "target": t, "reference": r}, ensure_ascii=False) + "\n")
+                for s, t in zip(sources, targets, strict=True):
+                    f.write(json.dumps({"source": s, "target": t}, ensure_ascii=False) + "\n")
         (tmp / "stats.json").write_text(json.dumps(stats.__dict__))
         (tmp / "key.json").write_text(json.dumps(key_data, indent=1, default=str))
         try:

@@ -74,25 +74,38 @@ class GenerationMetrics(Metric):
             self.add_state("nltk_stats", default=torch.zeros(10, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, predictions: list[str], references: list[str], sources: list[str] | None = None) -> None:
+    def update(
+        self, predictions: list[str], references: list[str | list[str]], sources: list[str] | None = None
+    ) -> None:
+        """Add examples: each reference a string, or a list of strings (several references of one example).
+
+        Texts are scored as given: callers pass the task's own source and reference text.
+        """
         if len(predictions) != len(references):
             raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
         if "sari" in self.names and (sources is None or len(sources) != len(predictions)):
             raise ValueError("sari needs the sources of the predictions")
-        for i, (pred, ref) in enumerate(zip(predictions, references, strict=True)):
-            if self._rouge is not None:
-                lsum = {"rougeLsum"} & set(self.names)
-                scores = self._rouge.score(sentences(ref) if lsum else ref, sentences(pred) if lsum else pred)
+        refs = [[r] if isinstance(r, str) else list(r) for r in references]
+        if any(not rs for rs in refs):
+            raise ValueError("every prediction needs at least one reference")
+        lsum = "rougeLsum" in self.names
+        for i, (pred, rs) in enumerate(zip(predictions, refs, strict=True)):
+            if self._rouge is not None:  # several references: the best-scoring one, per ROUGE type
+                targets = [sentences(r) for r in rs] if lsum else rs
+                scores = self._rouge.score_multi(targets, sentences(pred) if lsum else pred)
                 for key, score in scores.items():
                     getattr(self, key).add_(score.fmeasure)
             if "exact" in self.names:
-                self.exact.add_(float(normalize(pred) == normalize(ref)))
+                self.exact.add_(float(any(normalize(pred) == normalize(r) for r in rs)))
             if "sari" in self.names:
-                self.sari.add_(sari(sources[i], pred, [ref]) / 100.0)
+                self.sari.add_(sari(sources[i], pred, rs) / 100.0)
             if "bleu_nltk" in self.names:
-                self.nltk_stats.add_(torch.tensor(_nltk_stats(pred, ref), dtype=torch.float64))
+                self.nltk_stats.add_(torch.tensor(_nltk_stats(pred, rs), dtype=torch.float64))
         if self._sacrebleu is not None:
-            stats = self._sacrebleu._extract_corpus_statistics(predictions, [references])
+            if len({len(rs) for rs in refs}) != 1:
+                raise ValueError("bleu needs the same number of references for every example")
+            streams = [list(stream) for stream in zip(*refs, strict=True)]
+            stats = self._sacrebleu._extract_corpus_statistics(predictions, streams)
             self.bleu_stats.add_(torch.tensor(stats, dtype=torch.float64).sum(0))
         self.count.add_(len(predictions))
 
@@ -108,8 +121,8 @@ class GenerationMetrics(Metric):
         return {name: out[name] for name in self.names}
 
 
-def _nltk_stats(prediction: str, reference: str) -> list[float]:
-    hyp, refs = prediction.split(), [reference.split()]
+def _nltk_stats(prediction: str, references: list[str]) -> list[float]:
+    hyp, refs = prediction.split(), [r.split() for r in references]
     nums, dens = [], []
     for n in range(1, 5):
         p = modified_precision(refs, hyp, n)  # a Fraction, not normalised

@@ -217,7 +217,7 @@ class Seq2SeqModule(L.LightningModule):
         limit = self.hparams.gen_val_batches
         if limit is None or batch_idx < limit:
             predictions = self.generate(batch)
-            self.val_metrics.update(predictions, batch["reference"], batch["source"])
+            self.val_metrics.update(predictions, batch["target"], batch["source"])
             return {"predictions": predictions}  # for callbacks (ValidationExamples)
         return None
 
@@ -232,7 +232,7 @@ class Seq2SeqModule(L.LightningModule):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self.log("test/loss", self.loss(batch), batch_size=batch["input_ids"].size(0), sync_dist=True)
         predictions = self.generate(batch)
-        self.test_metrics.update(predictions, batch["reference"], batch["source"])
+        self.test_metrics.update(predictions, batch["target"], batch["source"])
         for i, src, ref, pred in zip(
             batch["index"].tolist(), batch["source"], batch["target"], predictions, strict=True
         ):
