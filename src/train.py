@@ -79,6 +79,7 @@ def build_datamodule(data: DictConfig, module: Seq2SeqModule, seed: int) -> Seq2
         path=get("path"),
         hub_name=get("hub_name"),
         hub_config=get("hub_config"),
+        hub_revision=get("hub_revision"),
         splits=OmegaConf.to_container(data.splits) if get("splits") else None,
         source_column=OmegaConf.to_object(data.source_column)
         if OmegaConf.is_config(data.source_column)

@@ -282,3 +282,19 @@ def test_bad_subset_sizes_name_the_key_and_the_fix(bert_tok, tmp_path, key, valu
     with pytest.raises(UserError, match=needle.replace(".", r"\.") + ".*Fix"):
         dm = datamodule(tok, ids, tmp_path, **{key: value})
         dm.prepare()
+
+
+def test_a_hub_revision_reaches_the_loader_and_the_offline_message(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(
+        UserError, match=r"dataset EdinburghNLP/xsum \(default\) at refs/convert/parquet is not in"
+    ):
+        load_pairs(
+            loader="hub",
+            split="test",
+            hub_name="EdinburghNLP/xsum",
+            hub_config="default",
+            hub_revision="refs/convert/parquet",
+            source=FieldSpec.of("document"),
+            target=FieldSpec.of("summary"),
+        )

@@ -170,3 +170,19 @@ def test_paper_tasks_validate_on_a_fixed_random_subset_and_test_on_all(task):
         data = compose("train", overrides=[f"data={task}"]).data
     assert data.validation_size == 2000 and data.subset_seed == 0
     assert data.train_fraction is None and data.limit_eval is None
+
+
+# Hub repositories whose main branch is a loading script (datasets >= 4 refuses to run them); the Hub's Parquet
+# export of each lives on refs/convert/parquet, with the script's only configuration named `default`.
+SCRIPT_REPOSITORIES = {"Harvard/gigaword", "EdinburghNLP/xsum"}
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_hub_sources_are_script_free(task):
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        data = compose("train", overrides=[f"data={task}"]).data
+    assert data.loader == "hub" and data.hub_name
+    if data.hub_name in SCRIPT_REPOSITORIES:
+        assert (data.hub_revision, data.hub_config) == ("refs/convert/parquet", "default")
+    else:
+        assert data.hub_revision is None

@@ -163,6 +163,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
         path: str | None = None,
         hub_name: str | None = None,
         hub_config: str | None = None,
+        hub_revision: str | None = None,
         splits: dict | None = None,
         source_column="source",
         target_column="target",
@@ -184,7 +185,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
         synthetic: dict | None = None,
     ):
         super().__init__()
-        self.name, self.loader, self.path, self.hub = name, loader, path, (hub_name, hub_config)
+        self.name, self.loader, self.path, self.hub = name, loader, path, (hub_name, hub_config, hub_revision)
         self.split_names = dict(splits or {})
         self.fields = (FieldSpec.of(source_column, source_join), FieldSpec.of(target_column, target_join))
         self.lowercase, self.synthetic, self.cache_dir = lowercase, synthetic, cache_dir
@@ -214,6 +215,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
                 path=self.path,
                 hub_name=self.hub[0],
                 hub_config=self.hub[1],
+                hub_revision=self.hub[2],
                 source=self.fields[0],
                 target=self.fields[1],
                 lowercase=self.lowercase,
@@ -254,7 +256,9 @@ class Seq2SeqDataModule(L.LightningDataModule):
         elif self.loader == "synthetic":
             ident.update(synthetic=self.synthetic)
         else:
-            ident.update(hub=self.hub)
+            ident.update(
+                hub=list(self.hub) if self.hub[2] else list(self.hub[:2])
+            )  # keys without a revision unchanged
         return ident
 
     def prepare(self, stages=SPLITS) -> None:

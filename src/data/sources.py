@@ -111,16 +111,23 @@ def iter_jsonl(path: Path) -> Iterator[dict]:
             yield record
 
 
-def load_hub_split(name: str, config: str | None, split: str, limit: int | None = None) -> Iterable[dict]:
-    """A split of a Hub dataset through `datasets.load_dataset`; from the local cache when offline."""
+def load_hub_split(
+    name: str, config: str | None, split: str, limit: int | None = None, revision: str | None = None
+) -> Iterable[dict]:
+    """A split of a Hub dataset through `datasets.load_dataset`; from the local cache when offline.
+
+    Args:
+        revision: a branch or commit of the dataset repository; `refs/convert/parquet` for repositories that hold
+            a loading script (which datasets >= 4 refuses to run): the Hub's Parquet export of the same data.
+    """
     import datasets
 
     online = hub_reachable()
     if not online:
         datasets.config.HF_HUB_OFFLINE = True  # look in the local cache only, and fail fast
-    label = f"{name}" + (f" ({config})" if config else "")
+    label = f"{name}" + (f" ({config})" if config else "") + (f" at {revision}" if revision else "")
     try:
-        ds = datasets.load_dataset(name, config, split=split)
+        ds = datasets.load_dataset(name, config, split=split, revision=revision)
     except ValueError as err:
         if "split" in str(err).lower():
             raise UserError(
@@ -224,6 +231,7 @@ def load_pairs(
     path: str | None = None,
     hub_name: str | None = None,
     hub_config: str | None = None,
+    hub_revision: str | None = None,
     source: FieldSpec,
     target: FieldSpec,
     lowercase: bool = False,
@@ -253,7 +261,7 @@ def load_pairs(
         records = iter_jsonl(file)
         where = str(file)
     elif loader == "hub":
-        records = load_hub_split(hub_name, hub_config, split_name, limit)
+        records = load_hub_split(hub_name, hub_config, split_name, limit, hub_revision)
         where = f"dataset {hub_name} ({hub_config}), split {split_name}"
     elif loader == "jsonl":
         raise UserError(
