@@ -103,18 +103,29 @@ def test_empty_split_and_missing_file(tmp_path):
         jsonl_pairs(tmp_path, split="validation", split_name="dev")
 
 
-def test_hub_dataset_offline_is_a_clear_error(monkeypatch):
+@pytest.mark.parametrize(
+    ("hub", "columns", "message"),
+    [
+        (("wmt/wmt14", "de-en", None), ("translation.en", "translation.de"), r"wmt/wmt14 \(de-en\) is"),
+        # a revision (a script repository's Parquet export) reaches the loader and is named
+        (
+            ("EdinburghNLP/xsum", "default", "refs/convert/parquet"),
+            ("document", "summary"),
+            r"EdinburghNLP/xsum \(default\) at refs/convert/parquet is",
+        ),
+    ],
+)
+def test_hub_dataset_offline_is_a_clear_error(monkeypatch, hub, columns, message):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(
-        UserError, match=r"dataset wmt/wmt14 \(de-en\) is not in the local cache .* data.path=DIR"
-    ):
+    with pytest.raises(UserError, match=rf"dataset {message} not in the local cache .* data.path=DIR"):
         load_pairs(
             loader="hub",
             split="train",
-            hub_name="wmt/wmt14",
-            hub_config="de-en",
-            source=FieldSpec.of("translation.en"),
-            target=FieldSpec.of("translation.de"),
+            hub_name=hub[0],
+            hub_config=hub[1],
+            hub_revision=hub[2],
+            source=FieldSpec.of(columns[0]),
+            target=FieldSpec.of(columns[1]),
         )
 
 
@@ -282,19 +293,3 @@ def test_bad_subset_sizes_name_the_key_and_the_fix(bert_tok, tmp_path, key, valu
     with pytest.raises(UserError, match=needle.replace(".", r"\.") + ".*Fix"):
         dm = datamodule(tok, ids, tmp_path, **{key: value})
         dm.prepare()
-
-
-def test_a_hub_revision_reaches_the_loader_and_the_offline_message(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(
-        UserError, match=r"dataset EdinburghNLP/xsum \(default\) at refs/convert/parquet is not in"
-    ):
-        load_pairs(
-            loader="hub",
-            split="test",
-            hub_name="EdinburghNLP/xsum",
-            hub_config="default",
-            hub_revision="refs/convert/parquet",
-            source=FieldSpec.of("document"),
-            target=FieldSpec.of("summary"),
-        )

@@ -9,13 +9,21 @@ import sys
 import pytest
 
 from src.metrics.sari import sari
+from src.score import main
 from tests.conftest import REPO
 
 
 def score_cli(*args: str) -> subprocess.CompletedProcess:
+    """`python -m src.score ARGS` as a user runs it."""
     return subprocess.run(
         [sys.executable, "-m", "src.score", *args], cwd=REPO, capture_output=True, text=True, timeout=120
     )
+
+
+def scores_of(capsys, *args: str) -> dict:
+    """src.score's main in this process (the same code as the command, without a new interpreter)."""
+    assert main(list(args)) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
 def write(path, rows: list[dict]):
@@ -40,30 +48,29 @@ def test_scores_worked_out_by_hand_and_json_on_the_last_line(tmp_path):
     assert scores["sari"] == pytest.approx((100 + 100 * (2 / 3 + 1 / 2 + 1) / 3) / 2, abs=1e-4)
 
 
-def test_text_is_used_as_given_case_and_spacing_count(tmp_path):
+def test_text_is_used_as_given_case_and_spacing_count(tmp_path, capsys):
     # an uncased model's output is not forgiven: "the cat" is not "The cat"
     f = write(tmp_path / "p.jsonl", [{"source": "s", "prediction": "the cat", "reference": "The cat"}])
-    proc = score_cli(str(f), "metrics=[exact,bleu_nltk]")
-    assert json.loads(proc.stdout.splitlines()[-1])["exact"] == 0.0
+    assert scores_of(capsys, str(f), "metrics=[exact,bleu_nltk]")["exact"] == 0.0
 
 
-def test_a_copy_of_the_source_scores_tensor2tensor_sari_on_those_strings(tmp_path):
+def test_a_copy_of_the_source_scores_tensor2tensor_sari_on_those_strings(tmp_path, capsys):
     source = (
         "Street Rod is the first in a series of two games released for the PC and Commodore Amiga in 1989 ."
     )
     reference = "Street Rod is the first in a series of two games . <::::> It was released for the PC and Commodore Amiga in 1989 ."
     f = write(tmp_path / "p.jsonl", [{"source": source, "prediction": source, "references": [reference]}])
-    scores = json.loads(score_cli(str(f), "metrics=[sari]").stdout.splitlines()[-1])
+    scores = scores_of(capsys, str(f), "metrics=[sari]")
     assert scores["sari"] == pytest.approx(sari(source, source, [reference]), abs=1e-4)
     assert 55 < scores["sari"] < 75  # keeps most, deletes nothing, adds nothing the reference added
 
 
-def test_several_references_take_the_best_match(tmp_path):
+def test_several_references_take_the_best_match(tmp_path, capsys):
     f = write(
         tmp_path / "p.jsonl",
         [{"source": "a b", "prediction": "the cat sat", "references": ["a dog ran", "the cat sat"]}],
     )
-    scores = json.loads(score_cli(str(f), "metrics=[exact,rouge2,bleu_nltk]").stdout.splitlines()[-1])
+    scores = scores_of(capsys, str(f), "metrics=[exact,rouge2,bleu_nltk]")
     assert scores["exact"] == 100.0 and scores["rouge2"] == pytest.approx(100.0)
 
 
@@ -76,6 +83,14 @@ def test_several_references_take_the_best_match(tmp_path):
         ([{"prediction": "a", "reference": "a"}], [], "which metrics?"),
     ],
 )
-def test_bad_input_is_one_clear_error(tmp_path, rows, args, needle):
-    proc = score_cli(str(write(tmp_path / "p.jsonl", rows)), *args)
-    assert proc.returncode == 2 and needle in proc.stderr and "Traceback" not in proc.stderr
+def test_bad_input_is_one_clear_error(tmp_path, capsys, rows, args, needle):
+    with pytest.raises(SystemExit) as exit_:
+        main([str(write(tmp_path / "p.jsonl", rows)), *args])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and needle in err and "Traceback" not in err
+
+
+def test_bad_input_from_the_command_line_exits_2_without_a_traceback(tmp_path):
+    proc = score_cli(str(write(tmp_path / "p.jsonl", [{"prediction": "a"}])), "metrics=[exact]")
+    assert proc.returncode == 2 and "lacks `prediction` or a reference" in proc.stderr
+    assert "Traceback" not in proc.stderr

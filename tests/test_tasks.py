@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from src.data.synthetic import make_synthetic
+from src.score import score
 from src.train import train
 from tests.conftest import REPO
 
@@ -113,14 +112,7 @@ def test_every_task_trains_a_step_and_evaluates_on_its_fixture(task, tiny, tmp_p
     # (the run's metrics by default: a WikiSplit run's SARI, Exact and NLTK BLEU)
     (tmp_path / "run" / ".hydra").mkdir()
     (tmp_path / "run" / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    proc = subprocess.run(
-        [sys.executable, "-m", "src.score", str(tmp_path / "run" / "predictions.jsonl")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    rescored = json.loads(proc.stdout.splitlines()[-1])
+    rescored = score(tmp_path / "run" / "predictions.jsonl")  # the CLI itself: test_score.py
     assert rescored == {m: results["test"][m] for m in cfg.data.metrics}
     if task == "wmt14_de_en":
         assert [p["reference"] for p in predictions] == [e["translation"]["en"] for e in expected]
