@@ -194,13 +194,9 @@ class Seq2SeqDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.seed = num_workers, seed
         self.limits = {"train": limit_train, "validation": limit_eval, "test": limit_eval}
-        self.subsets = {
-            "train": {"fraction": train_fraction, "seed": subset_seed}
-            if train_fraction is not None
-            else None,
-            "validation": {"size": validation_size, "seed": subset_seed}
-            if validation_size is not None
-            else None,
+        self.subsets = {  # kwargs of sources.subsample per split; None: the split whole
+            "train": None if train_fraction is None else {"fraction": train_fraction, "seed": subset_seed},
+            "validation": None if validation_size is None else {"size": validation_size, "seed": subset_seed},
             "test": None,
         }
         self.splits: dict[str, TokenizedSplit] = {}
@@ -256,9 +252,8 @@ class Seq2SeqDataModule(L.LightningDataModule):
         elif self.loader == "synthetic":
             ident.update(synthetic=self.synthetic)
         else:
-            ident.update(
-                hub=list(self.hub) if self.hub[2] else list(self.hub[:2])
-            )  # keys without a revision unchanged
+            hub = self.hub if self.hub[2] else self.hub[:2]  # without a revision: the keys written before
+            ident.update(hub=list(hub))
         return ident
 
     def prepare(self, stages=SPLITS) -> None:
