@@ -575,24 +575,16 @@ def precision_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def peak_tflops(precision: str) -> float | None:
-    import torch
-
-    from src.hardware import device_peak_tflops
-
-    return device_peak_tflops("cuda" if torch.cuda.is_available() else "cpu", precision)
-
-
 def machine() -> dict:
     import torch
     import transformers
 
-    from src.hardware import cpu_flags, cpu_model, cpu_peak_tflops
+    from src.hardware import FAST_BF16_FLAGS, cpu_flags, cpu_model, cpu_peak_tflops
 
     flags = cpu_flags()
     info = {
         "cpu": cpu_model(),
-        "cpu_bf16": sorted({"avx512_bf16", "amx_bf16"} & flags),
+        "cpu_bf16": sorted(FAST_BF16_FLAGS & flags),
         "cpu_peak_tflops": {p: cpu_peak_tflops(p) for p in ("32-true", "bf16-mixed")},
         "cores": os.cpu_count(),
         "torch": torch.__version__,
@@ -647,6 +639,8 @@ def main(argv=None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    from src.hardware import device_peak_tflops, uses_cuda
+
     specs = {"quick": QUICK} if args.quick else {w: WORKLOADS[w] for w in args.workloads.split(",")}
     repeats = 1 if args.quick else args.repeats
     phases = args.phases.split(",")
@@ -693,8 +687,9 @@ def main(argv=None) -> int:
                     flops = train_flops_per_sample(
                         tmp / "init", tokenizer, read_split(tmp / name, "train"), spec
                     )
+                device = "cuda" if uses_cuda() else "cpu"
                 for prec in precisions:
-                    peak = args.peak_tflops or peak_tflops(prec)
+                    peak = args.peak_tflops or device_peak_tflops(device, prec)
                     rows.append({**summarise(name, phase, runs[prec], flops, peak), "precision": prec})
     report = {
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),

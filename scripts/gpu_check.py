@@ -8,8 +8,9 @@
 bert2bert, bertshare, bert2gpt and gpt are built from the architecture facts in conf/arch/ with random weights
 (no hub), each trained for --steps steps on one repeated batch through the project's own path: Seq2SeqModule, a
 Lightning Trainer, the mixed-precision plugin (src.precision), fused AdamW, gradient clipping 1.0. Checked: the
-loss is finite at every step and falls by more than 1 (mean of the last three steps against the first); beam-4 generation returns tokens of the vocabulary. Printed: samples/s
-(steps after the first 5), peak memory, model TFLOP/s and MFU (src.models.flops against the device's peak).
+loss is finite at every step and falls by more than 1 (mean of the last three steps against the first); beam-4
+generation returns tokens of the vocabulary. Printed: samples/s (steps after the first 5), peak memory, model
+TFLOP/s and MFU (src.models.flops against the device's peak).
 Exits 1 if a check fails. JSON: --out.
 """
 
@@ -36,14 +37,9 @@ GPT2_TOKENS = SimpleNamespace(
     cls_token_id=None, sep_token_id=None, pad_token_id=50256, bos_token_id=50256, eos_token_id=50256
 )
 TINY = {"layers": 2, "hidden": 64, "heads": 4, "intermediate": 128}
-BASE = {
-    "steps": 30,
-    "batch_size": 16,
-    "source": 256,
-    "target": 64,
-    "lr": 1e-4,
-}  # the run's shape at base size
-SMALL = {"steps": 8, "batch_size": 2, "source": 24, "target": 8, "lr": 5e-3}  # --tiny
+# the run's shape at base size, and with --tiny
+BASE = {"steps": 30, "batch_size": 16, "source": 256, "target": 64, "lr": 1e-4}
+SMALL = {"steps": 8, "batch_size": 2, "source": 24, "target": 8, "lr": 5e-3}
 
 
 def shrink(cfg, tiny: dict) -> None:
@@ -67,6 +63,7 @@ def build(variant: str, tiny: bool):
         assemble,
         assemble_decoder_only,
         decoder_config,
+        decoder_only_config,
         encoder_config,
         set_special_tokens,
     )
@@ -78,8 +75,7 @@ def build(variant: str, tiny: bool):
             shrink(cfg, TINY)
     tokens = GPT2_TOKENS if layout.decoder.model_type == "gpt2" else BERT_TOKENS
     if layout.encoder is None:
-        layout.decoder.is_decoder, layout.decoder.add_cross_attention = True, False
-        model, budget = assemble_decoder_only(layout.decoder, None)
+        model, budget = assemble_decoder_only(decoder_only_config(layout.decoder), None)
         note = "decoder-only"
     else:
         model, budget, note = assemble(

@@ -33,6 +33,10 @@ def cpu_flags() -> set[str]:
     return set((_cpuinfo("flags") or "").split())
 
 
+#: CPU flags that make bf16 matrix products native (else they are emulated through fp32)
+FAST_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
 def cpu_has_fast_bf16(flags: set[str] | None = None) -> bool:
     """AVX512-BF16 or AMX: without them bf16 autocast on the CPU is emulated and many times slower than fp32.
 
@@ -45,7 +49,7 @@ def cpu_has_fast_bf16(flags: set[str] | None = None) -> bool:
         if forced is not None:
             return forced.strip().lower() in ("1", "true", "yes")
         flags = cpu_flags()
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
+    return bool(FAST_BF16_FLAGS & set(flags))
 
 
 def uses_cuda(accelerator: str = "auto") -> bool:

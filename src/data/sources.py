@@ -270,4 +270,4 @@ def load_pairs(
     else:
         raise UserError(f"unknown data loader {loader!r}; choose one of {', '.join(LOADERS)}")
     pairs = read_pairs(records, source, target, where, lowercase, limit, split)
-    return subsample(*pairs, **(subset or {}), split=split) if subset else pairs
+    return subsample(*pairs, **subset, split=split) if subset else pairs

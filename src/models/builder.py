@@ -94,6 +94,13 @@ def decoder_config(cfg):
     return cfg
 
 
+def decoder_only_config(cfg):
+    """The config of a decoder-only LM (the `gpt` variant): causal self-attention, no cross-attention."""
+    cfg.is_decoder = True
+    cfg.add_cross_attention = False
+    return cfg
+
+
 def _encoder_kwargs(cfg) -> dict:
     # The pooler is unused by a seq2seq loss (and DDP would complain about it): drop it where the family can.
     model_cls = AutoModel._model_mapping[type(cfg)]
@@ -270,8 +277,7 @@ def build_decoder_only(checkpoint: str | None, pretrained: bool = True) -> Seq2S
         raise UserError(
             f"encoder=none needs a causal language model as decoder, got {cfg.model_type}. Fix: decoder=gpt2."
         )
-    cfg.is_decoder, cfg.add_cross_attention = True, False
-    model, budget = assemble_decoder_only(cfg, checkpoint if pretrained else None)
+    model, budget = assemble_decoder_only(decoder_only_config(cfg), checkpoint if pretrained else None)
     set_special_tokens(model, tok)
     arch = {
         "decoder_only": True,
@@ -321,8 +327,7 @@ def estimate_budget(
     """
     if enc_cfg is None:
         with torch.device("meta"):
-            dec_cfg.is_decoder, dec_cfg.add_cross_attention = True, False
-            decoder = AutoModelForCausalLM.from_config(dec_cfg)
+            decoder = AutoModelForCausalLM.from_config(decoder_only_config(dec_cfg))
             ids = {id(p) for p in decoder.parameters()} if pretrained[1] else set()
             return param_budget(DecoderOnlySeq2Seq(decoder, 0), ids)
     with torch.device("meta"):
