@@ -44,18 +44,26 @@ from src.outputs import results_table, write_json, write_predictions  # noqa: E4
 from src.precision import precision_args  # noqa: E402
 
 log = logging.getLogger(__name__)
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def build_module(cfg: DictConfig) -> Seq2SeqModule:
     """The LightningModule from the encoder/decoder/sharing/optimizer/data groups."""
+    # A random side that names no checkpoint takes the other side's architecture and vocabulary, else BERT's.
+    decoder_only = cfg.encoder.name == "none"
+    fallback = cfg.encoder.checkpoint or cfg.decoder.checkpoint or cfg.checkpoints.bert
     return Seq2SeqModule(
         model={
-            "encoder_checkpoint": cfg.encoder.checkpoint,
-            "decoder_checkpoint": cfg.decoder.checkpoint,
+            "encoder_checkpoint": None
+            if decoder_only
+            else cfg.encoder.checkpoint or (None if cfg.encoder.pretrained else fallback),
+            "decoder_checkpoint": cfg.decoder.checkpoint or (None if cfg.decoder.pretrained else fallback),
             "encoder_pretrained": cfg.encoder.pretrained,
             "decoder_pretrained": cfg.decoder.pretrained,
             "sharing": cfg.sharing.mode,
-            "decoder_only": cfg.encoder.name == "none",
+            "decoder_only": decoder_only,
+            "encoder_max_positions": cfg.encoder.get("max_positions"),
+            "decoder_max_positions": cfg.decoder.get("max_positions"),
         },
         optimizer=OmegaConf.to_container(cfg.optimizer),
         generation=OmegaConf.to_container(cfg.data.generation),
@@ -90,7 +98,7 @@ def build_datamodule(data: DictConfig, module: Seq2SeqModule, seed: int) -> Seq2
         source_join=get("source_join", " "),
         target_join=get("target_join", " "),
         lowercase=get("lowercase", False),
-        max_source_length=data.max_source_length,
+        max_source_length=module.source_length(data.max_source_length, data.max_target_length),
         max_target_length=data.max_target_length,
         batch_size=data.batch_size,
         eval_batch_size=data.eval_batch_size,
@@ -104,6 +112,58 @@ def build_datamodule(data: DictConfig, module: Seq2SeqModule, seed: int) -> Seq2
         cache_dir=get("cache_dir", ".cache/tokenized"),
         synthetic=OmegaConf.to_container(synthetic) if synthetic is not None else None,
     )
+
+
+def per_device_batch_size(data: DictConfig, devices: int, accumulation: int) -> int:
+    """`data.batch_size`, or the share of `data.global_batch_size` one device takes in one forward pass.
+
+    The global batch (examples per optimizer step) is per-device batch x devices x gradient accumulation; a
+    combination that does not divide it, or a batch_size that contradicts it, is refused.
+    """
+    batch, total = data.get("batch_size"), data.get("global_batch_size")
+    if total is None:
+        if batch is None:
+            raise UserError(
+                "data.batch_size and data.global_batch_size are both null. Fix: set one, e.g. data.batch_size=16."
+            )
+        return batch
+    split = devices * accumulation
+    fits = [a for a in (1, 2, 4, 8, 16, 32, 64) if total % (devices * a) == 0]
+    fix = ", ".join(f"accumulate_grad_batches={a} -> batch {total // (devices * a)}" for a in fits[:5])
+    if total % split:
+        raise UserError(
+            f"data.global_batch_size={total} does not divide into {devices} device(s) x "
+            f"trainer.accumulate_grad_batches={accumulation}. Fix: devices x accumulation must divide {total}"
+            + (f"; with {devices} device(s): {fix}." if fits else ".")
+        )
+    if batch is not None and batch * split != total:
+        raise UserError(
+            f"data.batch_size={batch} x {devices} device(s) x trainer.accumulate_grad_batches={accumulation} = "
+            f"{batch * split} examples per step, not data.global_batch_size={total}. Fix: data.batch_size=null "
+            f"(it follows from the global batch), or with {devices} device(s): {fix}."
+        )
+    return total // split
+
+
+def check_protocol(cfg: DictConfig) -> None:
+    """experiment=paper (protocol=rothe2020) runs one cell of the paper's tables: a task and variant it has."""
+    paper = cfg.get("paper")
+    if paper is None:
+        return
+    rows = paper.variants.split(",")
+    if paper.task is None:
+        tasks = sorted(p.stem for p in (CONF / "protocol_task" / "rothe2020").glob("*.yaml"))
+        raise UserError(
+            f"experiment=paper has no settings for data={cfg.data.name}: the paper's tasks are "
+            f"{', '.join(tasks)}. Fix: data=<one of them>, or drop experiment=paper for a task of your own."
+        )
+    if cfg.get("variant") not in rows:
+        given = f"variant={cfg.variant} is not in" if cfg.get("variant") else "a variant is needed for"
+        why = f" ({paper.left_out})" if paper.get("left_out") else ""
+        raise UserError(
+            f"experiment=paper: {given} the paper's {paper.task} table{why}. "
+            f"Fix: variant=<one of {', '.join(rows)}>."
+        )
 
 
 def make_trainer(cfg: DictConfig, precision: str | int | None = None, **overrides) -> L.Trainer:
@@ -250,6 +310,7 @@ def train(cfg: DictConfig) -> dict:
         The content of metrics.json.
     """
     check_ddp_launch(cfg)
+    check_protocol(cfg)
     with leased_devices(cfg) as devices:
         return _train(cfg, devices)
 
@@ -271,7 +332,6 @@ def _train(cfg: DictConfig, devices) -> dict:
         logger.log_hyperparams({f"params.{k}": v for k, v in module.budget.as_dict().items()})
     module.run_config = {**OmegaConf.to_container(cfg, resolve=True), "wandb_group": wandb_group(cfg)}
     datamodule = build_datamodule(cfg.data, module, cfg.seed)
-    datamodule.prepare()  # bad data fails here, before anything is trained or written
 
     callbacks = [instantiate(c) for c in cfg.callbacks.values()]
     callbacks += [
@@ -291,6 +351,9 @@ def _train(cfg: DictConfig, devices) -> dict:
         devices=devices,
         enable_progress_bar=show_bar and cfg.trainer.enable_progress_bar,
     )
+    devices_used = trainer.num_devices * trainer.num_nodes
+    datamodule.batch_size = per_device_batch_size(cfg.data, devices_used, trainer.accumulate_grad_batches)
+    datamodule.prepare()  # bad data fails here, before anything is trained or written
     results: dict = {
         "status": "running",
         "run_name": cfg.run_name,
@@ -302,6 +365,12 @@ def _train(cfg: DictConfig, devices) -> dict:
         "seed": cfg.seed,
         "params": module.budget.as_dict(),
         "precision": str(precision),
+        "batch": {  # examples per optimizer step = per_device x devices x accumulation
+            "per_device": datamodule.batch_size,
+            "devices": devices_used,
+            "accumulation": trainer.accumulate_grad_batches,
+            "global": datamodule.batch_size * devices_used * trainer.accumulate_grad_batches,
+        },
     }
     if cfg.eval_before_training:
         probe = make_trainer(

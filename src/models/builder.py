@@ -109,13 +109,47 @@ def _encoder_kwargs(cfg) -> dict:
     )
 
 
-def _side(model_cls, cfg, checkpoint: str | None, side: str, **kwargs):
+def usable_positions(cfg) -> int | None:
+    """How many token positions a config's learned position embeddings cover (RoBERTa's start after pad + 1)."""
+    if cfg.model_type == "gpt2":
+        return cfg.n_positions
+    n = getattr(cfg, "max_position_embeddings", None)
+    if n is not None and cfg.model_type in ("roberta", "xlm-roberta", "camembert"):
+        n -= cfg.pad_token_id + 1
+    return n
+
+
+def limit_positions(module, n: int | None, side: str) -> None:
+    """Keep only the first `n` learned positions (the paper used GPT-2's first 512), in place.
+
+    A model that already has `n` or fewer is left as it is; a family other than GPT-2 with more is refused.
+    """
+    cfg = module.config
+    have = usable_positions(cfg)
+    if n is None or have is None or have <= n:
+        return
+    if cfg.model_type != "gpt2":
+        raise UserError(
+            f"{side}.max_positions={n}: cutting {cfg.model_type}'s {have} positions is not supported (GPT-2 only). "
+            f"Fix: {side}.max_positions=null, or a checkpoint with at most {n} positions."
+        )
+    wpe = module.base_model.wpe
+    # the same module with its first n rows: a new module would count as uninitialised and be re-initialised
+    # when the encoder-decoder model is put together
+    wpe.weight = torch.nn.Parameter(wpe.weight.detach()[:n].clone(), requires_grad=wpe.weight.requires_grad)
+    wpe.num_embeddings = n
+    cfg.n_positions = n
+
+
+def _side(model_cls, cfg, checkpoint: str | None, side: str, max_positions: int | None = None, **kwargs):
     """One side, with pretrained weights from `checkpoint` or random ones; returns (module, random names)."""
     if checkpoint is None:
         module = model_cls.from_config(cfg, **kwargs)
-        return module, {name for name, _ in module.named_parameters(remove_duplicate=False)}
-    module, missing = load_weights(model_cls, checkpoint, side, cfg, **kwargs)
-    return module, missing
+        random = {name for name, _ in module.named_parameters(remove_duplicate=False)}
+    else:
+        module, random = load_weights(model_cls, checkpoint, side, cfg, **kwargs)
+    limit_positions(module, max_positions, side)
+    return module, random
 
 
 def param_budget(model: EncoderDecoderModel, pretrained_ids: set[int]) -> ParamBudget:
@@ -148,6 +182,7 @@ def assemble(
     sharing: str,
     same_vocab: bool,
     pretrained: tuple[bool, bool] | None = None,
+    max_positions: tuple[int | None, int | None] = (None, None),
 ) -> tuple[EncoderDecoderModel, ParamBudget, str]:
     """Put an encoder and a decoder together, share weights and count parameters.
 
@@ -155,9 +190,12 @@ def assemble(
         encoder_weights / decoder_weights: checkpoint to load each side's weights from, or None for random.
         pretrained: which sides count as "from checkpoint" when no weights are loaded (a parameter-budget
             estimate, e.g. on the meta device): everything of such a side but cross-attention.
+        max_positions: (encoder, decoder) limits on learned positions (`limit_positions`); None: all.
     """
-    encoder, enc_random = _side(AutoModel, enc_cfg, encoder_weights, "encoder", **_encoder_kwargs(enc_cfg))
-    decoder, dec_random = _side(AutoModelForCausalLM, dec_cfg, decoder_weights, "decoder")
+    encoder, enc_random = _side(
+        AutoModel, enc_cfg, encoder_weights, "encoder", max_positions[0], **_encoder_kwargs(enc_cfg)
+    )
+    decoder, dec_random = _side(AutoModelForCausalLM, dec_cfg, decoder_weights, "decoder", max_positions[1])
     model = EncoderDecoderModel(encoder=encoder, decoder=decoder)
 
     names = [n for n, _ in model.named_parameters(remove_duplicate=False)]
@@ -211,6 +249,8 @@ def build_seq2seq(
     decoder_pretrained: bool = True,
     sharing: str = "embeddings",
     decoder_only: bool = False,
+    encoder_max_positions: int | None = None,
+    decoder_max_positions: int | None = None,
 ) -> Seq2Seq:
     """Warm-start an encoder-decoder model from two checkpoints.
 
@@ -221,9 +261,13 @@ def build_seq2seq(
         sharing: "none", "embeddings" (one embedding matrix where vocabularies match) or "shared" (every
             encoder weight shared with the decoder except cross-attention).
         decoder_only: no encoder; the decoder (GPT-2) reads the source as a prefix (the paper's `gpt`).
+        encoder_max_positions / decoder_max_positions: use only the first N learned positions of that side
+            (the paper: GPT-2's first 512); None: all the checkpoint's.
     """
     if decoder_only:
-        return build_decoder_only(decoder_checkpoint, pretrained=decoder_pretrained)
+        return build_decoder_only(
+            decoder_checkpoint, pretrained=decoder_pretrained, max_positions=decoder_max_positions
+        )
     if encoder_pretrained and encoder_checkpoint is None or decoder_pretrained and decoder_checkpoint is None:
         raise UserError(
             "a pretrained side needs a checkpoint. Fix: set encoder.checkpoint / decoder.checkpoint."
@@ -243,6 +287,7 @@ def build_seq2seq(
         decoder_weights=dec_src if decoder_pretrained else None,
         sharing=sharing,
         same_vocab=same_vocab,
+        max_positions=(encoder_max_positions, decoder_max_positions),
     )
     set_special_tokens(model, dec_tok)
     arch = {
@@ -257,15 +302,19 @@ def build_seq2seq(
     return Seq2Seq(model, enc_tok, dec_tok, budget, arch, note)
 
 
-def assemble_decoder_only(dec_cfg, decoder_weights: str | None, start_id: int = 0):
+def assemble_decoder_only(
+    dec_cfg, decoder_weights: str | None, start_id: int = 0, max_positions: int | None = None
+):
     """A causal LM wrapped to take seq2seq batches; returns (model, budget)."""
-    decoder, random = _side(AutoModelForCausalLM, dec_cfg, decoder_weights, "decoder")
+    decoder, random = _side(AutoModelForCausalLM, dec_cfg, decoder_weights, "decoder", max_positions)
     model = DecoderOnlySeq2Seq(decoder, start_id)
     pretrained_ids = {id(p) for n, p in decoder.named_parameters(remove_duplicate=False) if n not in random}
     return model, param_budget(model, pretrained_ids)
 
 
-def build_decoder_only(checkpoint: str | None, pretrained: bool = True) -> Seq2Seq:
+def build_decoder_only(
+    checkpoint: str | None, pretrained: bool = True, max_positions: int | None = None
+) -> Seq2Seq:
     """The paper's `gpt`: source and target through one language model, one tokenizer."""
     if checkpoint is None:
         raise UserError(
@@ -277,11 +326,13 @@ def build_decoder_only(checkpoint: str | None, pretrained: bool = True) -> Seq2S
         raise UserError(
             f"encoder=none needs a causal language model as decoder, got {cfg.model_type}. Fix: decoder=gpt2."
         )
-    model, budget = assemble_decoder_only(decoder_only_config(cfg), checkpoint if pretrained else None)
+    model, budget = assemble_decoder_only(
+        decoder_only_config(cfg), checkpoint if pretrained else None, max_positions=max_positions
+    )
     set_special_tokens(model, tok)
     arch = {
         "decoder_only": True,
-        "decoder": cfg.to_dict(),
+        "decoder": model.decoder.config.to_dict(),
         "sharing": "none",
         "same_vocab": True,
         "pretrained": [False, pretrained],

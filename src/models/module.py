@@ -14,7 +14,7 @@ from transformers.cache_utils import EncoderDecoderCache
 
 from src.errors import UserError
 from src.metrics.text import GenerationMetrics
-from src.models.builder import Seq2Seq, build_from_arch, build_seq2seq
+from src.models.builder import Seq2Seq, build_from_arch, build_seq2seq, usable_positions
 from src.models.checkpoints import load_tokenizer
 from src.models.optim import build_optimizer
 
@@ -112,6 +112,20 @@ class Seq2SeqModule(L.LightningModule):
         self.nonfinite_skipped = 0
         self.run_config: dict | None = None  # the composed Hydra config, saved inside every checkpoint
         self._tokenizer_files = None
+
+    def source_length(self, max_source: int, max_target: int) -> int:
+        """The longest source this model takes: a decoder-only LM reads source and target within its positions."""
+        if isinstance(self.model, EncoderDecoderModel):
+            return max_source
+        room = usable_positions(self.model.config) - max_target
+        if room < max_source:
+            log.info(
+                "decoder-only: sources cut to %d tokens, so that source + %d target tokens fit the model's %d positions",
+                room,
+                max_target,
+                room + max_target,
+            )
+        return min(max_source, room)
 
     @property
     def special_ids(self) -> dict[str, int]:

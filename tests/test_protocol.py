@@ -1,0 +1,206 @@
+"""experiment=paper: one cell of the paper's tables with the paper's settings (protocol=rothe2020)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from src.errors import UserError
+from src.models.builder import build_from_arch, build_seq2seq
+from src.params import VARIANTS
+from src.train import build_datamodule, build_module, check_protocol, per_device_batch_size, train
+from tests.conftest import REPO, run_cli
+from tests.test_tasks import record
+
+# From rothe2020.md and the issue: the checkpoint behind "BERT", the global batch and the length penalty per task.
+PAPER = {
+    "cnn_dailymail": ("bert-base-cased", 128, 1.0),
+    "xsum": ("bert-base-cased", 128, 1.0),
+    "gigaword": ("bert-base-uncased", 256, 1.0),  # the paper lowercased Gigaword
+    "discofuse": ("bert-base-cased", 256, 1.0),
+    "wikisplit": ("bert-base-cased", 256, 1.0),
+    "wmt14_en_de": ("bert-base-multilingual-cased", 256, 0.6),
+    "wmt14_de_en": ("bert-base-multilingual-cased", 256, 0.6),
+}
+WMT_ROWS = ["rnd2rnd", "bert2rnd", "rnd2bert", "bert2bert", "bertshare", "gpt", "rnd2gpt", "bert2gpt"]
+
+
+def compose_train(*overrides: str, hydra: bool = False):
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def test_every_paper_task_has_a_preset():
+    tasks = {p.stem for p in (REPO / "conf" / "protocol_task" / "rothe2020").glob("*.yaml")}
+    assert tasks == set(PAPER)
+
+
+@pytest.mark.parametrize("task", sorted(PAPER))
+def test_paper_preset_sets_the_tasks_checkpoints_optimizer_batch_and_decoding(task):
+    bert, batch, length_penalty = PAPER[task]
+    for variant in ("bert2bert", "rnd2rnd", "bert2gpt", "gpt"):
+        cfg = compose_train("experiment=paper", f"data={task}", f"variant={variant}")
+        check_protocol(cfg)
+        assert cfg.paper.task == task and cfg.checkpoints.bert == bert
+        if variant == "bert2bert":
+            assert cfg.encoder.checkpoint == cfg.decoder.checkpoint == bert
+        if variant == "bert2gpt":
+            assert (cfg.encoder.checkpoint, cfg.decoder.checkpoint) == (bert, "gpt2")
+        assert cfg.decoder.max_positions == 512  # GPT-2's first 512 positions only
+        o = cfg.optimizer
+        assert (o.name, o.lr, o.warmup_steps, o.weight_decay) == ("adam_rsqrt", 0.05, 40000, 0.0)
+        assert cfg.data.global_batch_size == batch and cfg.data.batch_size is None
+        assert cfg.data.generation.num_beams == 4 and cfg.data.generation.length_penalty == length_penalty
+    # without the preset, the same variant keeps the project's defaults
+    plain = compose_train(f"data={task}", "variant=bert2bert")
+    assert plain.paper is None and plain.encoder.checkpoint == "bert-base-uncased"
+    assert plain.data.global_batch_size is None and plain.optimizer.name == "adamw_linear"
+
+
+def test_cfg_job_shows_the_papers_settings():
+    proc = run_cli("src.train", "experiment=paper", "data=cnn_dailymail", "variant=bert2bert", "--cfg", "job")
+    assert proc.returncode == 0, proc.stderr
+    cfg = OmegaConf.create(proc.stdout)
+    assert "  bert: bert-base-cased\n" in proc.stdout and cfg.encoder.checkpoint == "bert-base-cased"
+    assert cfg.optimizer.name == "adam_rsqrt" and cfg.data.global_batch_size == 128
+
+
+def test_the_grid_runs_every_row_of_the_tasks_table_with_the_preset():
+    wmt = compose_train("experiment=rothe_grid", "data=wmt14_en_de", hydra=True)
+    assert wmt.hydra.sweeper.params.variant.split(",") == WMT_ROWS
+    assert wmt.checkpoints.bert == "bert-base-multilingual-cased" and wmt.data.global_batch_size == 256
+    xsum = compose_train("experiment=rothe_grid", "data=xsum", hydra=True)
+    assert xsum.hydra.sweeper.params.variant.split(",") == list(VARIANTS)
+    assert xsum.checkpoints.bert == "bert-base-cased" and xsum.optimizer.name == "adam_rsqrt"
+
+
+@pytest.mark.parametrize(
+    "overrides,expected",
+    [
+        (["data=wmt14_en_de", "variant=robertashare"], ["variant=robertashare", "RoBERTa", "bert2gpt"]),
+        (["data=wmt14_de_en", "variant=roberta2gpt"], ["variant=roberta2gpt", "RoBERTa", "rnd2rnd"]),
+        (["data=xsum"], ["a variant is needed", "roberta2gpt"]),
+        (["data=synthetic", "variant=bert2bert"], ["data=synthetic", "cnn_dailymail", "wmt14_de_en"]),
+    ],
+)
+def test_paper_refuses_what_the_paper_did_not_run(overrides, expected):
+    with pytest.raises(UserError) as err:
+        check_protocol(compose_train("experiment=paper", *overrides))
+    assert all(e in str(err.value) for e in expected), str(err.value)
+
+
+def test_wmt_refusal_from_the_command_line_names_the_rows():
+    proc = run_cli("src.train", "experiment=paper", "data=wmt14_en_de", "variant=robertashare", "logger=none")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "RoBERTa is English-only" in proc.stderr and "variant=<one of rnd2rnd" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "batch,total,devices,accumulation,expected",
+    [
+        (None, 256, 1, 1, 256),
+        (None, 256, 2, 4, 32),
+        (None, 128, 8, 16, 1),
+        (16, None, 4, 2, 16),  # no global batch: batch_size is per device, as before
+        (32, 256, 2, 4, 32),  # consistent: accepted
+    ],
+)
+def test_global_batch_becomes_a_per_device_batch(batch, total, devices, accumulation, expected):
+    data = OmegaConf.create({"batch_size": batch, "global_batch_size": total})
+    assert per_device_batch_size(data, devices, accumulation) == expected
+
+
+@pytest.mark.parametrize(
+    "batch,total,devices,accumulation,expected",
+    [
+        (None, 256, 3, 1, ["does not divide", "3 device(s)", "accumulate_grad_batches"]),
+        (None, 256, 1, 512, ["does not divide", "accumulate_grad_batches=1 -> batch 256"]),
+        (8, 256, 1, 1, ["data.batch_size=8", "= 8 examples per step", "data.batch_size=null"]),
+        (None, None, 1, 1, ["both null", "data.batch_size=16"]),
+    ],
+)
+def test_global_batch_combinations_that_do_not_divide_are_refused(
+    batch, total, devices, accumulation, expected
+):
+    data = OmegaConf.create({"batch_size": batch, "global_batch_size": total})
+    with pytest.raises(UserError) as err:
+        per_device_batch_size(data, devices, accumulation)
+    assert all(e in str(err.value) for e in expected), str(err.value)
+
+
+def test_gpt2_keeps_only_its_first_positions_and_a_checkpoint_rebuilds_that(tiny):
+    full = build_seq2seq(tiny["bert"], tiny["gpt2"])
+    cut = build_seq2seq(tiny["bert"], tiny["gpt2"], decoder_max_positions=48)
+    wpe_full, wpe_cut = (m.model.decoder.base_model.wpe.weight for m in (full, cut))
+    assert wpe_full.shape[0] == 128 and wpe_cut.shape[0] == 48
+    assert torch.equal(wpe_cut, wpe_full[:48])  # the checkpoint's first positions, not new random ones
+    assert cut.arch["decoder"]["n_positions"] == 48
+    rebuilt = build_from_arch(cut.arch, cut.encoder_tokenizer, cut.decoder_tokenizer)
+    assert rebuilt.model.decoder.base_model.wpe.weight.shape[0] == 48
+    assert cut.budget.total == full.budget.total - 80 * 32  # 80 positions x hidden 32 fewer
+    # BERT already has no more than its limit: left as it is; a family we cannot cut is refused
+    assert (
+        build_seq2seq(tiny["bert"], tiny["bert"], encoder_max_positions=512).budget
+        == build_seq2seq(tiny["bert"], tiny["bert"]).budget
+    )
+    with pytest.raises(UserError, match=r"encoder.max_positions=64.*GPT-2 only"):
+        build_seq2seq(tiny["bert"], tiny["bert"], encoder_max_positions=64)
+
+
+def _wikisplit_files(root):
+    root.mkdir()
+    for split, n in (("train", 16), ("validation", 4), ("test", 4)):
+        rows = [record("wikisplit", i + 100 * len(split)) for i in range(n)]
+        (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+def test_decoder_only_gpt_cuts_sources_to_fit_source_and_target_in_its_positions(tiny, tmp_path):
+    cfg = compose_train(
+        "experiment=paper",
+        "data=wikisplit",
+        "variant=gpt",
+        f"checkpoints.gpt2={tiny['gpt2']}",
+        "decoder.max_positions=40",
+        "data.max_target_length=16",
+        f"data.path={_wikisplit_files(tmp_path / 'data')}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+    )
+    module = build_module(cfg)
+    assert module.model.decoder.base_model.wpe.weight.shape[0] == 40
+    datamodule = build_datamodule(cfg.data, module, cfg.seed)
+    lengths = datamodule.split("train").source_lengths()
+    assert lengths.max() == 40 - 16  # cut: the fixture's sources are longer than 24 tokens
+    assert datamodule.split("train").stats.truncated_sources > 0
+
+
+def test_a_paper_run_spreads_the_global_batch_over_accumulation(tiny, tmp_path):
+    cfg = compose_train(
+        "experiment=paper",
+        "data=wikisplit",
+        "variant=bert2gpt",
+        f"checkpoints.bert={tiny['bert']}",
+        f"checkpoints.gpt2={tiny['gpt2']}",
+        f"data.path={_wikisplit_files(tmp_path / 'data')}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "data.global_batch_size=8",
+        "trainer.accumulate_grad_batches=2",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+        "trainer.enable_progress_bar=false",
+        "logger=none",
+        "optimizer.warmup_steps=2",
+        "data.eval_batch_size=4",
+        "data.generation.max_new_tokens=6",
+        "data.generation.num_beams=2",
+        f"output_dir={tmp_path / 'run'}",
+    )
+    results = train(cfg)
+    assert results["batch"] == {"per_device": 4, "devices": 1, "accumulation": 2, "global": 8}
+    assert results["train"]["steps"] == 2 and results["status"] == "completed"
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert written["batch"]["global"] == 8 and set(written["test"]) == {"exact", "sari", "bleu_nltk", "loss"}
