@@ -309,7 +309,7 @@ def project_config(job: dict, tmp: str):
         f"trainer.max_steps={spec['steps']}",
         f"trainer.precision={job['precision']}",
         "trainer.limit_val_batches=0",
-        "trainer.enable_progress_bar=false",
+        "progress=none",
         "trainer.log_every_n_steps=1000000",
         f"optimizer.lr={LR}",
         "optimizer.warmup_steps=0",
@@ -329,20 +329,18 @@ def run_project(job: dict) -> dict:
     import lightning as L
     from transformers import EncoderDecoderModel
 
-    from src.hardware import resolve_precision
-    from src.train import build_datamodule, build_module, make_trainer, tune_process
+    from src.assemble import assemble, build_module
+    from src.process import setup_process
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = project_config(job, tmp)
-        tune_process(cfg)  # what src.train does first
+        setup_process(cfg)  # what src.train does first
         L.seed_everything(job["seed"], workers=True)
         module = build_module(cfg)
         init = EncoderDecoderModel.from_pretrained(job["init"]).state_dict()
         missing, unexpected = module.model.load_state_dict(init, strict=False)
         if missing or any("pooler" not in k for k in unexpected):
             raise RuntimeError(f"the project's model differs from the recipe's: {missing} {unexpected}")
-        datamodule = build_datamodule(cfg.data, module, job["seed"])
-        precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
         if job["phase"] == "train":
             times: list[float] = []
             tokens: list[int] = []
@@ -353,23 +351,13 @@ def run_project(job: dict) -> dict:
                     times.append(time.perf_counter())
                     tokens.append(batch["num_target_tokens"] / batch["input_ids"].size(0))
 
-            trainer = make_trainer(
-                cfg,
-                callbacks=[StepTimes()],
-                logger=False,
-                enable_checkpointing=False,
-                precision=precision,
-                devices=1,
-            )
-            trainer.fit(module, datamodule=datamodule)
+            run = assemble(cfg, module, [StepTimes()], ["train"], logger=False, enable_checkpointing=False)
+            run.trainer.fit(module, datamodule=run.datamodule)
             return train_result(job, times, statistics.fmean(tokens), module.model, module.decoder_tokenizer)
-        datamodule.prepare(["test"])
-        trainer = make_trainer(
-            cfg, callbacks=[], logger=False, enable_checkpointing=False, precision=precision, devices=1
-        )
+        run = assemble(cfg, module, [], ["test"], logger=False, enable_checkpointing=False)
         sync()
         start = time.perf_counter()
-        trainer.test(module, datamodule=datamodule, verbose=False)
+        run.trainer.test(module, datamodule=run.datamodule, verbose=False)
         sync()
         seconds = time.perf_counter() - start
         return eval_result(job, seconds, [r["prediction"] for r in module.test_predictions])

@@ -37,58 +37,38 @@ GPT2_TOKENS = SimpleNamespace(
     cls_token_id=None, sep_token_id=None, pad_token_id=50256, bos_token_id=50256, eos_token_id=50256
 )
 TINY = {"layers": 2, "hidden": 64, "heads": 4, "intermediate": 128}
+BERT_SIZES = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")
 # the run's shape at base size, and with --tiny
 BASE = {"steps": 30, "batch_size": 16, "source": 256, "target": 64, "lr": 1e-4}
 SMALL = {"steps": 8, "batch_size": 2, "source": 24, "target": 8, "lr": 5e-3}
 
 
-def shrink(cfg, tiny: dict) -> None:
+def shrink(cfg: dict, tiny: dict) -> None:
     """--tiny: the same families and vocabularies, two narrow layers (a check of the script, not of a GPU)."""
-    if cfg.model_type == "gpt2":
-        cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_inner = (
-            tiny["layers"],
-            tiny["hidden"],
-            tiny["heads"],
-            tiny["intermediate"],
-        )
-    else:
-        cfg.num_hidden_layers, cfg.hidden_size = tiny["layers"], tiny["hidden"]
-        cfg.num_attention_heads, cfg.intermediate_size = tiny["heads"], tiny["intermediate"]
+    keys = ("n_layer", "n_embd", "n_head", "n_inner") if cfg["model_type"] == "gpt2" else BERT_SIZES
+    cfg.update(zip(keys, (tiny["layers"], tiny["hidden"], tiny["heads"], tiny["intermediate"]), strict=True))
 
 
-def build(variant: str, tiny: bool):
-    """(Seq2Seq, layout) of a variant with random weights, from conf/arch facts."""
-    from src.models.builder import (
-        Seq2Seq,
-        assemble,
-        assemble_decoder_only,
-        decoder_config,
-        decoder_only_config,
-        encoder_config,
-        set_special_tokens,
+def build(variant: str, tiny: bool, lr: float, target: int):
+    """(module, layout) of a variant with random weights, from conf/arch facts (nothing downloaded)."""
+    from src.models.builder import config_from_dict, set_special_tokens
+    from src.models.module import Seq2SeqModule
+    from src.params import variant_arch
+
+    spec, arch = variant_arch(variant)
+    for side in ("encoder", "decoder"):
+        if arch[side] is not None and tiny:
+            shrink(arch[side], TINY)
+    module = Seq2SeqModule(
+        model=spec.as_dict(),
+        optimizer={"name": "adamw_linear", "lr": lr, "warmup_steps": 5, "weight_decay": 0.01},
+        generation={"num_beams": 4, "max_new_tokens": target},
+        built={"arch": arch, "tokenizers": None},
     )
-    from src.params import variant_layout
-
-    layout = variant_layout(variant)
-    for cfg in (layout.encoder, layout.decoder):
-        if cfg is not None and tiny:
-            shrink(cfg, TINY)
-    tokens = GPT2_TOKENS if layout.decoder.model_type == "gpt2" else BERT_TOKENS
-    if layout.encoder is None:
-        model, budget = assemble_decoder_only(decoder_only_config(layout.decoder), None)
-        note = "decoder-only"
-    else:
-        model, budget, note = assemble(
-            encoder_config(layout.encoder, pretrained=False),
-            decoder_config(layout.decoder),
-            encoder_weights=None,
-            decoder_weights=None,
-            sharing=layout.sharing,
-            same_vocab=layout.same_vocab,
-            pretrained=layout.pretrained,
-        )
-    set_special_tokens(model, tokens)
-    return Seq2Seq(model, None, None, budget, {}, note), layout
+    decoder = config_from_dict(arch["decoder"])
+    set_special_tokens(module.model, GPT2_TOKENS if decoder.model_type == "gpt2" else BERT_TOKENS)
+    encoder = config_from_dict(arch["encoder"]) if arch["encoder"] is not None else None
+    return module, SimpleNamespace(encoder=encoder, decoder=decoder)
 
 
 def repeated_batch(layout, batch_size: int, source: int, target: int, seed: int = 0) -> dict:
@@ -116,19 +96,12 @@ def check_one(variant: str, precision: str, args) -> dict:
 
     from src.hardware import device_peak_tflops, peak_memory_mb
     from src.models.flops import train_flops
-    from src.models.module import Seq2SeqModule
     from src.precision import FusedMixedPrecision
 
     cuda = args.device == "cuda"
     torch.manual_seed(0)
     with torch.device(args.device):  # random weights made on the device: seconds, not minutes, at base size
-        built, layout = build(variant, args.tiny)
-    module = Seq2SeqModule(
-        model={},
-        optimizer={"name": "adamw_linear", "lr": args.lr, "warmup_steps": 5, "weight_decay": 0.01},
-        generation={"num_beams": 4, "max_new_tokens": args.target},
-        prebuilt=built,
-    )
+        module, layout = build(variant, args.tiny, args.lr, args.target)
     batch = repeated_batch(layout, args.batch_size, args.source, args.target)
     losses, times = [], []
 
@@ -180,7 +153,7 @@ def check_one(variant: str, precision: str, args) -> dict:
     return {
         "variant": variant,
         "precision": precision,
-        "params_m": round(built.budget.total / 1e6, 1),
+        "params_m": round(module.budget.total / 1e6, 1),
         "steps": trainer.global_step,
         "first_loss": losses[0],
         "last_loss": losses[-1],

@@ -1,21 +1,11 @@
-"""warmstart: warm-started encoder-decoder experiments (Rothe et al., TACL 2020) on Lightning, transformers, Hydra."""
+"""warmstart: warm-started encoder-decoder experiments (Rothe et al., TACL 2020) on Lightning, transformers, Hydra.
 
-import hashlib
-import warnings
+The one thing done on import: the project's config resolvers are registered (idempotent, names only). A sweep
+job that a launcher (joblib, SLURM) starts in a fresh process imports this package to unpickle its task, and
+Hydra reads the job's directory name, which uses them, before any of our code runs. Everything else a process
+needs is set by `src.process.setup_process`, which every entry point calls.
+"""
 
-from omegaconf import OmegaConf
+from src.process import register_resolvers
 
-# Lightning 2.6's pytree helper under torch 2.13: a deprecation notice about Lightning's own code, every run.
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-
-# ${coalesce:a,b}: the first value that is not null (run names: the variant's, else encoder2decoder).
-if not OmegaConf.has_resolver("coalesce"):
-    OmegaConf.register_new_resolver(
-        "coalesce", lambda *values: next((v for v in values if v is not None), None)
-    )
-
-# ${short_hash:text}: 8 hex digits naming a sweep job by its overrides, the same on every re-run of the sweep.
-if not OmegaConf.has_resolver("short_hash"):
-    OmegaConf.register_new_resolver(
-        "short_hash", lambda text: hashlib.sha1(str(text).encode()).hexdigest()[:8]
-    )
+register_resolvers()

@@ -10,6 +10,7 @@ import time
 import lightning as L
 import torch
 
+from src.errors import UserError
 from src.hardware import device_peak_tflops, peak_memory_mb
 from src.models.flops import model_configs, train_flops
 
@@ -103,21 +104,24 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
-def progress_callbacks(mode: str, every_n_steps: int) -> tuple[list[L.Callback], bool]:
-    """(callbacks, enable_progress_bar) for `progress=auto|rich|plain|none`."""
+def progress(mode: str = "auto", every_n_steps: int = 50) -> L.Callback | None:
+    """The `progress=auto|rich|plain|none` callback: a Rich bar on a terminal (auto), log lines, or none."""
     if mode == "auto":
         mode = "rich" if sys.stderr.isatty() else "plain"
     if mode == "rich":
         from lightning.pytorch.callbacks import RichProgressBar
 
-        return [RichProgressBar(leave=True)], True
+        return RichProgressBar(leave=True)
     if mode == "plain":
-        return [PlainProgress(every_n_steps)], False
-    return [], False
+        return PlainProgress(every_n_steps)
+    if mode != "none":
+        raise UserError(f"progress={mode!r} is not a choice. Fix: progress=auto, rich, plain or none.")
+    return None
 
 
 class ValidationExamples(L.Callback):
-    """At each validation, a table of the first `n` generated examples (source, reference, prediction) in W&B."""
+    """At each validation, a table of the first `n` generated examples (source, reference, prediction) in W&B;
+    `n=0` (loggers other than W&B: `logger.examples` unset) logs none."""
 
     def __init__(self, n: int = 8):
         self.n, self.rows = n, []
@@ -151,14 +155,17 @@ class ResumableOrder(L.Callback):
     """Saves where training is in its epoch and the RNG state in every checkpoint, so a resumed run draws the
     same batches and the same dropout masks as an uninterrupted one.
 
-    Args:
-        order_state: the data module's shared dict; on restore it receives {"epoch", "skip"} and the training
-            sampler skips the batches the interrupted run had already consumed.
+    On restore the data module's `order_state` receives {"epoch", "skip"} and the training sampler skips the
+    batches the interrupted run had already consumed.
     """
 
-    def __init__(self, order_state: dict):
-        self.order_state = order_state
+    def __init__(self):
+        self.order_state: dict = {}
         self.epoch = self.consumed = 0
+
+    def setup(self, trainer, pl_module, stage: str) -> None:  # before a checkpoint is restored
+        if trainer.datamodule is not None:
+            self.order_state = trainer.datamodule.order_state
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:  # not called when resuming mid-epoch
         self.epoch, self.consumed = trainer.current_epoch, 0

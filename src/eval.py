@@ -7,69 +7,85 @@ python -m src.eval ckpt_path=... split=validation
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import hydra
+from omegaconf import DictConfig, OmegaConf
 
-import hydra  # noqa: E402
-import lightning as L  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
-
-from src.errors import UserError, report_user_errors  # noqa: E402
-from src.hardware import resolve_precision  # noqa: E402
-from src.loggers import build_logger, finish_wandb, flatten  # noqa: E402
-from src.models.module import Seq2SeqModule  # noqa: E402
-from src.outputs import results_table, write_json, write_predictions  # noqa: E402
-from src.precision import precision_args  # noqa: E402
-from src.train import build_datamodule, evaluate, log_results_to_wandb, tune_process  # noqa: E402
+from src.assemble import assemble, evaluate
+from src.errors import UserError, report_user_errors
+from src.loggers import finish_wandb, flatten, log_results_to_wandb, logger_for
+from src.models.module import Seq2SeqModule
+from src.outputs import results_table, write_json, write_predictions
+from src.process import setup_process
 
 log = logging.getLogger(__name__)
 
 
+def load_module(ckpt_path: str) -> Seq2SeqModule:
+    """A checkpoint of `src.train`, rebuilt offline (it carries its architecture and tokenizers)."""
+    path = Path(ckpt_path).expanduser()
+    if not path.is_file():
+        raise UserError(
+            f"checkpoint {path} does not exist. Fix: ckpt_path=outputs/<run>/checkpoints/last.ckpt"
+        )
+    import torch
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if "seq2seq" in ckpt:  # written before the model spec (2026-11): its description is kept elsewhere
+        return _legacy_module(ckpt)
+    if "built" not in ckpt.get("hyper_parameters", {}):
+        raise UserError(f"{path} was not written by src.train (no model description inside).")
+    return Seq2SeqModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+
+
+def _legacy_module(ckpt: dict) -> Seq2SeqModule:
+    """A checkpoint of the earlier layout (model arguments by checkpoint name, description under `seq2seq`)."""
+    old, extra = ckpt["hyper_parameters"], ckpt["seq2seq"]
+    m = old["model"]
+    spec = {
+        "encoder": None if m.get("decoder_only") else m["encoder_checkpoint"] or m["decoder_checkpoint"],
+        "decoder": m["decoder_checkpoint"] or m["encoder_checkpoint"],
+        "encoder_weights": "pretrained" if m.get("encoder_pretrained", True) else "random",
+        "decoder_weights": "pretrained" if m.get("decoder_pretrained", True) else "random",
+        "sharing": m.get("sharing", "embeddings"),
+    }
+    built = {"arch": extra["arch"], "tokenizers": extra["tokenizers"]}
+    module = Seq2SeqModule(**{**old, "model": spec}, built=built)
+    module.load_state_dict(ckpt["state_dict"])
+    module.run_config = extra.get("config")
+    for key in ("enable_progress_bar", "skip_nonfinite"):  # Trainer keys of that time that are ours now
+        module.run_config.get("trainer", {}).pop(key, None)
+    return module
+
+
 def run_eval(cfg: DictConfig) -> dict:
-    """Load the checkpoint (offline: it carries its architecture and tokenizers) and evaluate one split."""
+    """Load the checkpoint and evaluate one split with the training run's data and decoding settings."""
     if cfg.split not in ("test", "validation"):
         raise UserError(f"split={cfg.split!r} is not evaluable. Fix: split=test or split=validation.")
-    tune_process(cfg)
-    module = Seq2SeqModule.load_run(cfg.ckpt_path)
+    setup_process(cfg)
+    module = load_module(cfg.ckpt_path)
     run = OmegaConf.create(module.run_config)
-    data = run.data
     if cfg.data_path is not None:
-        data.path = cfg.data_path
+        run.data.path = cfg.data_path
     if cfg.eval_batch_size is not None:
-        data.eval_batch_size = cfg.eval_batch_size
-    datamodule = build_datamodule(data, module, run.seed)
-    datamodule.prepare([cfg.split])
-    if cfg.split == "validation":  # Lightning's test loop runs whatever test_dataloader returns
-        datamodule.test_dataloader = datamodule.val_dataloader
-    trainer = L.Trainer(
-        accelerator="auto",
-        devices=1,
-        **precision_args(resolve_precision(run.trainer.precision)),
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
+        run.data.eval_batch_size = cfg.eval_batch_size
+    run.trainer.update(
+        accelerator="auto", devices=1, strategy="auto", num_nodes=1
+    )  # one device, whatever trained
+    parts = assemble(
+        run, module=module, callbacks=[], splits=[cfg.split], logger=False, enable_checkpointing=False
     )
-    metrics = evaluate(trainer, module, datamodule)
+    metrics = evaluate(parts.trainer, module, parts.datamodule, split=cfg.split)
     out = Path(cfg.output_dir)
-    logger = eval_logger(cfg, run, out)
-    result = {
-        "ckpt_path": str(Path(cfg.ckpt_path).resolve()),
-        "split": cfg.split,
-        "run_name": run.run_name,
-        "metrics": metrics,
-    }
+    result = {"ckpt_path": str(Path(cfg.ckpt_path).resolve()), "split": cfg.split, "run_name": run.run_name}
+    result["metrics"] = metrics
     write_json(out / "metrics.json", result)
     write_predictions(out / "predictions.jsonl", module.test_predictions)
+    logger = eval_logger(cfg, run, out)
     if logger:
-        log_results_to_wandb(
-            logger,
-            {"test": metrics, "params": module.budget.as_dict(), "status": "completed"},
-            out,
-            module.test_predictions,
-            split=cfg.split,
-        )
+        summary = {"test": metrics, "params": module.budget.as_dict(), "status": "completed"}
+        log_results_to_wandb(logger, summary, out, module.test_predictions, split=cfg.split)
         finish_wandb()
     log.info("%s on %s:\n%s", run.run_name, cfg.split, results_table({cfg.split: metrics}, sorted(metrics)))
     log.info("written: %s (metrics.json, predictions.jsonl)", out)
@@ -81,18 +97,15 @@ def eval_logger(cfg: DictConfig, run: DictConfig, out: Path):
     kind = cfg.logger or run.get("logger", {}).get("kind", "none")
     if kind != "wandb":
         return None
-    lc = run.get("logger") or {}
-    return build_logger(
+    return logger_for(
+        run,
         "wandb",
-        save_dir=str(out),
+        save_dir=out,
         name=f"{run.run_name}-eval-{cfg.split}",
         group=run.get("wandb_group"),
-        tags=[run.encoder.name, run.decoder.name, run.sharing.mode, run.data.name, run.get("variant")],
         job_type="eval",
         config={"ckpt_path": str(cfg.ckpt_path), "split": cfg.split, **flatten(OmegaConf.to_container(run))},
-        project=lc.get("project", "warmstart"),
-        entity=lc.get("entity"),
-        mode=cfg.logger_mode or lc.get("mode", "auto"),
+        mode=cfg.logger_mode,
     )
 
 

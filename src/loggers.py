@@ -168,3 +168,83 @@ def finish_wandb(failed: bool = False) -> None:
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
         wandb.finish(exit_code=1 if failed else 0)
+
+
+# ---- a run's logger and what it records at the end ----------------------------------------------------------
+def wandb_group(cfg) -> str | None:
+    """The sweep in a multirun (a grid is one group), else the experiment's name, else none."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from src.process import is_multirun
+
+    if is_multirun():
+        return cfg.sweep_name
+    if HydraConfig.initialized():
+        return HydraConfig.get().runtime.choices.get("experiment")
+    return None
+
+
+def logger_for(run, kind: str, *, save_dir, name: str, group, job_type: str, config: dict, mode=None):
+    """`build_logger` with a run's `logger` settings and tags (encoder, decoder, sharing, data, variant)."""
+    lc = run.get("logger") or {}
+    return build_logger(
+        kind,
+        save_dir=str(save_dir),
+        name=name,
+        group=group,
+        tags=[run.encoder.name, run.decoder.name, run.sharing.mode, run.data.name, run.get("variant")],
+        job_type=job_type,
+        config=config,
+        project=lc.get("project", "warmstart"),
+        entity=lc.get("entity"),
+        mode=mode or lc.get("mode", "auto"),
+        log_model=lc.get("log_model", False) and job_type == "train",
+    )
+
+
+def make_logger(cfg, job_type: str = "train"):
+    """The `logger=` choice for a training run, with the whole resolved config (flattened) and the git commit.
+
+    DDP's extra processes open no W&B run (the launching process logs for all).
+    """
+    from omegaconf import OmegaConf
+
+    from src.process import is_launching_process
+
+    kind = cfg.logger.kind if is_launching_process() or cfg.logger.kind != "wandb" else "none"
+    config = {**flatten(OmegaConf.to_container(cfg, resolve=True)), "git_commit": git_commit()}
+    return logger_for(
+        cfg,
+        kind,
+        save_dir=cfg.output_dir,
+        name=cfg.run_name,
+        group=wandb_group(cfg),
+        job_type=job_type,
+        config=config,
+    )
+
+
+def log_results_to_wandb(
+    logger, results: dict, out: Path, predictions: list[dict], split: str = "test"
+) -> None:
+    """Test metrics and budget into the run summary; predictions as a table and as an artifact."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    if not isinstance(logger, WandbLogger):
+        return
+    import wandb
+
+    run = logger.experiment
+    run.summary.update(
+        {
+            **{f"{split}/{k}": v for k, v in results["test"].items()},
+            **{f"params/{k}": v for k, v in results["params"].items()},
+            "status": results["status"],
+        }
+    )
+    columns = ["source", "reference", "prediction"]
+    rows = [[r[c] for c in columns] for r in predictions]
+    run.log({f"{split}/predictions": wandb.Table(columns=columns, data=rows)})
+    artifact = wandb.Artifact(f"predictions-{run.id}", type="predictions")
+    artifact.add_file(str(out / "predictions.jsonl"))
+    run.log_artifact(artifact)

@@ -1,6 +1,6 @@
 """Print the Table-1 parameter budget of every variant next to the paper's, without downloading any weights.
 
-python -m src.params                 # all ten variants, base-size architectures from conf/arch/
+python -m src.params                 # all ten variants, base-size architectures from conf/arch/ facts
 python -m src.params --json          # the same as JSON
 """
 
@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from src.models.builder import ParamBudget, estimate_budget
+from src.errors import UserError
+from src.models.builder import ParamBudget, architecture, build
+from src.models.spec import ModelSpec
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 VARIANTS = (
@@ -32,49 +33,38 @@ VARIANTS = (
 COLUMNS = ("total", "embeddings", "from_checkpoint", "random")
 
 
-def arch_config(name: str):
-    """A transformers config built from the facts in conf/arch/<name>.yaml."""
+def arch_facts(checkpoint: str):
+    """A checkpoint's own config, without a download: conf/arch/<hub id>.yaml for hub checkpoints, the files
+    themselves for local and pkg:// ones."""
     from transformers import CONFIG_MAPPING
 
-    facts = OmegaConf.to_container(OmegaConf.load(CONF / "arch" / f"{name}.yaml"))
-    return CONFIG_MAPPING[facts.pop("model_type")](**facts)
+    from src.models.checkpoints import is_local, load_config, resolve_checkpoint
+
+    facts_file = CONF / "arch" / f"{checkpoint.replace('/', '--')}.yaml"
+    if facts_file.is_file():
+        facts = OmegaConf.to_container(OmegaConf.load(facts_file))
+        return CONFIG_MAPPING[facts.pop("model_type")](**facts)
+    if is_local(resolve_checkpoint(checkpoint)):
+        return load_config(checkpoint)
+    raise UserError(
+        f"no architecture facts for checkpoint {checkpoint!r}. Fix: add {facts_file.relative_to(CONF.parent)} "
+        "with the fields of its config.json, or name a local directory."
+    )
 
 
-@dataclass
-class Layout:
-    """A variant's architecture from conf/arch facts: what its model is made of, with no weights."""
-
-    encoder: object | None  # a transformers config; None: decoder-only (variant gpt)
-    decoder: object
-    pretrained: tuple[bool, bool]
-    sharing: str
-    same_vocab: bool
-
-
-def variant_layout(variant: str, overrides: list[str] = ()) -> Layout:
-    """Compose `variant=<name>` and describe its base-size architecture from conf/arch/."""
+def variant_arch(variant: str, overrides: list[str] = ()) -> tuple[ModelSpec, dict]:
+    """Compose `variant=<name>` (as `src.train` would) and describe its architecture from its checkpoints' facts."""
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=[f"variant={variant}", *overrides])
-    enc_arch, dec_arch = cfg.encoder.get("arch"), cfg.decoder.arch
-    if cfg.encoder.name == "none":
-        return Layout(None, arch_config(dec_arch), (False, cfg.decoder.pretrained), "none", True)
-    enc_arch = enc_arch or dec_arch or "bert_base"  # rnd: the other side's architecture and vocabulary
-    dec_arch = dec_arch or enc_arch
-    return Layout(
-        arch_config(enc_arch),
-        arch_config(dec_arch),
-        (cfg.encoder.pretrained, cfg.decoder.pretrained),
-        cfg.sharing.mode,
-        enc_arch == dec_arch,
-    )
+    spec = ModelSpec.from_config(cfg)
+    enc = None if spec.decoder_only else arch_facts(spec.encoder)
+    return spec, architecture(spec, enc, arch_facts(spec.decoder), same_vocab=spec.encoder == spec.decoder)
 
 
 def variant_budget(variant: str, overrides: list[str] = ()) -> ParamBudget:
-    """Count a variant's parameters on the meta device from conf/arch facts."""
-    v = variant_layout(variant, overrides)
-    return estimate_budget(
-        v.encoder, v.decoder, pretrained=v.pretrained, sharing=v.sharing, same_vocab=v.same_vocab
-    )
+    """Count a variant's parameters on the meta device (nothing downloaded, nothing allocated)."""
+    spec, arch = variant_arch(variant, overrides)
+    return build(spec, "meta", arch=arch).budget
 
 
 def paper_table1() -> dict[str, dict[str, float]]:

@@ -22,7 +22,7 @@ QUICK = [
     "trainer.log_every_n_steps=2",
     "optimizer.warmup_steps=2",
     "optimizer.lr=1e-3",
-    "trainer.enable_progress_bar=false",
+    "progress=plain",
 ]
 
 
@@ -31,24 +31,56 @@ def compose_train(*overrides: str):
         return compose("train", overrides=list(overrides))
 
 
-@pytest.mark.parametrize(
-    "group,options",
-    [
-        ("encoder", ["rnd", "bert", "roberta", "minilm"]),
-        ("decoder", ["rnd", "bert", "roberta", "gpt2", "minilm"]),
-        ("sharing", ["none", "embeddings", "shared"]),
-        ("optimizer", ["adam_rsqrt", "adamw_linear"]),
-        ("trainer", ["default", "cpu", "gpu"]),
-        ("data", ["synthetic", "jsonl"]),
-    ],
-)
-def test_every_option_composes(group, options):
-    for option in options:
-        cfg = compose_train(f"{group}={option}", "output_dir=/tmp/x")
-        cfg.output_dir = "/tmp/x"
-        resolved = OmegaConf.to_container(cfg, resolve=False)
-        assert resolved[group] is not None
-        assert cfg.run_name.startswith(f"{cfg.encoder.name}2{cfg.decoder.name}-")
+def config_groups() -> list[tuple[str, str]]:
+    """(group, option) for every option of every group train.yaml selects from, read from conf/."""
+    defaults = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "train.yaml").defaults)
+    groups = []
+    for entry in defaults:
+        if isinstance(entry, str) or "${" in str(next(iter(entry.values()))):
+            continue  # _self_, and a protocol's per-task settings (chosen by data=: tests/test_protocol.py)
+        groups.append(next(iter(entry)).removeprefix("optional ").split("@")[0])
+    groups.append("hydra/launcher")
+    return [(g, p.stem) for g in groups for p in sorted((REPO / "conf" / g).glob("*.yaml"))]
+
+
+#: What each option needs beside it to be a whole run (experiment=paper runs one cell of the paper's tables).
+PAPER_CELL = ["data=xsum", "variant=bert2bert"]
+COMPANIONS = {("experiment", "paper"): PAPER_CELL, ("experiment", "rothe_grid"): PAPER_CELL}
+COMPANIONS[("protocol", "rothe2020")] = PAPER_CELL
+#: conf/ folders that are not groups of their own: files other configs include, or facts the code reads.
+LIBRARIES = {"model", "arch", "paper", "data_common", "protocol_task", "hydra"}
+
+
+def test_every_conf_folder_is_a_group_or_a_library():
+    folders = {p.name for p in (REPO / "conf").iterdir() if p.is_dir()}
+    assert folders == {g.split("/")[0] for g, _ in config_groups()} | LIBRARIES
+
+
+@pytest.mark.parametrize("group,option", config_groups())
+def test_every_option_composes_and_feeds_what_it_configures(group, option):
+    import inspect
+
+    import lightning as L
+    from hydra.utils import get_method
+
+    from src.assemble import check_protocol
+    from src.data.datamodule import DataConfig
+    from src.models.spec import ModelSpec
+
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        overrides = [f"{group}={option}", *COMPANIONS.get((group, option), [])]
+        cfg = compose("train", overrides=overrides, return_hydra_config=group.startswith("hydra"))
+    cfg.output_dir = "/tmp/x"
+    assert cfg.run_name.endswith(f"-s{cfg.seed}")  # the run's name (and directory) resolves
+    # every data key is a DataConfig field (no key the code ignores, none missing)
+    DataConfig(**OmegaConf.to_container(cfg.data, resolve=True))
+    # every trainer key is an argument of lightning.Trainer
+    trainer_args = set(inspect.signature(L.Trainer).parameters)
+    assert set(cfg.trainer) - {"_target_"} <= trainer_args, set(cfg.trainer) - trainer_args
+    for name, callback in cfg.callbacks.items():
+        assert callable(get_method(callback._target_)), name
+    ModelSpec.from_config(cfg)  # the model groups resolve into one spec
+    check_protocol(cfg)
 
 
 def test_demo_experiment_composes_offline_minilm():
@@ -108,8 +140,8 @@ def test_train_writes_the_run_directory(trained_run):
 
 def test_checkpoint_carries_config_and_rebuilds_offline(trained_run):
     ckpt = torch.load(trained_run / "checkpoints/last.ckpt", weights_only=True)
-    assert ckpt["seq2seq"]["config"]["decoder"]["name"] == "gpt2"
-    module = Seq2SeqModule.load_run(trained_run / "checkpoints/last.ckpt")
+    assert ckpt["run_config"]["decoder"]["name"] == "gpt2" and "built" in ckpt["hyper_parameters"]
+    module = Seq2SeqModule.load_from_checkpoint(trained_run / "checkpoints/last.ckpt")
     state = ckpt["state_dict"]
     for name, tensor in module.state_dict().items():
         assert torch.equal(tensor, state[name]), name
@@ -140,7 +172,7 @@ def test_shared_sharing_survives_a_training_checkpoint(tiny, tmp_path):
         *QUICK,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    module = Seq2SeqModule.load_run(tmp_path / "checkpoints/last.ckpt")
+    module = Seq2SeqModule.load_from_checkpoint(tmp_path / "checkpoints/last.ckpt")
     enc, dec = module.model.encoder, module.model.decoder
     assert (
         enc.encoder.layer[1].intermediate.dense.weight is dec.bert.encoder.layer[1].intermediate.dense.weight

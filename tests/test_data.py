@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 
-from src.data.datamodule import BucketBatchSampler, Seq2SeqDataModule
+from src.data.datamodule import BucketBatchSampler, DataConfig, Seq2SeqDataModule
 from src.data.sources import FieldSpec, load_pairs
 from src.data.synthetic import CATEGORIES, make_synthetic, split_vocabulary
 from src.errors import UserError
@@ -140,20 +140,21 @@ def bert_tok(tiny):
     return tok, ids
 
 
-def datamodule(tok, ids, tmp_path, **kwargs) -> Seq2SeqDataModule:
-    defaults = dict(
-        name="t",
-        loader="synthetic",
-        encoder_tokenizer=tok,
-        decoder_tokenizer=tok,
-        special_ids=ids,
-        max_source_length=8,
-        max_target_length=4,
-        batch_size=4,
-        cache_dir=str(tmp_path / "cache"),
-        synthetic={"seed": 0, "num_train": 40, "num_validation": 4, "num_test": 4},
+def datamodule(tok, ids, tmp_path, seed: int = 0, **keys) -> Seq2SeqDataModule:
+    config = DataConfig.defaults(
+        **{
+            "name": "t",
+            "loader": "synthetic",
+            "max_source_length": 8,
+            "max_target_length": 4,
+            "batch_size": 4,
+            "eval_batch_size": None,
+            "cache_dir": str(tmp_path / "cache"),
+            "synthetic": {"seed": 0, "num_train": 40, "num_validation": 4, "num_test": 4},
+            **keys,
+        }
     )
-    return Seq2SeqDataModule(**{**defaults, **kwargs})
+    return Seq2SeqDataModule(config, encoder_tokenizer=tok, decoder_tokenizer=tok, special_ids=ids, seed=seed)
 
 
 def test_batches_are_padded_per_batch_and_truncation_is_counted(bert_tok, tmp_path):

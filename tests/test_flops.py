@@ -10,9 +10,9 @@ from src.models.flops import train_flops
 from src.models.module import Seq2SeqModule
 
 LAYOUTS = {
-    "bert2bert": {"encoder_checkpoint": "bert", "decoder_checkpoint": "bert"},
-    "bert2gpt": {"encoder_checkpoint": "bert", "decoder_checkpoint": "gpt2"},
-    "gpt": {"encoder_checkpoint": None, "decoder_checkpoint": "gpt2", "decoder_only": True},
+    "bert2bert": {"encoder": "bert", "decoder": "bert"},
+    "bert2gpt": {"encoder": "bert", "decoder": "gpt2"},
+    "gpt": {"encoder": None, "decoder": "gpt2"},
 }
 
 

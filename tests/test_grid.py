@@ -15,7 +15,7 @@ TINY_DATA = [
     *synthetic_overrides(train=32, validation=4, test=4, batch=8, eval_batch=8, new_tokens=4, beams=1),
     "trainer.max_steps=2",
     "trainer.val_check_interval=2",
-    "trainer.enable_progress_bar=false",
+    "progress=plain",
     "logger=none",
 ]
 

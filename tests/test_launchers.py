@@ -16,7 +16,7 @@ TINY = [
     *synthetic_overrides(train=32, validation=4, test=6, batch=4, eval_batch=4, new_tokens=4, beams=1),
     "trainer.max_steps=4",
     "trainer.val_check_interval=2",
-    "trainer.enable_progress_bar=false",
+    "progress=plain",
     "logger=none",
 ]
 

@@ -11,10 +11,11 @@ import torch
 from src.data.datamodule import Collator
 from src.data.tokenized import TokenizedSplit
 from src.errors import UserError
-from src.models.builder import build_seq2seq
+from src.models.builder import build
 from src.models.checkpoints import load_config
 from src.models.optim import build_optimizer
 from src.models.sharing import is_cross_attention
+from src.models.spec import ModelSpec
 from tests.conftest import REPO
 
 ENCODERS = ("rnd", "bert", "roberta", "minilm")
@@ -25,11 +26,11 @@ ROWS = [
 ]
 
 
-def side(tiny: dict, name: str, other: str) -> tuple[str | None, bool]:
-    """(checkpoint, pretrained) for an `encoder=`/`decoder=` option, with tiny checkpoints for hub ids."""
+def side(tiny: dict, name: str, other: str) -> tuple[str, str]:
+    """(checkpoint, weights) for an `encoder=`/`decoder=` option, with tiny checkpoints for hub ids."""
     if name == "rnd":  # architecture of the other side; rnd2rnd: BERT's, as the configs default to
-        return (tiny["bert"] if other == "rnd" else None), False
-    return tiny[name], True
+        return (tiny["bert"] if other == "rnd" else tiny[other]), "random"
+    return tiny[name], "pretrained"
 
 
 def batch_for(built, rows=ROWS) -> dict:
@@ -66,8 +67,8 @@ def test_every_pairing_builds_trains_and_generates(tiny, encoder, decoder):
     enc_ckpt, enc_pre = side(tiny, encoder, decoder)
     dec_ckpt, dec_pre = side(tiny, decoder, encoder)
     torch.manual_seed(0)
-    built = build_seq2seq(
-        enc_ckpt, dec_ckpt, encoder_pretrained=enc_pre, decoder_pretrained=dec_pre, sharing="embeddings"
+    built = build(
+        ModelSpec(enc_ckpt, dec_ckpt, encoder_weights=enc_pre, decoder_weights=dec_pre, sharing="embeddings")
     )
     model = built.model.train()
     batch = batch_for(built)
@@ -96,14 +97,14 @@ def test_every_pairing_builds_trains_and_generates(tiny, encoder, decoder):
     # The random side really is random: budgets say so
     b = built.budget
     assert b.total == b.from_checkpoint + b.random
-    if not enc_pre and not dec_pre:
+    if enc_pre == dec_pre == "random":
         assert b.from_checkpoint == 0
-    if enc_pre and dec_pre:
+    if enc_pre == dec_pre == "pretrained":
         assert b.random < b.from_checkpoint
 
 
 def test_special_tokens_per_decoder_family(tiny):
-    bert = build_seq2seq(tiny["bert"], tiny["bert"])
+    bert = build(ModelSpec(tiny["bert"], tiny["bert"]))
     tok = bert.decoder_tokenizer
     for cfg in (bert.model.config, bert.model.generation_config):
         assert (cfg.decoder_start_token_id, cfg.eos_token_id, cfg.pad_token_id) == (
@@ -111,11 +112,11 @@ def test_special_tokens_per_decoder_family(tiny):
             tok.sep_token_id,
             tok.pad_token_id,
         )
-    roberta = build_seq2seq(tiny["roberta"], tiny["roberta"])
+    roberta = build(ModelSpec(tiny["roberta"], tiny["roberta"]))
     tok = roberta.decoder_tokenizer
     assert roberta.model.generation_config.decoder_start_token_id == tok.bos_token_id == tok.cls_token_id
     assert roberta.model.generation_config.eos_token_id == tok.eos_token_id
-    gpt = build_seq2seq(tiny["bert"], tiny["gpt2"])
+    gpt = build(ModelSpec(tiny["bert"], tiny["gpt2"]))
     tok = gpt.decoder_tokenizer
     eos = tok.convert_tokens_to_ids("<|endoftext|>")
     g = gpt.model.generation_config
@@ -123,7 +124,7 @@ def test_special_tokens_per_decoder_family(tiny):
 
 
 def test_gpt2_targets_end_with_eos_and_padding_is_masked_by_length(tiny):
-    built = build_seq2seq(tiny["bert"], tiny["gpt2"])
+    built = build(ModelSpec(tiny["bert"], tiny["gpt2"]))
     batch = batch_for(built)
     eos = built.model.generation_config.eos_token_id
     for b in range(2):
@@ -139,7 +140,7 @@ def test_gpt2_targets_end_with_eos_and_padding_is_masked_by_length(tiny):
 
 def test_trained_gpt2_decoder_stops_before_max_length(tiny):
     torch.manual_seed(0)
-    built = build_seq2seq(tiny["bert"], tiny["gpt2"])
+    built = build(ModelSpec(tiny["bert"], tiny["gpt2"]))
     model = built.model.train()
     rows = [
         (f"the {w} and then the {v} .", f"{w} then {v}")
@@ -168,8 +169,8 @@ def test_trained_gpt2_decoder_stops_before_max_length(tiny):
 
 
 def test_shared_shares_every_weight_but_cross_attention(tiny):
-    none = build_seq2seq(tiny["bert"], tiny["bert"], sharing="none")
-    shared = build_seq2seq(tiny["bert"], tiny["bert"], sharing="shared")
+    none = build(ModelSpec(tiny["bert"], tiny["bert"], sharing="none"))
+    shared = build(ModelSpec(tiny["bert"], tiny["bert"], sharing="shared"))
     enc, dec = shared.model.encoder, shared.model.decoder
     assert (
         enc.encoder.layer[1].attention.self.query.weight
@@ -197,18 +198,18 @@ def test_shared_shares_every_weight_but_cross_attention(tiny):
 
 
 def test_embeddings_sharing_ties_three_roles_only_when_vocabularies_match(tiny):
-    b2b = build_seq2seq(tiny["bert"], tiny["bert"], sharing="embeddings").model
+    b2b = build(ModelSpec(tiny["bert"], tiny["bert"], sharing="embeddings")).model
     w = b2b.encoder.get_input_embeddings().weight
     assert w is b2b.decoder.get_input_embeddings().weight is b2b.decoder.get_output_embeddings().weight
     assert (
         b2b.encoder.encoder.layer[0].attention.self.query.weight
         is not b2b.decoder.bert.encoder.layer[0].attention.self.query.weight
     )
-    b2g = build_seq2seq(tiny["bert"], tiny["gpt2"], sharing="embeddings").model
+    b2g = build(ModelSpec(tiny["bert"], tiny["gpt2"], sharing="embeddings")).model
     assert b2g.encoder.get_input_embeddings().weight is not b2g.decoder.get_input_embeddings().weight
     assert b2g.decoder.get_input_embeddings().weight is b2g.decoder.get_output_embeddings().weight
     # rnd2gpt: the random encoder takes GPT-2's vocabulary and shares GPT-2's (pretrained) embedding matrix
-    r2g = build_seq2seq(None, tiny["gpt2"], encoder_pretrained=False, sharing="embeddings")
+    r2g = build(ModelSpec(tiny["gpt2"], tiny["gpt2"], encoder_weights="random", sharing="embeddings"))
     assert r2g.model.encoder.get_input_embeddings().weight is r2g.model.decoder.get_input_embeddings().weight
     assert r2g.model.config.encoder.model_type == "bert"
     assert r2g.budget.from_checkpoint == sum(
@@ -218,14 +219,14 @@ def test_embeddings_sharing_ties_three_roles_only_when_vocabularies_match(tiny):
 
 def test_shared_refused_across_architectures(tiny):
     with pytest.raises(UserError, match=r"sharing=shared .* Fix: sharing=embeddings"):
-        build_seq2seq(tiny["bert"], tiny["gpt2"], sharing="shared")
+        build(ModelSpec(tiny["bert"], tiny["gpt2"], sharing="shared"))
     with pytest.raises(UserError, match="architecture differs"):  # MiniLM is BERT, but wider and deeper
-        build_seq2seq(tiny["minilm"], tiny["bert"], sharing="shared")
+        build(ModelSpec(tiny["minilm"], tiny["bert"], sharing="shared"))
 
 
 def test_gpt2_cannot_be_a_pretrained_encoder(tiny):
     with pytest.raises(UserError, match="cannot be a pretrained encoder"):
-        build_seq2seq(tiny["gpt2"], tiny["bert"])
+        build(ModelSpec(tiny["gpt2"], tiny["bert"]))
 
 
 def test_offline_hub_id_fails_fast_with_a_fix(monkeypatch):
@@ -244,7 +245,7 @@ def test_checkpoint_directory_without_weights_is_a_clear_error(tiny, tmp_path):
     for f in broken.glob("*.safetensors"):
         f.unlink()
     with pytest.raises(UserError, match="could not load its weights"):
-        build_seq2seq(str(broken), tiny["bert"])
+        build(ModelSpec(str(broken), tiny["bert"]))
 
 
 @pytest.mark.parametrize("decoder", ["bert", "roberta", "gpt2"])
@@ -254,7 +255,7 @@ def test_loss_on_labelled_positions_equals_full_logits_loss(tiny, decoder):
 
     torch.manual_seed(0)
     module = Seq2SeqModule(
-        model={"encoder_checkpoint": tiny["bert"], "decoder_checkpoint": tiny[decoder], "sharing": "none"},
+        model={"encoder": tiny["bert"], "decoder": tiny[decoder], "sharing": "none"},
         optimizer={"name": "adamw_linear", "lr": 1e-3, "warmup_steps": 1},
         generation={"num_beams": 1, "max_new_tokens": 4},
     )
@@ -281,11 +282,14 @@ def test_loss_on_labelled_positions_equals_full_logits_loss(tiny, decoder):
 
 @pytest.mark.parametrize("decoder", ["bert", "gpt2"])
 def test_beam_search_skipping_the_cross_attention_reorder_gives_identical_outputs(tiny, decoder):
-    from src.models import module as module_lib
+    from transformers import EncoderDecoderModel
+
+    from src.models.builder import WarmStartedEncoderDecoder
+    from src.models.module import Seq2SeqModule
 
     torch.manual_seed(0)
-    module = module_lib.Seq2SeqModule(
-        model={"encoder_checkpoint": tiny["bert"], "decoder_checkpoint": tiny[decoder], "sharing": "none"},
+    module = Seq2SeqModule(
+        model={"encoder": tiny["bert"], "decoder": tiny[decoder], "sharing": "none"},
         optimizer={"name": "adamw_linear", "lr": 1e-3, "warmup_steps": 1},
         generation={"num_beams": 4, "max_new_tokens": 8, "no_repeat_ngram_size": 2},
     )
@@ -296,11 +300,12 @@ def test_beam_search_skipping_the_cross_attention_reorder_gives_identical_output
 
     def counted(cache, beam_idx):
         calls.append(beam_idx.numel())
-        return module_lib.reorder_self_attention_only(cache, beam_idx)
+        return WarmStartedEncoderDecoder._reorder_cache(model, cache, beam_idx)
 
     model._reorder_cache = counted
     fast = module._generate(batch)
-    del model._reorder_cache  # transformers' own reorder: self- and cross-attention caches
+    del model._reorder_cache
+    model.__class__ = EncoderDecoderModel  # transformers' own reorder: self- and cross-attention caches
     full = module._generate(batch)
     assert calls and calls[0] == 4 * len(rows)  # the fast path ran, on every beam of every example
     assert torch.equal(fast, full)

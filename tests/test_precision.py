@@ -99,8 +99,8 @@ CLIP, STEPS, LR = 0.05, 4, 1e-3
 def tiny_module(tiny, optimizer: str, lr: float | None = None, **model) -> Seq2SeqModule:
     torch.manual_seed(0)
     model = {
-        "encoder_checkpoint": tiny["bert"],
-        "decoder_checkpoint": tiny["bert"],
+        "encoder": tiny["bert"],
+        "decoder": tiny["bert"],
         "sharing": "none",
         **model,
     }
@@ -265,12 +265,12 @@ def test_fused_clipped_path_matches_plain_clipping_and_a_non_fused_step(
         {"sharing": "none"},
         {"sharing": "embeddings"},
         {"sharing": "shared"},
-        {"decoder_checkpoint": "gpt2", "encoder_checkpoint": None, "decoder_only": True, "sharing": "none"},
+        {"decoder": "gpt2", "encoder": None, "sharing": "none"},
     ],
     ids=["none", "embeddings", "shared", "gpt"],
 )
 def test_every_sharing_mode_and_the_decoder_only_model_train_under_mixed_precision(tiny, precision, model):
-    model = {k: tiny.get(v, v) if k == "decoder_checkpoint" else v for k, v in model.items()}
+    model = {k: tiny.get(v, v) if k == "decoder" else v for k, v in model.items()}
     module = tiny_module(tiny, "adamw_linear", lr=1e-2, **model)
     losses = []
 

@@ -9,10 +9,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from src.assemble import build_datamodule, build_module, check_protocol, per_device_batch_size
 from src.errors import UserError
-from src.models.builder import build_from_arch, build_seq2seq
+from src.models.builder import build
+from src.models.spec import ModelSpec
 from src.params import VARIANTS
-from src.train import build_datamodule, build_module, check_protocol, per_device_batch_size, train
+from src.train import train
 from tests.conftest import REPO, run_cli
 from tests.test_tasks import record
 
@@ -133,22 +135,28 @@ def test_global_batch_combinations_that_do_not_divide_are_refused(
 
 
 def test_gpt2_keeps_only_its_first_positions_and_a_checkpoint_rebuilds_that(tiny):
-    full = build_seq2seq(tiny["bert"], tiny["gpt2"])
-    cut = build_seq2seq(tiny["bert"], tiny["gpt2"], decoder_max_positions=48)
+    full = build(ModelSpec(tiny["bert"], tiny["gpt2"]))
+    cut = build(ModelSpec(tiny["bert"], tiny["gpt2"], decoder_max_positions=48))
     wpe_full, wpe_cut = (m.model.decoder.base_model.wpe.weight for m in (full, cut))
     assert wpe_full.shape[0] == 128 and wpe_cut.shape[0] == 48
     assert torch.equal(wpe_cut, wpe_full[:48])  # the checkpoint's first positions, not new random ones
     assert cut.arch["decoder"]["n_positions"] == 48
-    rebuilt = build_from_arch(cut.arch, cut.encoder_tokenizer, cut.decoder_tokenizer)
+    tokenizers = (cut.encoder_tokenizer, cut.decoder_tokenizer)
+    rebuilt = build(
+        ModelSpec(tiny["bert"], tiny["gpt2"], decoder_max_positions=48),
+        "random",
+        arch=cut.arch,
+        tokenizers=tokenizers,
+    )
     assert rebuilt.model.decoder.base_model.wpe.weight.shape[0] == 48
     assert cut.budget.total == full.budget.total - 80 * 32  # 80 positions x hidden 32 fewer
     # BERT already has no more than its limit: left as it is; a family we cannot cut is refused
     assert (
-        build_seq2seq(tiny["bert"], tiny["bert"], encoder_max_positions=512).budget
-        == build_seq2seq(tiny["bert"], tiny["bert"]).budget
+        build(ModelSpec(tiny["bert"], tiny["bert"], encoder_max_positions=512)).budget
+        == build(ModelSpec(tiny["bert"], tiny["bert"])).budget
     )
     with pytest.raises(UserError, match=r"encoder.max_positions=64.*GPT-2 only"):
-        build_seq2seq(tiny["bert"], tiny["bert"], encoder_max_positions=64)
+        build(ModelSpec(tiny["bert"], tiny["bert"], encoder_max_positions=64))
 
 
 def _wikisplit_files(root):
@@ -191,7 +199,7 @@ def test_a_paper_run_spreads_the_global_batch_over_accumulation(tiny, tmp_path):
         "trainer.accumulate_grad_batches=2",
         "trainer.max_steps=2",
         "trainer.val_check_interval=2",
-        "trainer.enable_progress_bar=false",
+        "progress=plain",
         "logger=none",
         "optimizer.warmup_steps=2",
         "data.eval_batch_size=4",

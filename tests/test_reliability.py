@@ -155,7 +155,7 @@ def nan_at_step_4(monkeypatch):
 
 def test_nonfinite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tiny, tmp_path, nan_at_step_4):
     cfg = compose_run(tiny, tmp_path, "trainer.val_check_interval=2")
-    with pytest.raises(UserError, match=r"the training loss is nan at step 4.*trainer.skip_nonfinite=true"):
+    with pytest.raises(UserError, match=r"the training loss is nan at step 4.*skip_nonfinite=true"):
         train(cfg)
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
     assert ckpt["global_step"] == 4
@@ -163,7 +163,7 @@ def test_nonfinite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(t
 
 
 def test_nonfinite_batches_can_be_skipped_and_counted(tiny, tmp_path, nan_at_step_4):
-    results = train(compose_run(tiny, tmp_path, "trainer.skip_nonfinite=true"))
+    results = train(compose_run(tiny, tmp_path, "skip_nonfinite=true"))
     assert results["status"] == "completed" and results["train"]["nonfinite_skipped"] == 1
 
 
@@ -185,7 +185,7 @@ def test_oom_while_generating_names_the_batch_size_to_lower(tiny, monkeypatch):
     from src.models.module import Seq2SeqModule
 
     module = Seq2SeqModule(
-        model={"encoder_checkpoint": tiny["bert"], "decoder_checkpoint": tiny["bert"]},
+        model={"encoder": tiny["bert"], "decoder": tiny["bert"]},
         optimizer={},
         generation={"num_beams": 4},
     )
@@ -270,7 +270,7 @@ def test_lightning_checkpoints_are_written_atomically(tmp_path, monkeypatch):
 
 
 def test_a_1mb_document_is_truncated_and_counted(tiny, tmp_path):
-    from src.data.datamodule import Seq2SeqDataModule
+    from src.data.datamodule import DataConfig, Seq2SeqDataModule
     from src.models.checkpoints import load_tokenizer
 
     data = tmp_path / "data"
@@ -288,17 +288,15 @@ def test_a_1mb_document_is_truncated_and_counted(tiny, tmp_path):
         "eos_token_id": tok.sep_token_id,
         "pad_token_id": tok.pad_token_id,
     }
-    dm = Seq2SeqDataModule(
+    config = DataConfig.defaults(
         name="big",
         loader="jsonl",
         path=str(data),
-        encoder_tokenizer=tok,
-        decoder_tokenizer=tok,
-        special_ids=ids,
         max_source_length=64,
         max_target_length=8,
         cache_dir=str(tmp_path / "cache"),
     )
+    dm = Seq2SeqDataModule(config, encoder_tokenizer=tok, decoder_tokenizer=tok, special_ids=ids)
     split = dm.split("train")
     assert len(split.source(0)) == 64 and split.stats.truncated_sources == 1
 

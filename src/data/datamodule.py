@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -133,95 +134,126 @@ class Collator:
         return batch
 
 
+#: conf/data_common/seq2seq.yaml: every `data=` config's keys, documented, with their defaults (the one copy).
+DATA_DEFAULTS = Path(__file__).resolve().parents[2] / "conf" / "data_common" / "seq2seq.yaml"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """A `data=` config, key for key; conf/data_common/seq2seq.yaml documents each key and holds the defaults.
+
+    The DataModule reads the data keys; `metrics`, `bleu_lowercase` and `generation` (how the task is scored and
+    decoded) go to the LightningModule, `max_steps` / `max_epochs` (the task's budget) to the Trainer.
+    """
+
+    name: str
+    loader: str
+    path: str | None
+    hub_name: str | None
+    hub_config: str | None
+    hub_revision: str | None
+    splits: dict
+    source_column: str | list
+    target_column: str | list
+    source_join: str
+    target_join: str
+    lowercase: bool
+    max_source_length: int
+    max_target_length: int
+    batch_size: int | None
+    global_batch_size: int | None
+    eval_batch_size: int
+    num_workers: int
+    limit_train: int | None
+    limit_eval: int | None
+    train_fraction: float | None
+    validation_size: int | None
+    subset_seed: int
+    cache_dir: str
+    max_steps: int
+    max_epochs: int | None
+    metrics: list
+    bleu_lowercase: bool
+    synthetic: dict | None
+    generation: dict
+
+    @classmethod
+    def defaults(cls, **keys) -> DataConfig:
+        """The defaults of conf/data_common/seq2seq.yaml with `keys` over them (for code that composes no config)."""
+        from omegaconf import OmegaConf
+
+        return cls(**{**OmegaConf.to_container(OmegaConf.load(DATA_DEFAULTS), resolve=True), **keys})
+
+
 class Seq2SeqDataModule(L.LightningDataModule):
     """Train/validation/test loaders for one task.
 
     Args:
-        name: the task's name (cache entries are named after it).
-        loader: "hub", "jsonl" or "synthetic"; `path` (a local directory in the dataset's schema) wins over both
-            hub and synthetic.
-        source_column / target_column: a column, a dotted path (`translation.en`) or a list joined by
-            `source_join` / `target_join`.
+        config: the `data=` config (see conf/data_common/seq2seq.yaml for each key). `path` (a local directory in
+            the dataset's schema) wins over the hub and synthetic loaders; `limit_*` take the first N examples,
+            `train_fraction` / `validation_size` seeded random subsets (seed `subset_seed`, the same for every
+            run of a grid); the test split is always used whole.
+        encoder_tokenizer / decoder_tokenizer: the model's.
         special_ids: decoder_start_token_id, eos_token_id, pad_token_id of the decoder (set_special_tokens).
-        max_source_length / max_target_length: truncation limits in tokens (the target's includes EOS).
-        limit_train / limit_eval: use only the first N examples of the training / evaluation splits.
-        train_fraction: a seeded random share of the training split (after `limit_train`); None: all of it.
-        validation_size: a seeded random subset of at most this many validation examples; None: all. The test
-            split is always used whole.
-        subset_seed: the seed of both subsets (not the run's seed: every run of a grid sees the same examples).
-        cache_dir: where tokenized splits are cached.
+        seed: the run's seed (the order of training batches).
+        max_source_length: a tighter source limit than the config's (a decoder-only model's positions); None: the
+            config's.
     """
 
     def __init__(
         self,
+        config: DataConfig,
         *,
-        name: str,
-        loader: str,
         encoder_tokenizer,
         decoder_tokenizer,
         special_ids: dict[str, int],
-        path: str | None = None,
-        hub_name: str | None = None,
-        hub_config: str | None = None,
-        hub_revision: str | None = None,
-        splits: dict | None = None,
-        source_column="source",
-        target_column="target",
-        source_join: str = " ",
-        target_join: str = " ",
-        lowercase: bool = False,
-        max_source_length: int = 512,
-        max_target_length: int = 128,
-        batch_size: int = 16,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
         seed: int = 0,
-        limit_train: int | None = None,
-        limit_eval: int | None = None,
-        train_fraction: float | None = None,
-        validation_size: int | None = None,
-        subset_seed: int = 0,
-        cache_dir: str = ".cache/tokenized",
-        synthetic: dict | None = None,
+        max_source_length: int | None = None,
     ):
         super().__init__()
-        self.name, self.loader, self.path, self.hub = name, loader, path, (hub_name, hub_config, hub_revision)
-        self.split_names = dict(splits or {})
-        self.fields = (FieldSpec.of(source_column, source_join), FieldSpec.of(target_column, target_join))
-        self.lowercase, self.synthetic, self.cache_dir = lowercase, synthetic, cache_dir
+        c = self.config = config
+        self.fields = (
+            FieldSpec.of(c.source_column, c.source_join),
+            FieldSpec.of(c.target_column, c.target_join),
+        )
         self.enc_tok, self.dec_tok, self.special_ids = encoder_tokenizer, decoder_tokenizer, special_ids
-        self.max_lengths = (max_source_length, max_target_length)
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
-        self.num_workers, self.seed = num_workers, seed
-        self.limits = {"train": limit_train, "validation": limit_eval, "test": limit_eval}
+        self.max_lengths = (max_source_length or c.max_source_length, c.max_target_length)
+        self.batch_size, self.eval_batch_size = c.batch_size, c.eval_batch_size or c.batch_size
+        self.seed = seed
+        self.limits = {"train": c.limit_train, "validation": c.limit_eval, "test": c.limit_eval}
         self.subsets = {  # kwargs of sources.subsample per split; None: the split whole
-            "train": None if train_fraction is None else {"fraction": train_fraction, "seed": subset_seed},
-            "validation": None if validation_size is None else {"size": validation_size, "seed": subset_seed},
+            "train": None
+            if c.train_fraction is None
+            else {"fraction": c.train_fraction, "seed": c.subset_seed},
+            "validation": None
+            if c.validation_size is None
+            else {"size": c.validation_size, "seed": c.subset_seed},
             "test": None,
         }
         self.splits: dict[str, TokenizedSplit] = {}
-        self.order_state: dict = {}  # filled by callbacks.ResumableOrder when a checkpoint is restored
+        self.order_state: dict = {}  # where a resumed run's training order continues (callbacks.ResumableOrder)
 
     def split(self, name: str) -> TokenizedSplit:
         if name not in self.splits:
+            c = self.config
             kwargs = dict(
-                loader=self.loader,
+                loader=c.loader,
                 split=name,
-                split_name=self.split_names.get(name),
-                path=self.path,
-                hub_name=self.hub[0],
-                hub_config=self.hub[1],
-                hub_revision=self.hub[2],
+                split_name=c.splits.get(name),
+                path=c.path,
+                hub_name=c.hub_name,
+                hub_config=c.hub_config,
+                hub_revision=c.hub_revision,
                 source=self.fields[0],
                 target=self.fields[1],
-                lowercase=self.lowercase,
+                lowercase=c.lowercase,
                 limit=self.limits[name],
-                synthetic=self.synthetic,
+                synthetic=c.synthetic,
                 subset=self.subsets[name],
             )
             self.splits[name] = build_or_load(
-                cache_dir=self.cache_dir,
-                name=self.name,
+                cache_dir=c.cache_dir,
+                name=c.name,
                 split=name,
                 identity=self._identity(kwargs),
                 load_pairs=lambda: load_pairs(**kwargs),
@@ -232,7 +264,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
                 eos_id=self.special_ids["eos_token_id"],
                 with_texts=name != "train",
             )
-            log.info("%s/%s: %d examples", self.name, name, len(self.splits[name]))
+            log.info("%s/%s: %d examples", c.name, name, len(self.splits[name]))
         return self.splits[name]
 
     def _identity(self, kwargs: dict) -> dict:
@@ -245,15 +277,16 @@ class Seq2SeqDataModule(L.LightningDataModule):
             target=list(self.fields[1].columns),
             joins=[self.fields[0].join, self.fields[1].join],
         )
-        if self.path:
-            file = Path(self.path).expanduser() / f"{kwargs['split_name'] or kwargs['split']}.jsonl"
+        c = self.config
+        if c.path:
+            file = Path(c.path).expanduser() / f"{kwargs['split_name'] or kwargs['split']}.jsonl"
             st = file.stat() if file.is_file() else None
             ident.update(file=str(file.resolve()), size=st and st.st_size, mtime=st and st.st_mtime_ns)
-        elif self.loader == "synthetic":
-            ident.update(synthetic=self.synthetic)
+        elif c.loader == "synthetic":
+            ident.update(synthetic=c.synthetic)
         else:
-            hub = self.hub if self.hub[2] else self.hub[:2]  # without a revision: the keys written before
-            ident.update(hub=list(hub))
+            hub = [c.hub_name, c.hub_config] + ([c.hub_revision] if c.hub_revision else [])  # keys as before
+            ident.update(hub=hub)
         return ident
 
     def prepare(self, stages=SPLITS) -> None:
@@ -285,7 +318,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
             range(len(data)),
             batch_sampler=sampler,
             collate_fn=self._collator(data),
-            num_workers=self.num_workers,
+            num_workers=self.config.num_workers,
             pin_memory=torch.cuda.is_available(),
             # its own generator: creating an iterator would otherwise draw from the global RNG that dropout
             # uses, and a resumed run (which creates its iterators at other moments) would see other masks
@@ -302,7 +335,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
             order,
             batch_size=self.eval_batch_size,
             collate_fn=self._collator(data),
-            num_workers=self.num_workers,
+            num_workers=self.config.num_workers,
             pin_memory=torch.cuda.is_available(),
             # its own generator: creating an iterator would otherwise draw from the global RNG that dropout
             # uses, and a resumed run (which creates its iterators at other moments) would see other masks

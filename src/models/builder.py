@@ -1,7 +1,12 @@
-"""Build warm-started encoder-decoder models from two checkpoints (plain transformers: no Lightning, no Hydra)."""
+"""Build warm-started encoder-decoder models (plain transformers: no Lightning, no Hydra).
+
+`build(spec, weights)` is the one entry: from the spec's checkpoints (training), from a saved architecture with
+random weights (loading a run checkpoint, offline) or on the meta device (parameter budgets).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 from dataclasses import asdict, dataclass
@@ -14,11 +19,13 @@ from transformers import (
     BertConfig,
     EncoderDecoderModel,
 )
+from transformers.cache_utils import EncoderDecoderCache
 
 from src.errors import UserError
-from src.models.checkpoints import DEFAULT_RND_CHECKPOINT, load_config, load_tokenizer, load_weights
+from src.models.checkpoints import load_config, load_tokenizer, load_weights
 from src.models.decoder_only import DecoderOnlySeq2Seq
 from src.models.sharing import apply_sharing, is_cross_attention
+from src.models.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +61,7 @@ class Seq2Seq:
     encoder_tokenizer: object
     decoder_tokenizer: object
     budget: ParamBudget
-    arch: dict  # everything needed to rebuild the same architecture without downloads (see build_from_arch)
-    sharing_note: str
+    arch: dict  # everything, with the spec, needed to rebuild the same architecture offline: build(spec, "random")
 
 
 def encoder_config(cfg, tokenizer=None, pretrained: bool = True):
@@ -173,43 +179,56 @@ def param_budget(model: EncoderDecoderModel, pretrained_ids: set[int]) -> ParamB
     )
 
 
-def assemble(
-    enc_cfg,
-    dec_cfg,
-    *,
-    encoder_weights: str | None,
-    decoder_weights: str | None,
-    sharing: str,
-    same_vocab: bool,
-    pretrained: tuple[bool, bool] | None = None,
-    max_positions: tuple[int | None, int | None] = (None, None),
-) -> tuple[EncoderDecoderModel, ParamBudget, str]:
-    """Put an encoder and a decoder together, share weights and count parameters.
+class WarmStartedEncoderDecoder(EncoderDecoderModel):
+    """An EncoderDecoderModel whose beam search reorders only the self-attention cache.
+
+    After each step beam search gathers the cache rows of the beams it keeps. Cross-attention keys and values are
+    the encoder's, identical for every beam of an example, and beams never move between examples, so gathering
+    them changes nothing: it only copies rows x source length x hidden floats per layer per step (for
+    CNN/DailyMail, 16 examples x 4 beams x 512 x 384, 50 MB a layer a step). Outputs stay identical.
+    """
+
+    def _reorder_cache(self, cache, beam_idx: torch.Tensor):  # generate() calls it when a model has one
+        if isinstance(cache, EncoderDecoderCache):
+            cache.self_attention_cache.reorder_cache(beam_idx)
+        else:
+            cache.reorder_cache(beam_idx)
+        return cache
+
+
+def _assemble(spec: ModelSpec, enc_cfg, dec_cfg, same_vocab: bool, load: bool):
+    """The model from role-ready configs; returns (model, budget, note).
 
     Args:
-        encoder_weights / decoder_weights: checkpoint to load each side's weights from, or None for random.
-        pretrained: which sides count as "from checkpoint" when no weights are loaded (a parameter-budget
-            estimate, e.g. on the meta device): everything of such a side but cross-attention.
-        max_positions: (encoder, decoder) limits on learned positions (`limit_positions`); None: all.
+        load: pretrained sides load their checkpoint's weights; False: every weight random (to be replaced by a
+            state dict, or on the meta device), the budget then counts a pretrained side as from checkpoint
+            except cross-attention.
     """
-    encoder, enc_random = _side(
-        AutoModel, enc_cfg, encoder_weights, "encoder", max_positions[0], **_encoder_kwargs(enc_cfg)
+    sources = [
+        c if p and load else None for c, p in zip((spec.encoder, spec.decoder), spec.pretrained, strict=True)
+    ]
+    decoder, dec_random = _side(
+        AutoModelForCausalLM, dec_cfg, sources[1], "decoder", spec.decoder_max_positions
     )
-    decoder, dec_random = _side(AutoModelForCausalLM, dec_cfg, decoder_weights, "decoder", max_positions[1])
-    model = EncoderDecoderModel(encoder=encoder, decoder=decoder)
-
+    if spec.decoder_only:
+        model = DecoderOnlySeq2Seq(decoder, 0)
+        random = dec_random if load else set() if spec.pretrained[1] else dec_random
+        ids = {id(p) for n, p in decoder.named_parameters(remove_duplicate=False) if n not in random}
+        return model, param_budget(model, ids), "decoder-only (the source is a prefix)"
+    encoder, enc_random = _side(
+        AutoModel, enc_cfg, sources[0], "encoder", spec.encoder_max_positions, **_encoder_kwargs(enc_cfg)
+    )
+    model = WarmStartedEncoderDecoder(encoder=encoder, decoder=decoder)
     names = [n for n, _ in model.named_parameters(remove_duplicate=False)]
-    if pretrained is None:
+    if load:
         random = {f"encoder.{n}" for n in enc_random} | {f"decoder.{n}" for n in dec_random}
         random |= {n for n in names if n.startswith("enc_to_dec_proj.")}
-        pretrained = (encoder_weights is not None, decoder_weights is not None)
     else:
-        random = {n for n in names if is_cross_attention(n) or not pretrained[n.startswith("decoder.")]}
+        random = {n for n in names if is_cross_attention(n) or not spec.pretrained[n.startswith("decoder.")]}
     pretrained_ids = {id(p) for n, p in model.named_parameters(remove_duplicate=False) if n not in random}
-
     # The shared tensor keeps the pretrained side's values (bert2rnd: BERT's embeddings; rnd2bert: also BERT's).
-    keep = "decoder" if pretrained[1] and not pretrained[0] else "encoder"
-    note = apply_sharing(model, sharing, same_vocab, keep=keep)
+    keep = "decoder" if spec.pretrained[1] and not spec.pretrained[0] else "encoder"
+    note = apply_sharing(model, spec.sharing, same_vocab, keep=keep)
     return model, param_budget(model, pretrained_ids), note
 
 
@@ -241,105 +260,37 @@ def same_vocabulary(tok_a, tok_b) -> bool:
     return tok_a is tok_b or (len(tok_a) == len(tok_b) and tok_a.get_vocab() == tok_b.get_vocab())
 
 
-def build_seq2seq(
-    encoder_checkpoint: str | None,
-    decoder_checkpoint: str | None,
-    *,
-    encoder_pretrained: bool = True,
-    decoder_pretrained: bool = True,
-    sharing: str = "embeddings",
-    decoder_only: bool = False,
-    encoder_max_positions: int | None = None,
-    decoder_max_positions: int | None = None,
-) -> Seq2Seq:
-    """Warm-start an encoder-decoder model from two checkpoints.
+def architecture(spec: ModelSpec, enc_cfg, dec_cfg, same_vocab: bool, encoder_tokenizer=None) -> dict:
+    """A model's architecture as data: each side's config set up for its role, and whether vocabularies match.
 
-    Args:
-        encoder_checkpoint / decoder_checkpoint: hub id, local directory or `pkg://package/dir`. For a random
-            side (`*_pretrained=False`) it names only the architecture and tokenizer; None means the other
-            side's checkpoint, else BERT's.
-        sharing: "none", "embeddings" (one embedding matrix where vocabularies match) or "shared" (every
-            encoder weight shared with the decoder except cross-attention).
-        decoder_only: no encoder; the decoder (GPT-2) reads the source as a prefix (the paper's `gpt`).
-        encoder_max_positions / decoder_max_positions: use only the first N learned positions of that side
-            (the paper: GPT-2's first 512); None: all the checkpoint's.
+    `enc_cfg` / `dec_cfg` are the checkpoints' own configs (or conf/arch facts); a saved model's `arch` (what
+    `build(..., "random")` takes) is this with the built model's final configs.
     """
-    if decoder_only:
-        return build_decoder_only(
-            decoder_checkpoint, pretrained=decoder_pretrained, max_positions=decoder_max_positions
-        )
-    if encoder_pretrained and encoder_checkpoint is None or decoder_pretrained and decoder_checkpoint is None:
-        raise UserError(
-            "a pretrained side needs a checkpoint. Fix: set encoder.checkpoint / decoder.checkpoint."
-        )
-    enc_src = encoder_checkpoint or decoder_checkpoint or DEFAULT_RND_CHECKPOINT
-    dec_src = decoder_checkpoint or encoder_checkpoint or DEFAULT_RND_CHECKPOINT
-    enc_tok = load_tokenizer(enc_src, "encoder")
-    dec_tok = enc_tok if dec_src == enc_src else load_tokenizer(dec_src, "decoder")
-    enc_cfg = encoder_config(load_config(enc_src, "encoder"), enc_tok, encoder_pretrained)
-    dec_cfg = decoder_config(load_config(dec_src, "decoder"))
-    same_vocab = same_vocabulary(enc_tok, dec_tok)
+    if spec.decoder_only:
+        if dec_cfg.model_type not in DECODER_ONLY_TYPES:
+            raise UserError(
+                f"encoder=none needs a causal language model as decoder, got {dec_cfg.model_type}. Fix: decoder=gpt2."
+            )
+        return {"encoder": None, "decoder": decoder_only_config(dec_cfg).to_dict(), "same_vocab": True}
+    enc = encoder_config(enc_cfg, encoder_tokenizer, pretrained=spec.pretrained[0])
+    return {"encoder": enc.to_dict(), "decoder": decoder_config(dec_cfg).to_dict(), "same_vocab": same_vocab}
 
-    model, budget, note = assemble(
-        enc_cfg,
-        dec_cfg,
-        encoder_weights=enc_src if encoder_pretrained else None,
-        decoder_weights=dec_src if decoder_pretrained else None,
-        sharing=sharing,
-        same_vocab=same_vocab,
-        max_positions=(encoder_max_positions, decoder_max_positions),
+
+def describe(spec: ModelSpec) -> tuple[dict, tuple]:
+    """The architecture and the (encoder, decoder) tokenizers from the spec's checkpoints, without weights."""
+    if spec.decoder_only:
+        tok = load_tokenizer(spec.decoder, "decoder")
+        return architecture(spec, None, load_config(spec.decoder, "decoder"), True), (tok, tok)
+    enc_tok = load_tokenizer(spec.encoder, "encoder")
+    dec_tok = enc_tok if spec.decoder == spec.encoder else load_tokenizer(spec.decoder, "decoder")
+    arch = architecture(
+        spec,
+        load_config(spec.encoder, "encoder"),
+        load_config(spec.decoder, "decoder"),
+        same_vocabulary(enc_tok, dec_tok),
+        enc_tok,
     )
-    set_special_tokens(model, dec_tok)
-    arch = {
-        "encoder": model.config.encoder.to_dict(),
-        "decoder": model.config.decoder.to_dict(),
-        "sharing": sharing,
-        "same_vocab": same_vocab,
-        "pretrained": [encoder_pretrained, decoder_pretrained],
-        "budget": budget.as_dict(),
-    }
-    log.info("model: %s; %s", budget, note)
-    return Seq2Seq(model, enc_tok, dec_tok, budget, arch, note)
-
-
-def assemble_decoder_only(
-    dec_cfg, decoder_weights: str | None, start_id: int = 0, max_positions: int | None = None
-):
-    """A causal LM wrapped to take seq2seq batches; returns (model, budget)."""
-    decoder, random = _side(AutoModelForCausalLM, dec_cfg, decoder_weights, "decoder", max_positions)
-    model = DecoderOnlySeq2Seq(decoder, start_id)
-    pretrained_ids = {id(p) for n, p in decoder.named_parameters(remove_duplicate=False) if n not in random}
-    return model, param_budget(model, pretrained_ids)
-
-
-def build_decoder_only(
-    checkpoint: str | None, pretrained: bool = True, max_positions: int | None = None
-) -> Seq2Seq:
-    """The paper's `gpt`: source and target through one language model, one tokenizer."""
-    if checkpoint is None:
-        raise UserError(
-            "variant gpt needs a decoder checkpoint. Fix: decoder=gpt2 (or decoder.checkpoint=DIR)."
-        )
-    tok = load_tokenizer(checkpoint, "decoder")
-    cfg = load_config(checkpoint, "decoder")
-    if cfg.model_type not in DECODER_ONLY_TYPES:
-        raise UserError(
-            f"encoder=none needs a causal language model as decoder, got {cfg.model_type}. Fix: decoder=gpt2."
-        )
-    model, budget = assemble_decoder_only(
-        decoder_only_config(cfg), checkpoint if pretrained else None, max_positions=max_positions
-    )
-    set_special_tokens(model, tok)
-    arch = {
-        "decoder_only": True,
-        "decoder": model.decoder.config.to_dict(),
-        "sharing": "none",
-        "same_vocab": True,
-        "pretrained": [False, pretrained],
-        "budget": budget.as_dict(),
-    }
-    log.info("model: %s; decoder-only (the source is a prefix)", budget)
-    return Seq2Seq(model, tok, tok, budget, arch, "decoder-only")
+    return arch, (enc_tok, dec_tok)
 
 
 def config_from_dict(d: dict):
@@ -347,48 +298,40 @@ def config_from_dict(d: dict):
     return CONFIG_MAPPING[d.pop("model_type")].from_dict(d)
 
 
-def build_from_arch(arch: dict, encoder_tokenizer, decoder_tokenizer) -> Seq2Seq:
-    """Rebuild a saved architecture (random weights, no download) with its sharing: load a state dict next."""
-    if arch.get("decoder_only"):
-        model, _ = assemble_decoder_only(config_from_dict(arch["decoder"]), None)
-        set_special_tokens(model, decoder_tokenizer)
-        return Seq2Seq(
-            model, encoder_tokenizer, decoder_tokenizer, ParamBudget(**arch["budget"]), arch, "decoder-only"
-        )
-    enc_cfg, dec_cfg = config_from_dict(arch["encoder"]), config_from_dict(arch["decoder"])
-    model, _, note = assemble(
-        enc_cfg,
-        dec_cfg,
-        encoder_weights=None,
-        decoder_weights=None,
-        sharing=arch["sharing"],
-        same_vocab=arch["same_vocab"],
-        pretrained=tuple(arch["pretrained"]),
-    )
-    set_special_tokens(model, decoder_tokenizer)
-    return Seq2Seq(model, encoder_tokenizer, decoder_tokenizer, ParamBudget(**arch["budget"]), arch, note)
+def build(
+    spec: ModelSpec, weights: str = "checkpoints", *, arch: dict | None = None, tokenizers=None
+) -> Seq2Seq:
+    """Build the model a spec describes: the one builder.
 
-
-def estimate_budget(
-    enc_cfg, dec_cfg, *, pretrained: tuple[bool, bool], sharing: str, same_vocab: bool
-) -> ParamBudget:
-    """Parameter budget of an architecture without weights or downloads (built on the meta device).
-
-    `enc_cfg=None` is the decoder-only layout (variant gpt): everything from the decoder's checkpoint.
+    Args:
+        weights: "checkpoints": configs and tokenizers from the spec's checkpoints, pretrained sides with their
+            weights (training starts here). "random": the architecture `arch` (a built model's, as a checkpoint
+            stores it) with random weights, to load a state dict into; nothing is downloaded. "meta": `arch` on
+            the meta device: nothing allocated, for the parameter budget.
+        arch: the architecture for "random" and "meta" (`Seq2Seq.arch`, or `architecture()` of conf/arch facts).
+        tokenizers: (encoder, decoder) tokenizers for "random" / "meta"; the decoder's sets the special tokens.
     """
-    if enc_cfg is None:
-        with torch.device("meta"):
-            decoder = AutoModelForCausalLM.from_config(decoder_only_config(dec_cfg))
-            ids = {id(p) for p in decoder.parameters()} if pretrained[1] else set()
-            return param_budget(DecoderOnlySeq2Seq(decoder, 0), ids)
-    with torch.device("meta"):
-        _, budget, _ = assemble(
-            encoder_config(enc_cfg, pretrained=pretrained[0]),
-            decoder_config(dec_cfg),
-            encoder_weights=None,
-            decoder_weights=None,
-            sharing=sharing,
-            same_vocab=same_vocab,
-            pretrained=pretrained,
+    if weights == "checkpoints":
+        arch, tokenizers = describe(spec)
+    elif weights not in ("random", "meta") or arch is None:
+        raise ValueError(f"weights={weights!r} needs weights='checkpoints', or 'random'/'meta' with an arch")
+    enc_cfg = config_from_dict(arch["encoder"]) if arch.get("encoder") is not None else None
+    dec_cfg = config_from_dict(arch["decoder"])
+    with torch.device("meta") if weights == "meta" else contextlib.nullcontext():
+        model, budget, note = _assemble(
+            spec, enc_cfg, dec_cfg, arch["same_vocab"], load=weights == "checkpoints"
         )
-    return budget
+    if weights != "checkpoints" and "budget" in arch:
+        budget = ParamBudget(**arch["budget"])  # the count of the model as it was loaded from its checkpoints
+    tokenizers = tokenizers or (None, None)
+    if tokenizers[1] is not None:
+        set_special_tokens(model, tokenizers[1])
+    built = {
+        "encoder": None if spec.decoder_only else model.encoder.config.to_dict(),
+        "decoder": model.decoder.config.to_dict(),  # after limit_positions
+        "same_vocab": arch["same_vocab"],
+        "budget": budget.as_dict(),
+    }
+    if weights == "checkpoints":
+        log.info("model: %s; %s", budget, note)
+    return Seq2Seq(model, tokenizers[0], tokenizers[1], budget, built)

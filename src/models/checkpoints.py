@@ -13,11 +13,6 @@ from transformers.utils import logging as hf_logging
 
 from src.errors import UserError
 
-hf_logging.disable_progress_bar()  # per-tensor loading bars; the parameter budget summarises the load instead
-
-#: Architecture and tokenizer of a random (`rnd`) side when neither side names a checkpoint, as in the paper.
-DEFAULT_RND_CHECKPOINT = "bert-base-uncased"
-
 _OFFLINE_HINT = (
     "Fix: on a machine with internet, download it once (`hf download {name} --local-dir DIR`) and pass "
     "{side}.checkpoint=DIR, or train offline with the packaged MiniLM: "

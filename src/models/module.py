@@ -10,13 +10,13 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from transformers import EncoderDecoderModel
-from transformers.cache_utils import EncoderDecoderCache
 
 from src.errors import UserError
 from src.metrics.text import GenerationMetrics
-from src.models.builder import Seq2Seq, build_from_arch, build_seq2seq, usable_positions
+from src.models.builder import build, usable_positions
 from src.models.checkpoints import load_tokenizer
 from src.models.optim import build_optimizer
+from src.models.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +49,6 @@ def lm_head(model) -> torch.nn.Module | None:
     return head if isinstance(head, torch.nn.Module) and dec.base_model is not dec else None
 
 
-def reorder_self_attention_only(cache, beam_idx: torch.Tensor):
-    """Beam search's cache reorder without the cross-attention half.
-
-    After each step beam search gathers the cache rows of the beams it keeps. Cross-attention keys and values are
-    the encoder's, identical for every beam of an example, and beams never move between examples, so gathering
-    them changes nothing: it only copies rows x source length x hidden floats per layer per step (for
-    CNN/DailyMail, 16 examples x 4 beams x 512 x 384, 50 MB a layer a step). Outputs stay identical.
-    """
-    if isinstance(cache, EncoderDecoderCache):
-        cache.self_attention_cache.reorder_cache(beam_idx)
-    else:
-        cache.reorder_cache(beam_idx)
-    return cache
-
-
 class NonFiniteLoss(UserError):
     """The training loss became NaN or inf."""
 
@@ -72,14 +57,16 @@ class Seq2SeqModule(L.LightningModule):
     """Warm-started encoder-decoder training.
 
     Args:
-        model: keyword arguments of `build_seq2seq` (checkpoints, which sides are pretrained, sharing).
+        model: the `ModelSpec` as a dict (checkpoints, which sides are pretrained, sharing, positions).
         optimizer: keyword arguments of `build_optimizer` (name, lr, warmup_steps, ...).
         generation: keyword arguments of `generate` (num_beams, max_new_tokens, length_penalty, ...).
         metrics: names of generation metrics (see `GenerationMetrics`).
         bleu_lowercase: sacreBLEU on lowercased text (uncased BLEU, as the paper reports WMT).
         skip_nonfinite: skip batches whose loss is NaN/inf (counted) instead of stopping the run.
         gen_val_batches: validation batches decoded for generation metrics per validation; None = all.
-        prebuilt: an already built model (used when loading a run checkpoint); not a hyperparameter.
+        built: the architecture and tokenizers of a trained model, which a checkpoint adds to these arguments:
+            with it the model is rebuilt offline with random weights, for the checkpoint's state dict, so
+            `Seq2SeqModule.load_from_checkpoint(path)` needs nothing else. Not a hyperparameter.
     """
 
     def __init__(
@@ -91,20 +78,20 @@ class Seq2SeqModule(L.LightningModule):
         gen_val_batches: int | None = 2,
         bleu_lowercase: bool = False,
         skip_nonfinite: bool = False,
-        prebuilt: Seq2Seq | None = None,
+        built: dict | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters(
-            ignore=["prebuilt"], logger=False
-        )  # the run logs the whole config, flattened
-        built = prebuilt if prebuilt is not None else build_seq2seq(**model)
-        self.model = built.model.train()  # from_pretrained returns eval mode: dropout would stay off
-        if isinstance(self.model, EncoderDecoderModel):
-            self.model._reorder_cache = (
-                reorder_self_attention_only  # generate() calls it if the model has one
-            )
-        self.encoder_tokenizer, self.decoder_tokenizer = built.encoder_tokenizer, built.decoder_tokenizer
-        self.arch, self.budget, self.sharing_note = built.arch, built.budget, built.sharing_note
+        self.save_hyperparameters(ignore=["built"], logger=False)  # the run logs the whole config, flattened
+        spec = ModelSpec(**model)
+        if built is None:
+            made = build(spec)
+        else:
+            files = built.get("tokenizers")  # None: no tokenizers (the caller sets special tokens itself)
+            tokenizers = files and tuple(tokenizer_from_files(files[side]) for side in ("encoder", "decoder"))
+            made = build(spec, "random", arch=built["arch"], tokenizers=tokenizers)
+        self.model = made.model.train()  # from_pretrained returns eval mode: dropout would stay off
+        self.encoder_tokenizer, self.decoder_tokenizer = made.encoder_tokenizer, made.decoder_tokenizer
+        self.arch, self.budget = made.arch, made.budget
         self.generation = dict(generation)
         self.val_metrics = GenerationMetrics(metrics, bleu_lowercase=bleu_lowercase)
         self.test_metrics = GenerationMetrics(metrics, bleu_lowercase=bleu_lowercase)
@@ -192,7 +179,7 @@ class Seq2SeqModule(L.LightningModule):
             raise NonFiniteLoss(
                 f"the training loss is {loss.item()} at step {self.global_step}; the run stopped and keeps its last "
                 "good checkpoint. Fix: lower optimizer.lr or raise optimizer.warmup_steps (keep "
-                "trainer.gradient_clip_val), or skip such batches with trainer.skip_nonfinite=true."
+                "trainer.gradient_clip_val), or skip such batches with skip_nonfinite=true."
             )
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].size(0))
         if self._logging_step():
@@ -266,7 +253,6 @@ class Seq2SeqModule(L.LightningModule):
     # ---- optimisation ------------------------------------------------------------------------------------
     def configure_optimizers(self):
         cfg = dict(self.hparams.optimizer)
-        cfg.pop("_name_", None)
         total = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1
         optimizer, scheduler = build_optimizer(
             self.model, total_steps=total, hidden_size=self.model.decoder.config.hidden_size, **cfg
@@ -275,33 +261,18 @@ class Seq2SeqModule(L.LightningModule):
 
     # ---- checkpoints -------------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """The checkpoint's arguments gain the architecture and tokenizers (`built`), and it keeps the run config."""
         if self._tokenizer_files is None:
             self._tokenizer_files = {
                 "encoder": tokenizer_files(self.encoder_tokenizer),
                 "decoder": tokenizer_files(self.decoder_tokenizer),
             }
-        checkpoint["seq2seq"] = {
-            "arch": self.arch,
-            "tokenizers": self._tokenizer_files,
-            "config": self.run_config,
+        checkpoint["hyper_parameters"] = {
+            **checkpoint.get("hyper_parameters", {}),
+            "built": {"arch": self.arch, "tokenizers": self._tokenizer_files},
         }
+        checkpoint["run_config"] = self.run_config
 
-    @classmethod
-    def load_run(cls, ckpt_path: str | Path, map_location="cpu") -> Seq2SeqModule:
-        """Load a checkpoint written by `src.train`: rebuilds the architecture offline, then loads weights."""
-        path = Path(ckpt_path).expanduser()
-        if not path.is_file():
-            raise UserError(
-                f"checkpoint {path} does not exist. Fix: ckpt_path=outputs/<run>/checkpoints/last.ckpt"
-            )
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-        extra = ckpt.get("seq2seq")
-        if extra is None:
-            raise UserError(f"{path} was not written by src.train (no model description inside).")
-        enc_tok = tokenizer_from_files(extra["tokenizers"]["encoder"])
-        dec_tok = tokenizer_from_files(extra["tokenizers"]["decoder"])
-        built = build_from_arch(extra["arch"], enc_tok, dec_tok)
-        module = cls(**ckpt["hyper_parameters"], prebuilt=built)
-        module.load_state_dict(ckpt["state_dict"])
-        module.run_config = extra.get("config")
-        return module
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self.run_config is None:  # a resumed run keeps the config it was started with this time
+            self.run_config = checkpoint.get("run_config")

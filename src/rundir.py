@@ -1,0 +1,131 @@
+"""A run directory: what `metrics.json` holds, whether a run is finished, where it resumes from, failures.
+
+<run>/metrics.json       status (running | completed | failed | interrupted), config summary, results
+<run>/predictions.jsonl  test predictions (source, reference, prediction), the strings the metrics saw
+<run>/checkpoints/       best.ckpt, last.ckpt (each carries the model description and tokenizers)
+<run>/error.txt          the traceback of a failed run
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import traceback
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from src.callbacks import Throughput
+from src.errors import UserError
+from src.outputs import results_table, write_json, write_predictions
+
+log = logging.getLogger(__name__)
+
+
+def completed(out: Path) -> dict | None:
+    """The metrics.json of a run directory if that run completed, else None."""
+    try:
+        metrics = json.loads((out / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return metrics if metrics.get("status") == "completed" else None
+
+
+def checkpoint_to_resume(cfg: DictConfig, out: Path) -> str | None:
+    """`ckpt_path` if given (it must exist), else this run's last checkpoint when `resume` is on."""
+    if cfg.ckpt_path:
+        path = Path(cfg.ckpt_path).expanduser()
+        if not path.is_file():
+            raise UserError(
+                f"ckpt_path={cfg.ckpt_path} does not exist. Fix: point it at a .ckpt file, "
+                f"e.g. {out / 'checkpoints' / 'last.ckpt'}, or drop it."
+            )
+        return str(path)
+    last = out / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return None
+    if cfg.get("resume", True):
+        log.info("resuming from %s (resume=false to start afresh)", last)
+        return str(last)
+    aside = out / f"checkpoints.before-{time.strftime('%Y%m%d-%H%M%S')}"
+    (out / "checkpoints").rename(aside)  # starting afresh never deletes what was written
+    log.info("resume=false: starting afresh; the earlier checkpoints are kept in %s", aside)
+    return None
+
+
+def header(cfg: DictConfig, budget: dict, precision, batch: dict) -> dict:
+    """The start of metrics.json: what is trained, on what, how."""
+    return {
+        "status": "running",
+        "run_name": cfg.run_name,
+        "variant": cfg.get("variant"),
+        "encoder": cfg.encoder.name,
+        "decoder": cfg.decoder.name,
+        "sharing": cfg.sharing.mode,
+        "data": cfg.data.name,
+        "seed": cfg.seed,
+        "params": budget,
+        "precision": str(precision),
+        "batch": batch,  # examples per optimizer step = per_device x devices x accumulation
+    }
+
+
+def training_summary(trainer, module, callbacks, out: Path, resume_from: str | None, seconds: float) -> dict:
+    """metrics.json's `train` section: steps, time, throughput (the Throughput callback's), skipped steps."""
+    summary = next((c.summary() for c in callbacks if isinstance(c, Throughput)), {})
+    section = {
+        "steps": trainer.global_step,
+        "wall_time_s": round(seconds, 2),
+        **summary,
+        "nonfinite_skipped": module.nonfinite_skipped,
+        "resumed_from": os.path.relpath(resume_from, out) if resume_from else None,
+    }
+    return {k.removeprefix("train/"): v for k, v in section.items()}
+
+
+def test_checkpoint(trainer, which: str) -> str | None:
+    """The checkpoint evaluated on test: `best` or `last` (whichever exists when the other does not)."""
+    ckpt = trainer.checkpoint_callback
+    best, last = (ckpt.best_model_path, ckpt.last_model_path) if ckpt is not None else ("", "")
+    return (best if which == "best" else last) or last or best or None
+
+
+def write_completed(out: Path, results: dict, predictions: list[dict], metrics: list[str]) -> None:
+    results["status"] = "completed"
+    write_predictions(out / "predictions.jsonl", predictions)
+    write_json(out / "metrics.json", results)
+    show_results(results, out, metrics)
+
+
+def show_results(results: dict, out: Path, metrics: list[str]) -> None:
+    shown = {"before training": results.get("test_before_training"), "after training": results["test"]}
+    table = results_table({k: v for k, v in shown.items() if v}, [*metrics, "loss"])
+    log.info(
+        "test results (%s, %s parameters):\n%s",
+        results["run_name"],
+        f"{results['params']['total'] / 1e6:.1f}M",
+        table,
+    )
+    log.info("run directory: %s (metrics.json, predictions.jsonl, checkpoints/)", out)
+
+
+def record_failure(out: Path, cfg: DictConfig, err: BaseException) -> None:
+    """Mark the run failed in metrics.json (the grid report shows it) and keep the traceback in error.txt."""
+    write_json(
+        out / "metrics.json",
+        {
+            "status": "failed",
+            "run_name": cfg.run_name,
+            "variant": cfg.get("variant"),
+            "data": cfg.data.name,
+            "seed": cfg.seed,
+            "error": f"{type(err).__name__}: {err}",
+        },
+    )
+    (out / "error.txt").write_text("".join(traceback.format_exception(err)))
+
+
+def record_interrupted(out: Path, cfg: DictConfig, reason: str) -> None:
+    write_json(out / "metrics.json", {"status": "interrupted", "run_name": cfg.run_name, "reason": reason})
