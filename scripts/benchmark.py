@@ -502,11 +502,13 @@ def summarise(
 
 
 def table(rows: list[dict]) -> str:
-    lines = [
-        "| workload | phase | precision | recipe samples/s | project samples/s | ratio (median of runs) | "
-        "recipe / project peak MB | loss recipe / project | model TFLOP/s recipe / project | identical outputs |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    from src.outputs import markdown_table
+
+    header = [
+        "workload", "phase", "precision", "recipe samples/s", "project samples/s", "ratio (median of runs)",
+        "recipe / project peak MB", "loss recipe / project", "model TFLOP/s recipe / project", "identical outputs",
+    ]  # fmt: skip
+    body = []
     for r in rows:
         a, b = r["recipe"], r["project"]
         loss = f"{a['loss']:.4f} / {b['loss']:.4f}" if "loss" in a else ""
@@ -517,12 +519,12 @@ def table(rows: list[dict]) -> str:
             if "mfu" in a:
                 flops += f" (MFU {a['mfu']:.1%} / {b['mfu']:.1%})"
         spread = ", ".join(f"{x:.2f}" for x in r["ratios"])
-        lines.append(
-            f"| {r['workload']} | {r['phase']} | {r['precision']} | {a['samples_per_s']:.3g} | {b['samples_per_s']:.3g} | "
-            f"**{r['ratio']:.2f}x** ({spread}) | {a['peak_memory_mb']:.0f} / {b['peak_memory_mb']:.0f} | "
-            f"{loss} | {flops} | {same} |"
-        )
-    return "\n".join(lines)
+        body.append([
+            r["workload"], r["phase"], r["precision"], f"{a['samples_per_s']:.3g}", f"{b['samples_per_s']:.3g}",
+            f"**{r['ratio']:.2f}x** ({spread})", f"{a['peak_memory_mb']:.0f} / {b['peak_memory_mb']:.0f}", loss,
+            flops, same,
+        ])  # fmt: skip
+    return markdown_table(header, body)
 
 
 def precision_rows(rows: list[dict]) -> list[dict]:
@@ -548,19 +550,29 @@ def precision_rows(rows: list[dict]) -> list[dict]:
 
 
 def precision_table(rows: list[dict]) -> str:
-    lines = [
-        "| workload | phase | precision vs baseline | project speed-up (runs) | recipe speed-up (runs) | "
-        "project MFU baseline -> precision |",
-        "|---|---|---|---|---|---|",
-    ]
+    from src.outputs import markdown_table
+
+    header = [
+        "workload", "phase", "precision vs baseline", "project speed-up (runs)", "recipe speed-up (runs)",
+        "project MFU baseline -> precision",
+    ]  # fmt: skip
+    body = []
     for r in rows:
         p, a = r["project"], r["recipe"]
         mfu = " -> ".join(f"{m:.1%}" if m is not None else "n/a" for m in p["mfu"])
-        lines.append(
-            f"| {r['workload']} | {r['phase']} | {r['precision']} vs {r['baseline']} | **{p['ratio']:.2f}x** "
-            f"({', '.join(f'{x:.2f}' for x in p['ratios'])}) | {a['ratio']:.2f}x | {mfu} |"
+        runs = ", ".join(f"{x:.2f}" for x in p["ratios"])
+        speedup = f"**{p['ratio']:.2f}x** ({runs})"
+        body.append(
+            [
+                r["workload"],
+                r["phase"],
+                f"{r['precision']} vs {r['baseline']}",
+                speedup,
+                f"{a['ratio']:.2f}x",
+                mfu,
+            ]
         )
-    return "\n".join(lines)
+    return markdown_table(header, body)
 
 
 def machine() -> dict:

@@ -170,21 +170,22 @@ def check_one(variant: str, precision: str, args) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = [
-        "| variant | precision | params | loss first -> last | samples/s | peak memory | model TFLOP/s | MFU | "
-        "beam-4 generate | checks |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---|",
-    ]
+    from src.outputs import markdown_table
+
+    header = [
+        "variant", "precision", "params", "loss first -> last", "samples/s", "peak memory", "model TFLOP/s", "MFU",
+        "beam-4 generate", "checks",
+    ]  # fmt: skip
+    body = []
     for r in rows:
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a (--peak-tflops)"
         failed = [k for k, ok in r["ok"].items() if not ok]
-        lines.append(
-            f"| {r['variant']} | {r['precision']} | {r['params_m']}M | {r['first_loss']:.3f} -> "
-            f"{r['last_loss']:.3f} | {r['samples_per_s']:.1f} | {r['peak_memory_mb']:.0f} MB | "
-            f"{r['model_tflops_per_s']:.2f} | {mfu} | {r['generate_s']:.2f} s | "
-            f"{'ok' if not failed else 'FAILED: ' + ', '.join(failed)} |"
-        )
-    return "\n".join(lines)
+        body.append([
+            r["variant"], r["precision"], f"{r['params_m']}M", f"{r['first_loss']:.3f} -> {r['last_loss']:.3f}",
+            f"{r['samples_per_s']:.1f}", f"{r['peak_memory_mb']:.0f} MB", f"{r['model_tflops_per_s']:.2f}", mfu,
+            f"{r['generate_s']:.2f} s", "ok" if not failed else "FAILED: " + ", ".join(failed),
+        ])  # fmt: skip
+    return markdown_table(header, body, "llrlrrrrrl")
 
 
 def main(argv=None) -> int:

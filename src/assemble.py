@@ -122,7 +122,11 @@ def make_trainer(cfg: DictConfig, precision=None, callbacks=None, **overrides) -
         callbacks = [c for c in (instantiate(c) for c in cfg.callbacks.values()) if c is not None]
     args = OmegaConf.create({k: v for k, v in cfg.trainer.items() if k != "precision"})
     bar = any(isinstance(c, ProgressBar) for c in callbacks)
-    overrides = {"enable_progress_bar": bar, **precision_args(precision, cfg.trainer.accelerator), **overrides}
+    overrides = {
+        "enable_progress_bar": bar,
+        **precision_args(precision, cfg.trainer.accelerator),
+        **overrides,
+    }
     return instantiate(args, callbacks=callbacks, **overrides)
 
 

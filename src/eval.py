@@ -54,9 +54,16 @@ def _legacy_module(ckpt: dict) -> Seq2SeqModule:
     module = Seq2SeqModule(**{**old, "model": spec}, built=built)
     module.load_state_dict(ckpt["state_dict"])
     module.run_config = extra.get("config")
-    for key in ("enable_progress_bar", "skip_nonfinite"):  # Trainer keys of that time that are ours now
-        module.run_config.get("trainer", {}).pop(key, None)
     return module
+
+
+def upgrade_run_config(run: dict) -> dict:
+    """A run config of an earlier layout, with keys that have moved since put where they are now."""
+    for key in ("enable_progress_bar", "skip_nonfinite"):  # were Trainer-group keys; now ours, top-level
+        run.get("trainer", {}).pop(key, None)
+    for key in ("max_steps", "max_epochs"):  # the budget was data.max_steps too; it is trainer.max_steps now
+        run.get("data", {}).pop(key, None)
+    return run
 
 
 def run_eval(cfg: DictConfig) -> dict:
@@ -65,7 +72,7 @@ def run_eval(cfg: DictConfig) -> dict:
         raise UserError(f"split={cfg.split!r} is not evaluable. Fix: split=test or split=validation.")
     setup_process(cfg)
     module = load_module(cfg.ckpt_path)
-    run = OmegaConf.create(module.run_config)
+    run = OmegaConf.create(upgrade_run_config(module.run_config))
     if cfg.data_path is not None:
         run.data.path = cfg.data_path
     if cfg.eval_batch_size is not None:

@@ -36,6 +36,14 @@ def write_predictions(path: str | Path, rows: list[dict]) -> None:
     atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
+def markdown_table(header: list[str], rows: list[list], align: str = "") -> str:
+    """A Markdown table; `align` has one letter per column, `r` for right-aligned (default: all left)."""
+    align = align or "l" * len(header)
+    sep = "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"
+    lines = ["| " + " | ".join(header) + " |", sep]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
 def results_table(rows: dict[str, dict[str, float]], metrics: list[str]) -> str:
     """A small Markdown table: one row per evaluation (e.g. before/after training), one column per metric."""
     head = "| | " + " | ".join(metrics) + " |"

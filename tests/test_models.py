@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from src.data.datamodule import Collator
-from src.data.tokenized import TokenizedSplit
+from src.data.tokenized import Tokenization, TokenizedSplit
 from src.errors import UserError
 from src.models.builder import build
 from src.models.checkpoints import load_config
@@ -35,15 +35,8 @@ def side(tiny: dict, name: str, other: str) -> tuple[str, str]:
 
 def batch_for(built, rows=ROWS) -> dict:
     ids = built.model.generation_config
-    split = TokenizedSplit.in_memory(
-        [s for s, _ in rows],
-        [t for _, t in rows],
-        built.encoder_tokenizer,
-        built.decoder_tokenizer,
-        32,
-        12,
-        ids.eos_token_id,
-    )
+    tokenization = Tokenization(built.encoder_tokenizer, built.decoder_tokenizer, 32, 12, ids.eos_token_id)
+    split = TokenizedSplit.in_memory([s for s, _ in rows], [t for _, t in rows], tokenization)
     return Collator(
         split, built.encoder_tokenizer.pad_token_id, ids.pad_token_id, ids.decoder_start_token_id
     )(list(range(len(rows))))

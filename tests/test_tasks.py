@@ -134,8 +134,9 @@ def test_paper_settings_are_in_the_task_configs():
     }
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         for task, (src, tgt, batch, steps, metrics) in expected.items():
-            d = compose("train", overrides=[f"data={task}"]).data
-            assert (d.max_source_length, d.max_target_length, d.batch_size, d.max_steps) == (
+            cfg = compose("train", overrides=[f"data={task}"])
+            d = cfg.data
+            assert (d.max_source_length, d.max_target_length, d.batch_size, cfg.trainer.max_steps) == (
                 src,
                 tgt,
                 batch,
@@ -143,7 +144,7 @@ def test_paper_settings_are_in_the_task_configs():
             )
             assert list(d.metrics) == metrics and d.generation.num_beams == 4
         assert compose("train", overrides=["data=wmt14_en_de"]).data.generation.length_penalty == 0.6
-        assert compose("train", overrides=["data=wmt14_en_de"]).data.max_epochs == 30
+        assert compose("train", overrides=["data=wmt14_en_de"]).trainer.max_epochs == 30
         assert compose("train", overrides=["data=gigaword"]).data.lowercase is True
         blog = compose("train", overrides=["data=cnn_dailymail_blog"]).data.generation
         assert (blog.max_length, blog.min_length, blog.no_repeat_ngram_size, blog.length_penalty) == (

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from src.data.sources import FieldSpec, load_pairs
 from src.data.synthetic import SPLITS
-from src.data.tokenized import TokenizedSplit, build_or_load
+from src.data.tokenized import Tokenization, TokenizedSplit, build_or_load
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class DataConfig:
     """A `data=` config, key for key; conf/data_common/seq2seq.yaml documents each key and holds the defaults.
 
     The DataModule reads the data keys; `metrics`, `bleu_lowercase` and `generation` (how the task is scored and
-    decoded) go to the LightningModule, `max_steps` / `max_epochs` (the task's budget) to the Trainer.
+    decoded) go to the LightningModule. A task's step budget is `trainer.max_steps`, which its config sets.
     """
 
     name: str
@@ -170,8 +170,6 @@ class DataConfig:
     validation_size: int | None
     subset_seed: int
     cache_dir: str
-    max_steps: int
-    max_epochs: int | None
     metrics: list
     bleu_lowercase: bool
     synthetic: dict | None
@@ -257,11 +255,9 @@ class Seq2SeqDataModule(L.LightningDataModule):
                 split=name,
                 identity=self._identity(kwargs),
                 load_pairs=lambda: load_pairs(**kwargs),
-                encoder_tokenizer=self.enc_tok,
-                decoder_tokenizer=self.dec_tok,
-                max_source_length=self.max_lengths[0],
-                max_target_length=self.max_lengths[1],
-                eos_id=self.special_ids["eos_token_id"],
+                tokenization=Tokenization(
+                    self.enc_tok, self.dec_tok, *self.max_lengths, self.special_ids["eos_token_id"]
+                ),
                 with_texts=name != "train",
             )
             log.info("%s/%s: %d examples", c.name, name, len(self.splits[name]))

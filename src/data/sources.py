@@ -123,9 +123,9 @@ def load_hub_split(
     import datasets
 
     online = hub_reachable()
-    if not online:
-        datasets.config.HF_HUB_OFFLINE = True  # look in the local cache only, and fail fast
     label = f"{name}" + (f" ({config})" if config else "") + (f" at {revision}" if revision else "")
+    was_offline = datasets.config.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = was_offline or not online  # offline: the local cache only, failing fast
     try:
         ds = datasets.load_dataset(name, config, split=split, revision=revision)
     except ValueError as err:
@@ -145,6 +145,8 @@ def load_hub_split(
             f"dataset {label} could not be loaded ({type(err).__name__}: {err}). "
             "Fix: check data.hub_name / data.hub_config."
         ) from None
+    finally:
+        datasets.config.HF_HUB_OFFLINE = was_offline
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
     return ds

@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -84,28 +85,10 @@ class TokenizedSplit:
         )
 
     @classmethod
-    def in_memory(
-        cls,
-        sources: list[str],
-        targets: list[str],
-        encoder_tokenizer,
-        decoder_tokenizer,
-        max_source_length: int,
-        max_target_length: int,
-        eos_id: int,
-    ) -> TokenizedSplit:
+    def in_memory(cls, sources: list[str], targets: list[str], tokenization: Tokenization) -> TokenizedSplit:
         """Tokenize pairs without the cache (scripts, tests)."""
         stats = SplitStats(rows=len(sources))
-        src, lab = tokenize_pairs(
-            sources,
-            targets,
-            encoder_tokenizer,
-            decoder_tokenizer,
-            max_source_length,
-            max_target_length,
-            eos_id,
-            stats,
-        )
+        src, lab = tokenization.pairs(sources, targets, stats)
         return cls(*_ragged(src), *_ragged(lab), stats, (list(sources), list(targets)))
 
     def __len__(self) -> int:
@@ -134,30 +117,39 @@ def special_affixes(tokenizer) -> tuple[list[int], list[int]]:
     raise ValueError(f"cannot locate the text among {type(tokenizer).__name__}'s special tokens")
 
 
-def tokenize_pairs(
-    sources,
-    targets,
-    encoder_tokenizer,
-    decoder_tokenizer,
-    max_source_length: int,
-    max_target_length: int,
-    eos_id: int,
-    stats: SplitStats,
-):
-    """(source ids, label ids); counts truncated sources and targets into `stats`."""
-    prefix, suffix = special_affixes(encoder_tokenizer)
-    keep = max_source_length - len(prefix) - len(suffix)
-    src_ids, lab_ids = [], []
-    for start in range(0, len(sources), _CHUNK):
-        chunk_src = encoder_tokenizer(sources[start : start + _CHUNK], add_special_tokens=False)["input_ids"]
-        for ids in chunk_src:
-            stats.truncated_sources += len(ids) > keep
-            src_ids.append(prefix + ids[:keep] + suffix)
-        chunk_tgt = decoder_tokenizer(targets[start : start + _CHUNK], add_special_tokens=False)["input_ids"]
-        for ids in chunk_tgt:
-            stats.truncated_targets += len(ids) > max_target_length - 1
-            lab_ids.append(ids[: max_target_length - 1] + [eos_id])
-    return src_ids, lab_ids
+@dataclass(frozen=True)
+class Tokenization:
+    """How a split becomes ids: the two tokenizers, the max lengths (the target's includes EOS) and the EOS id."""
+
+    encoder_tokenizer: object
+    decoder_tokenizer: object
+    max_source_length: int
+    max_target_length: int
+    eos_id: int
+
+    def key(self) -> dict:
+        """What of this decides the ids, for the cache key."""
+        return {
+            "enc": tokenizer_fingerprint(self.encoder_tokenizer),
+            "dec": tokenizer_fingerprint(self.decoder_tokenizer),
+            "max": [self.max_source_length, self.max_target_length],
+            "eos": self.eos_id,
+        }
+
+    def pairs(self, sources, targets, stats: SplitStats):
+        """(source ids, label ids); counts truncated sources and targets into `stats`."""
+        enc, dec, max_target = self.encoder_tokenizer, self.decoder_tokenizer, self.max_target_length
+        prefix, suffix = special_affixes(enc)
+        keep = self.max_source_length - len(prefix) - len(suffix)
+        src_ids, lab_ids = [], []
+        for start in range(0, len(sources), _CHUNK):
+            for ids in enc(sources[start : start + _CHUNK], add_special_tokens=False)["input_ids"]:
+                stats.truncated_sources += len(ids) > keep
+                src_ids.append(prefix + ids[:keep] + suffix)
+            for ids in dec(targets[start : start + _CHUNK], add_special_tokens=False)["input_ids"]:
+                stats.truncated_targets += len(ids) > max_target - 1
+                lab_ids.append(ids[: max_target - 1] + [self.eos_id])
+        return src_ids, lab_ids
 
 
 def build_or_load(
@@ -167,11 +159,7 @@ def build_or_load(
     split: str,
     identity: dict,
     load_pairs,
-    encoder_tokenizer,
-    decoder_tokenizer,
-    max_source_length: int,
-    max_target_length: int,
-    eos_id: int,
+    tokenization: Tokenization,
     with_texts: bool,
 ) -> TokenizedSplit:
     """The tokenized split from the cache, or tokenize it (calling `load_pairs()`) and cache it.
@@ -181,14 +169,7 @@ def build_or_load(
             limits); with the tokenizers' fingerprints and max lengths it keys the cache.
         load_pairs: callable returning (sources, targets, stats); only called on a cache miss.
     """
-    key_data = {
-        "v": CACHE_VERSION,
-        "data": identity,
-        "enc": tokenizer_fingerprint(encoder_tokenizer),
-        "dec": tokenizer_fingerprint(decoder_tokenizer),
-        "max": [max_source_length, max_target_length],
-        "eos": eos_id,
-    }
+    key_data = {"v": CACHE_VERSION, "data": identity, **tokenization.key()}
     key_data["texts"] = with_texts
     key = hashlib.sha256(json.dumps(key_data, sort_keys=True, default=str).encode()).hexdigest()[:20]
     directory = Path(cache_dir).expanduser() / f"{name}-{split}-{key}"
@@ -198,16 +179,7 @@ def build_or_load(
 
     start = time.perf_counter()
     sources, targets, stats = load_pairs()
-    src_ids, lab_ids = tokenize_pairs(
-        sources,
-        targets,
-        encoder_tokenizer,
-        decoder_tokenizer,
-        max_source_length,
-        max_target_length,
-        eos_id,
-        stats,
-    )
+    src_ids, lab_ids = tokenization.pairs(sources, targets, stats)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
     try:
@@ -242,8 +214,8 @@ def build_or_load(
             name,
             split,
             stats.truncated_sources,
-            max_source_length,
+            tokenization.max_source_length,
             stats.truncated_targets,
-            max_target_length,
+            tokenization.max_target_length,
         )
     return TokenizedSplit.load(directory, with_texts)

@@ -27,11 +27,20 @@ from torchmetrics import Metric
 
 from src.metrics.sari import sari
 
-absl.logging.set_verbosity(absl.logging.WARNING)  # rouge_score logs "Using default tokenizer" per scorer
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 MEAN_METRICS = (*ROUGE_KEYS, "exact", "sari")
 SUPPORTED = (*MEAN_METRICS, "bleu", "bleu_nltk")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def quiet_rouge_scorer(keys: list[str]):
+    """rouge_score's scorer, without its "Using default tokenizer" log line (absl's level is restored after)."""
+    level = absl.logging.get_verbosity()
+    absl.logging.set_verbosity(absl.logging.WARNING)
+    try:
+        return rouge_scorer.RougeScorer(keys, use_stemmer=True)
+    finally:
+        absl.logging.set_verbosity(level)
 
 
 def normalize(text: str) -> str:
@@ -61,7 +70,7 @@ class GenerationMetrics(Metric):
             raise ValueError(f"unknown metrics {sorted(unknown)}; supported: {', '.join(SUPPORTED)}")
         self.names = tuple(names)
         rouge = [k for k in self.names if k in ROUGE_KEYS]
-        self._rouge = rouge_scorer.RougeScorer(rouge, use_stemmer=True) if rouge else None
+        self._rouge = quiet_rouge_scorer(rouge) if rouge else None
         self._sacrebleu = BLEU(lowercase=bleu_lowercase) if "bleu" in self.names else None
         for name in self.names:
             if name in MEAN_METRICS:

@@ -9,8 +9,6 @@ from torch import nn
 
 from src.errors import UserError
 
-OPTIMIZERS = ("adam_rsqrt", "adamw_linear")
-
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Decay matrices and embeddings; never biases or norm weights (1-d tensors)."""
