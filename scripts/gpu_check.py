@@ -53,7 +53,7 @@ def build(variant: str, tiny: bool, lr: float, target: int):
     """(module, layout) of a variant with random weights, from conf/arch facts (nothing downloaded)."""
     from src.models.builder import config_from_dict, set_special_tokens
     from src.models.module import Seq2SeqModule
-    from src.params import variant_arch
+    from src.variants import variant_arch
 
     spec, arch = variant_arch(variant)
     for side in ("encoder", "decoder"):
@@ -204,6 +204,9 @@ def main(argv=None) -> int:
     p.add_argument("--tiny", action="store_true", help="two narrow layers per side: checks the script itself")
     p.add_argument("--out", default="outputs/gpu_check.json")
     args = p.parse_args(argv)
+    from src.process import setup_process
+
+    setup_process()
     defaults = SMALL if args.tiny else BASE
     for key, value in defaults.items():
         if getattr(args, key) is None:

@@ -19,7 +19,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from src.outputs import atomic_write_text
-from src.params import VARIANTS
+from src.process import setup_process
+from src.variants import VARIANTS
 
 log = logging.getLogger(__name__)
 PAPER = Path(__file__).resolve().parents[1] / "conf" / "paper" / "rothe2020.yaml"
@@ -217,6 +218,7 @@ def log_report_to_wandb(
 
 
 def main(argv=None) -> None:
+    setup_process()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", help="a sweep directory, e.g. outputs/sweeps/rothe_grid_demo")
     parser.add_argument("--out", help="where to write the report (default: the sweep directory)")

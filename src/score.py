@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 
 from src.errors import UserError, report_user_errors
 from src.metrics.text import SUPPORTED, GenerationMetrics
+from src.process import setup_process
 
 
 def read_predictions(path: Path) -> tuple[list[str], list[str | list[str]], list[str] | None]:
@@ -86,6 +87,7 @@ def score(
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    setup_process()
     with report_user_errors():
         files = [a for a in args if "=" not in a]
         if len(files) != 1 or any(a in ("-h", "--help") for a in args):

@@ -7,8 +7,9 @@ import json
 import pytest
 from hydra import compose, initialize_config_dir
 
-from src.params import VARIANTS, budget_rows, paper_table1
+from src.params import budget_rows, paper_table1
 from src.report import write_report
+from src.variants import VARIANTS
 from tests.conftest import REPO, run_cli, synthetic_overrides
 
 TINY_DATA = [

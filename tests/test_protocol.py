@@ -13,8 +13,8 @@ from src.assemble import build_datamodule, build_module, check_protocol, per_dev
 from src.errors import UserError
 from src.models.builder import build
 from src.models.spec import ModelSpec
-from src.params import VARIANTS
 from src.train import train
+from src.variants import VARIANTS
 from tests.conftest import REPO, run_cli
 from tests.test_tasks import record
 
