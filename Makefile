@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup demo test test-cpu-kinds lint clean
+.PHONY: setup demo test test-slurm test-cpu-kinds lint clean
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,15 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# Sweeps on a real SLURM cluster that the tests start on localhost (tests/slurm_cluster.py). Installs Debian's
+# slurm-wlm and munge when they are missing and this is root; elsewhere the tests are skipped with the reason.
+test-slurm: setup
+	@if ! command -v sbatch >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -qq slurm-wlm munge >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq slurm-wlm munge >/dev/null; }; fi
+	$(PY) -m pytest -q -m slurm -n 0
 
 # The suite as on each kind of CPU, whichever this one is: precision=auto resolved as on a CPU with
 # AMX/AVX512-BF16 (bf16-mixed), then as on one with AVX2 only (fp32; torch and oneDNN held to AVX2 kernels).

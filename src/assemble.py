@@ -115,6 +115,7 @@ def make_trainer(cfg: DictConfig, precision=None, callbacks=None, **overrides) -
             The progress bar is on when one of them is a progress bar (`progress=rich`).
     """
     from lightning.pytorch.callbacks import ProgressBar
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
 
     if precision is None:
         precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
@@ -122,11 +123,11 @@ def make_trainer(cfg: DictConfig, precision=None, callbacks=None, **overrides) -
         callbacks = [c for c in (instantiate(c) for c in cfg.callbacks.values()) if c is not None]
     args = OmegaConf.create({k: v for k, v in cfg.trainer.items() if k != "precision"})
     bar = any(isinstance(c, ProgressBar) for c in callbacks)
-    overrides = {
-        "enable_progress_bar": bar,
-        **precision_args(precision, cfg.trainer.accelerator),
-        **overrides,
-    }
+    args_precision = precision_args(precision, cfg.trainer.accelerator)
+    if SLURMEnvironment.detect():  # requeue on a signal is ours (callbacks.SaveOnSignal), not Lightning's
+        plugins = [*args_precision.pop("plugins", []), SLURMEnvironment(auto_requeue=False)]
+        args_precision["plugins"] = plugins
+    overrides = {"enable_progress_bar": bar, **args_precision, **overrides}
     return instantiate(args, callbacks=callbacks, **overrides)
 
 

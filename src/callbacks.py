@@ -188,14 +188,26 @@ class ResumableOrder(L.Callback):
 
 
 class Interrupted(Exception):
-    """Training stopped on SIGTERM / SIGUSR1 after saving a checkpoint; re-running the command resumes it."""
+    """Training stopped on a signal after saving a checkpoint; re-running the command (or SLURM) resumes it."""
+
+    def __init__(self, message: str, requeued: bool = False):
+        super().__init__(message)
+        self.requeued = requeued  # SLURM runs the job again: it must not hand back a result now
+
+
+def slurm_job_id() -> str | None:
+    """The SLURM job (array task) being run, as scontrol names it, or None outside SLURM."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
 
 
 class SaveOnSignal(L.Callback):
-    """On SIGTERM or SIGUSR1 (SLURM's preemption warning): finish the current step, save checkpoints/last.ckpt,
-    then stop with `Interrupted`. Under SLURM the job is requeued (`scontrol requeue`) and resumes."""
+    """On SIGTERM (preemption, `scontrol requeue`), SIGUSR1 or SIGUSR2 (submitit's warning before the time limit):
+    finish the current step, save checkpoints/last.ckpt, then stop with `Interrupted`. Under SLURM the job is
+    requeued (`scontrol requeue`) and resumes; `src.train.run` then exits without a result, so the sweep that
+    submitted it waits for the resumed job."""
 
-    SIGNALS = ("SIGTERM", "SIGUSR1")
+    SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")
 
     def __init__(self, last_path: str):
         self.last_path, self.received = last_path, None
@@ -219,12 +231,16 @@ class SaveOnSignal(L.Callback):
             return
         trainer.save_checkpoint(self.last_path)
         log.warning("%s received: saved %s at step %d", self.received, self.last_path, trainer.global_step)
-        job = os.environ.get("SLURM_JOB_ID")
+        job = slurm_job_id()
+        requeued = False
         if job and trainer.is_global_zero:
             import subprocess
 
-            subprocess.run(["scontrol", "requeue", job], check=False)
-            log.warning("requeued SLURM job %s; it will resume from %s", job, self.last_path)
+            # already requeued by SLURM (preemption, `scontrol requeue`) or asked here (a warning signal)
+            done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, check=False)
+            requeued = done.returncode == 0 or "already" in done.stderr.lower() or self.received == "SIGTERM"
+            log.warning("SLURM job %s requeued; it will resume from %s", job, self.last_path)
         raise Interrupted(
-            f"{self.received} at step {trainer.global_step}; checkpoint saved to {self.last_path}"
+            f"{self.received} at step {trainer.global_step}; checkpoint saved to {self.last_path}",
+            requeued=requeued,
         )

@@ -167,7 +167,13 @@ def finish_wandb(failed: bool = False) -> None:
 
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
-        wandb.finish(exit_code=1 if failed else 0)
+        try:
+            wandb.finish(exit_code=1 if failed else 0)
+        except (
+            ConnectionError,
+            OSError,
+        ) as err:  # its service was stopped with us (a SLURM requeue signals both)
+            log.warning("W&B run not closed cleanly (%s); a resumed run continues it", err)
 
 
 # ---- a run's logger and what it records at the end ----------------------------------------------------------

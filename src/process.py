@@ -55,7 +55,13 @@ def setup_process(cfg: DictConfig | None = None) -> None:
 
 
 def is_launching_process() -> bool:
-    """False in the extra processes of a DDP run (they must not write the run's files or open W&B runs)."""
+    """False in the extra processes of a DDP run (they must not write the run's files or open W&B runs).
+
+    Lightning's own launcher marks them with LOCAL_RANK / NODE_RANK; under SLURM every task is started by SLURM
+    and the rank is SLURM_PROCID.
+    """
+    if int(os.environ.get("SLURM_NTASKS", 1)) > 1 and "SLURM_PROCID" in os.environ:
+        return int(os.environ["SLURM_PROCID"]) == 0
     return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
 
 

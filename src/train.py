@@ -102,7 +102,11 @@ def run(cfg: DictConfig) -> float | None:
         done = train(cfg)
     except Interrupted as err:
         finish_wandb(failed=True)
-        rundir.record_interrupted(out, cfg, str(err))
+        if is_launching_process():
+            rundir.record_interrupted(out, cfg, str(err))
+        if err.requeued:  # exit without a result: the submitting sweep waits for the job SLURM runs again
+            log.warning("interrupted: %s. SLURM runs the job again; it resumes from its checkpoint.", err)
+            raise SystemExit(143) from None
         log.warning("interrupted: %s. Re-run the same command to resume.", err)
         if is_multirun():
             return None
