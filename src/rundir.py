@@ -55,10 +55,9 @@ def checkpoint_to_resume(cfg: DictConfig, out: Path) -> str | None:
     return None
 
 
-def header(cfg: DictConfig, budget: dict, precision, batch: dict) -> dict:
-    """The start of metrics.json: what is trained, on what, how."""
+def run_identity(cfg: DictConfig) -> dict:
+    """What a run is, as metrics.json (and the report) names it."""
     return {
-        "status": "running",
         "run_name": cfg.run_name,
         "variant": cfg.get("variant"),
         "encoder": cfg.encoder.name,
@@ -66,6 +65,14 @@ def header(cfg: DictConfig, budget: dict, precision, batch: dict) -> dict:
         "sharing": cfg.sharing.mode,
         "data": cfg.data.name,
         "seed": cfg.seed,
+    }
+
+
+def header(cfg: DictConfig, budget: dict, precision, batch: dict) -> dict:
+    """The start of metrics.json: what is trained, on what, how."""
+    return {
+        "status": "running",
+        **run_identity(cfg),
         "params": budget,
         "precision": str(precision),
         "batch": batch,  # examples per optimizer step = per_device x devices x accumulation
@@ -117,13 +124,7 @@ def record_failure(out: Path, cfg: DictConfig, err: BaseException) -> None:
         out / "metrics.json",
         {
             "status": "failed",
-            "run_name": cfg.run_name,
-            "variant": cfg.get("variant"),
-            "encoder": cfg.encoder.name,
-            "decoder": cfg.decoder.name,
-            "sharing": cfg.sharing.mode,
-            "data": cfg.data.name,
-            "seed": cfg.seed,
+            **run_identity(cfg),
             "error": f"{type(err).__name__}: {err}",
         },
     )
