@@ -15,55 +15,11 @@ from omegaconf import DictConfig, OmegaConf
 from src.assemble import assemble, evaluate
 from src.errors import UserError, report_user_errors
 from src.loggers import finish_wandb, flatten, log_results_to_wandb, logger_for
-from src.models.module import Seq2SeqModule
 from src.outputs import results_table, write_json, write_predictions
 from src.process import setup_process
+from src.rundir import load_module, upgrade_run_config
 
 log = logging.getLogger(__name__)
-
-
-def load_module(ckpt_path: str) -> Seq2SeqModule:
-    """A checkpoint of `src.train`, rebuilt offline (it carries its architecture and tokenizers)."""
-    path = Path(ckpt_path).expanduser()
-    if not path.is_file():
-        raise UserError(
-            f"checkpoint {path} does not exist. Fix: ckpt_path=outputs/<run>/checkpoints/last.ckpt"
-        )
-    import torch
-
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if "seq2seq" in ckpt:  # written before the model spec (2026-11): its description is kept elsewhere
-        return _legacy_module(ckpt)
-    if "built" not in ckpt.get("hyper_parameters", {}):
-        raise UserError(f"{path} was not written by src.train (no model description inside).")
-    return Seq2SeqModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-
-
-def _legacy_module(ckpt: dict) -> Seq2SeqModule:
-    """A checkpoint of the earlier layout (model arguments by checkpoint name, description under `seq2seq`)."""
-    old, extra = ckpt["hyper_parameters"], ckpt["seq2seq"]
-    m = old["model"]
-    spec = {
-        "encoder": None if m.get("decoder_only") else m["encoder_checkpoint"] or m["decoder_checkpoint"],
-        "decoder": m["decoder_checkpoint"] or m["encoder_checkpoint"],
-        "encoder_weights": "pretrained" if m.get("encoder_pretrained", True) else "random",
-        "decoder_weights": "pretrained" if m.get("decoder_pretrained", True) else "random",
-        "sharing": m.get("sharing", "embeddings"),
-    }
-    built = {"arch": extra["arch"], "tokenizers": extra["tokenizers"]}
-    module = Seq2SeqModule(**{**old, "model": spec}, built=built)
-    module.load_state_dict(ckpt["state_dict"])
-    module.run_config = extra.get("config")
-    return module
-
-
-def upgrade_run_config(run: dict) -> dict:
-    """A run config of an earlier layout, with keys that have moved since put where they are now."""
-    for key in ("enable_progress_bar", "skip_nonfinite"):  # were Trainer-group keys; now ours, top-level
-        run.get("trainer", {}).pop(key, None)
-    for key in ("max_steps", "max_epochs"):  # the budget was data.max_steps too; it is trainer.max_steps now
-        run.get("data", {}).pop(key, None)
-    return run
 
 
 def run_eval(cfg: DictConfig) -> dict:

@@ -204,7 +204,7 @@ def logger_for(run, kind: str, *, save_dir, name: str, group, job_type: str, con
         project=lc.get("project", "warmstart"),
         entity=lc.get("entity"),
         mode=mode or lc.get("mode", "auto"),
-        log_model=lc.get("log_model", False) and job_type == "train",
+        log_model=False,  # logger.log_model uploads the exported model at the end (src.train), not checkpoints
     )
 
 
@@ -231,9 +231,15 @@ def make_logger(cfg, job_type: str = "train"):
 
 
 def log_results_to_wandb(
-    logger, results: dict, out: Path, predictions: list[dict], split: str = "test"
+    logger,
+    results: dict,
+    out: Path,
+    predictions: list[dict],
+    split: str = "test",
+    model_dir: Path | None = None,
 ) -> None:
-    """Test metrics and budget into the run summary; predictions as a table and as an artifact."""
+    """Test metrics and budget into the run summary; predictions as a table and as an artifact; the exported model
+    (a Hugging Face directory) as a `model` artifact when given."""
     from lightning.pytorch.loggers import WandbLogger
 
     if not isinstance(logger, WandbLogger):
@@ -254,3 +260,7 @@ def log_results_to_wandb(
     artifact = wandb.Artifact(f"predictions-{run.id}", type="predictions")
     artifact.add_file(str(out / "predictions.jsonl"))
     run.log_artifact(artifact)
+    if model_dir is not None:  # logger.log_model=true: the model as `python -m src.export` writes it
+        model = wandb.Artifact(f"model-{run.id}", type="model", metadata={"test": results["test"]})
+        model.add_dir(str(model_dir))
+        run.log_artifact(model)

@@ -22,6 +22,9 @@ from src.errors import UserError
 from src.outputs import results_table, write_json, write_predictions
 
 log = logging.getLogger(__name__)
+ENCODER_TOKENIZER = (
+    "encoder_tokenizer"  # where an exported model keeps its encoder's tokenizer when it differs
+)
 
 
 def completed(out: Path) -> dict | None:
@@ -133,3 +136,68 @@ def record_failure(out: Path, cfg: DictConfig, err: BaseException) -> None:
 
 def record_interrupted(out: Path, cfg: DictConfig, reason: str) -> None:
     write_json(out / "metrics.json", {"status": "interrupted", "run_name": cfg.run_name, "reason": reason})
+
+
+# ---- checkpoints -----------------------------------------------------------------------------------------
+def load_module(ckpt_path: str):
+    """A checkpoint of `src.train` as a Seq2SeqModule, rebuilt offline (it carries its architecture and tokenizers)."""
+    path = Path(ckpt_path).expanduser()
+    if not path.is_file():
+        raise UserError(
+            f"checkpoint {path} does not exist. Fix: ckpt_path=outputs/<run>/checkpoints/last.ckpt"
+        )
+    import torch
+
+    from src.models.module import Seq2SeqModule
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if "seq2seq" in ckpt:  # written before the model spec (2026-11): its description is kept elsewhere
+        return _legacy_module(ckpt)
+    if "built" not in ckpt.get("hyper_parameters", {}):
+        raise UserError(f"{path} was not written by src.train (no model description inside).")
+    return Seq2SeqModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+
+
+def _legacy_module(ckpt: dict):
+    """A checkpoint of the earlier layout (model arguments by checkpoint name, description under `seq2seq`)."""
+    from src.models.module import Seq2SeqModule
+
+    old, extra = ckpt["hyper_parameters"], ckpt["seq2seq"]
+    m = old["model"]
+    spec = {
+        "encoder": None if m.get("decoder_only") else m["encoder_checkpoint"] or m["decoder_checkpoint"],
+        "decoder": m["decoder_checkpoint"] or m["encoder_checkpoint"],
+        "encoder_weights": "pretrained" if m.get("encoder_pretrained", True) else "random",
+        "decoder_weights": "pretrained" if m.get("decoder_pretrained", True) else "random",
+        "sharing": m.get("sharing", "embeddings"),
+    }
+    built = {"arch": extra["arch"], "tokenizers": extra["tokenizers"]}
+    module = Seq2SeqModule(**{**old, "model": spec}, built=built)
+    module.load_state_dict(ckpt["state_dict"])
+    module.run_config = extra.get("config")
+    return module
+
+
+def upgrade_run_config(run: dict) -> dict:
+    """A run config of an earlier layout, with keys that have moved since put where they are now."""
+    for key in ("enable_progress_bar", "skip_nonfinite"):  # were Trainer-group keys; now ours, top-level
+        run.get("trainer", {}).pop(key, None)
+    for key in ("max_steps", "max_epochs"):  # the budget was data.max_steps too; it is trainer.max_steps now
+        run.get("data", {}).pop(key, None)
+    return run
+
+
+def checkpoint_of(path: Path) -> Path:
+    """A checkpoint file, or the checkpoint a run directory was tested with (else its last)."""
+    if path.is_file():
+        return path
+    metrics = path / "metrics.json"
+    if metrics.is_file():
+        tested = json.loads(metrics.read_text()).get("test_checkpoint")
+        if tested and (path / tested).is_file():
+            return path / tested
+    if (path / "checkpoints" / "last.ckpt").is_file():
+        return path / "checkpoints" / "last.ckpt"
+    raise UserError(
+        f"{path} is neither a checkpoint nor a run directory with one. Fix: ckpt_path=<run>/checkpoints/best.ckpt"
+    )

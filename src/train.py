@@ -22,6 +22,7 @@ from src.assemble import assemble, evaluate, make_trainer
 from src.callbacks import Interrupted
 from src.errors import UserError, report_user_errors
 from src.loggers import finish_wandb, log_results_to_wandb, make_logger, wandb_group
+from src.models.export import export
 from src.process import check_ddp_launch, is_launching_process, is_multirun, leased_devices, setup_process
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,10 @@ def _train(cfg: DictConfig, devices) -> dict:
     results["started_at"], results["finished_at"] = started, time.time()
     if trainer.is_global_zero:
         rundir.write_completed(out, results, module.test_predictions, list(cfg.data.metrics))
-        log_results_to_wandb(logger, results, out, module.test_predictions)
+        model_dir = None
+        if logger and cfg.logger.get("log_model"):  # the tested weights, as a Hugging Face directory
+            model_dir = export(module, out / "hf", module.run_config, results)
+        log_results_to_wandb(logger, results, out, module.test_predictions, model_dir=model_dir)
     return results
 
 

@@ -143,3 +143,12 @@ def run_cli(module: str, *overrides: str, timeout: int = 600) -> subprocess.Comp
         text=True,
         timeout=timeout,
     )
+
+
+def compose_train(*overrides: str, hydra: bool = False):
+    """The `src.train` config for these overrides, composed as the command line would (Hydra's config included
+    with hydra=True)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=hydra)

@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from src.models.module import Seq2SeqModule
-from tests.conftest import REPO, run_cli, synthetic_overrides
+from tests.conftest import REPO, compose_train, run_cli, synthetic_overrides
 
 TINY_DATA = [
     *synthetic_overrides(train=64, validation=8, test=12, batch=8, eval_batch=8, new_tokens=6, beams=2),
@@ -24,11 +24,6 @@ QUICK = [
     "optimizer.lr=1e-3",
     "progress=plain",
 ]
-
-
-def compose_train(*overrides: str):
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
 
 
 def config_groups() -> list[tuple[str, str]]:

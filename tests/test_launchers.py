@@ -7,7 +7,9 @@ import json
 import multiprocessing as mp
 import time
 
+import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from src.gpu_lease import lease_device
 from tests.conftest import REPO, run_cli, synthetic_overrides
@@ -123,9 +125,8 @@ def test_optuna_sweep_optimises_the_returned_metric(tiny, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = [json.loads(p.read_text()) for p in tmp_path.glob("*/metrics.json")]
     assert len(runs) == 2 and all(r["status"] == "completed" for r in runs)
-    best = (tmp_path / "optimization_results.yaml").read_text()
-    assert "best_value" in best
-    assert f"{min(r['val']['loss'] for r in runs):.4f}"[:5] in best
+    best = OmegaConf.load(tmp_path / "optimization_results.yaml")
+    assert best.best_value == pytest.approx(min(r["val"]["loss"] for r in runs), rel=1e-6)
 
 
 def test_ddp_inside_a_local_sweep_is_refused_with_the_alternatives(tiny, tmp_path):

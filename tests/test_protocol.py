@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from src.assemble import build_datamodule, build_module, check_protocol, per_device_batch_size
@@ -15,7 +14,7 @@ from src.models.builder import build
 from src.models.spec import ModelSpec
 from src.train import train
 from src.variants import VARIANTS
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, compose_train, run_cli
 from tests.test_tasks import record
 
 # From rothe2020.md and the issue: the checkpoint behind "BERT", the global batch and the length penalty per task.
@@ -29,11 +28,6 @@ PAPER = {
     "wmt14_de_en": ("bert-base-multilingual-cased", 256, 0.6),
 }
 WMT_ROWS = ["rnd2rnd", "bert2rnd", "rnd2bert", "bert2bert", "bertshare", "gpt", "rnd2gpt", "bert2gpt"]
-
-
-def compose_train(*overrides: str, hydra: bool = False):
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        return compose("train", overrides=list(overrides), return_hydra_config=hydra)
 
 
 def test_every_paper_task_has_a_preset():

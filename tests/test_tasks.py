@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from src.data.synthetic import make_synthetic
 from src.score import score
 from src.train import train
-from tests.conftest import REPO
+from tests.conftest import REPO, compose_train
 
 TEXTS = [r["source"] for r in make_synthetic({"train": 40, "validation": 0, "test": 0}, seed=1)["train"]]
 
@@ -82,20 +82,16 @@ def test_every_task_trains_a_step_and_evaluates_on_its_fixture(task, tiny, tmp_p
         if task.endswith("blog")
         else ["data.generation.max_new_tokens=8"]
     )
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                f"data={task}",
-                f"data.path={data}",
-                f"data.cache_dir={tmp_path / 'cache'}",
-                f"encoder.checkpoint={tiny['bert']}",
-                f"decoder.checkpoint={tiny['bert']}",
-                f"output_dir={tmp_path / 'run'}",
-                *QUICK,
-                *short,
-            ],
-        )
+    cfg = compose_train(
+        f"data={task}",
+        f"data.path={data}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"encoder.checkpoint={tiny['bert']}",
+        f"decoder.checkpoint={tiny['bert']}",
+        f"output_dir={tmp_path / 'run'}",
+        *QUICK,
+        *short,
+    )
     results = train(cfg)
 
     assert results["status"] == "completed" and results["train"]["steps"] == 1

@@ -140,3 +140,14 @@ def test_evaluation_is_a_wandb_run_of_job_type_eval(tiny, tmp_path):
     assert run.job_type == "eval" and run.name == "bert2gpt2-synthetic-s42-eval-test"
     assert {"test/rouge2", "params/total"} <= set(run.summary) and run.config["split"] == "test"
     assert any(k.startswith("test/predictions/") for k in run.history_keys)
+
+
+def test_log_model_uploads_the_exported_model_not_checkpoints(tiny, tmp_path):
+    proc = run_cli(
+        "src.train", *tiny_models(tiny), f"hydra.run.dir={tmp_path}", *TINY, "logger.log_model=true"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = [read_run(p) for p in run_files(tmp_path)]
+    assert f"model-{run.run_id}" in run.artifacts
+    assert (tmp_path / "hf" / "config.json").is_file() and (tmp_path / "hf" / "model.safetensors").is_file()
+    assert "## Test metrics" in (tmp_path / "hf" / "README.md").read_text()

@@ -1,0 +1,100 @@
+"""A trained Seq2SeqModule as a Hugging Face model directory (what `python -m src.export` writes)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from src.models.module import Seq2SeqModule, tokenizer_files
+
+log = logging.getLogger(__name__)
+ENCODER_TOKENIZER = (
+    "encoder_tokenizer"  # where the encoder's tokenizer goes when it differs from the decoder's
+)
+
+
+def hf_model(module: Seq2SeqModule):
+    """The transformers model inside: the EncoderDecoderModel, or the decoder-only LM (variant gpt)."""
+    return module.model.decoder if module.model.encoder is None else module.model
+
+
+def export(module: Seq2SeqModule, out: Path, run: dict | None = None, metrics: dict | None = None) -> Path:
+    """Write `module` as a Hugging Face model directory (see the module docstring); returns `out`."""
+    model = hf_model(module)
+    out.mkdir(parents=True, exist_ok=True)
+    gen = model.generation_config
+    for key, value in module.generation.items():  # the run's decoding is what generate() does by default
+        setattr(gen, key, value)
+    if (gen.num_beams or 1) == 1:
+        gen.early_stopping = False  # a beam-search setting, unused by greedy decoding (and refused beside it)
+    decoder_only = module.model.encoder is None
+    model.config.architectures = ["GPT2LMHeadModel" if decoder_only else "EncoderDecoderModel"]
+    # Weights shared between encoder and decoder (sharing=embeddings / shared) are written once per place:
+    # transformers 5 reloads an EncoderDecoderModel with its two sides untied, holding equal values.
+    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    model.save_pretrained(out, state_dict=state)
+    module.decoder_tokenizer.save_pretrained(out)
+    if not decoder_only and tokenizer_files(module.encoder_tokenizer) != tokenizer_files(
+        module.decoder_tokenizer
+    ):
+        module.encoder_tokenizer.save_pretrained(out / ENCODER_TOKENIZER)
+    (out / "README.md").write_text(model_card(module, run or {}, metrics or {}, decoder_only))
+    log.info("exported to %s", out)
+    return out
+
+
+def model_card(module: Seq2SeqModule, run: dict, metrics: dict, decoder_only: bool) -> str:
+    spec, b = module.hparams.model, module.budget
+    data = run.get("data", {})
+    variant = (
+        run.get("variant")
+        or f"{run.get('encoder', {}).get('name', '?')}2{run.get('decoder', {}).get('name', '?')}"
+    )
+    sharing = spec.get("sharing", "none")
+    test = metrics.get("test", {})
+    lines = [
+        f"# {variant} on {data.get('name', '?')}",
+        "",
+        "A warm-started encoder-decoder model (Rothe, Narayan & Severyn, TACL 2020), trained with warmstart.",
+        "",
+        f"- encoder: {spec.get('encoder') or 'none (decoder-only: the source is a prefix of the decoder)'}"
+        f" ({spec.get('encoder_weights')}); decoder: {spec.get('decoder')} ({spec.get('decoder_weights')})",
+        f"- sharing: {sharing}"
+        + (
+            " (tied while training; transformers 5 reloads the two sides untied, with equal values, so outputs "
+            "are the same)"
+            if sharing != "none" and not decoder_only
+            else ""
+        ),
+        f"- parameters: {b.total / 1e6:.1f}M ({b.embeddings / 1e6:.1f}M embeddings, "
+        f"{b.from_checkpoint / 1e6:.1f}M from checkpoints, {b.random / 1e6:.1f}M random)",
+        f"- data: {data.get('name', '?')}, sources up to {data.get('max_source_length', '?')} tokens, targets up to "
+        f"{data.get('max_target_length', '?')}",
+        f"- training: {metrics.get('train', {}).get('steps', '?')} steps, seed {run.get('seed', '?')}",
+        f"- decoding (generation_config.json): {json.dumps(module.generation, sort_keys=True)}",
+        "",
+        "## Test metrics",
+        "",
+        *(f"- {k}: {v:.2f}" for k, v in sorted(test.items())),
+        "",
+        "## Use",
+        "",
+        "```python",
+    ]
+    if decoder_only:
+        lines += [
+            "from transformers import AutoTokenizer, GPT2LMHeadModel",
+            "tok, model = AutoTokenizer.from_pretrained(DIR), GPT2LMHeadModel.from_pretrained(DIR)",
+            "ids = tok(source)['input_ids'] + [model.generation_config.decoder_start_token_id]",
+            "out = model.generate(torch.tensor([ids]))[0, len(ids):]",
+        ]
+    else:
+        lines += [
+            "from transformers import AutoTokenizer, EncoderDecoderModel",
+            f"model = EncoderDecoderModel.from_pretrained(DIR)  # encoder tokenizer: DIR/{ENCODER_TOKENIZER} if present",
+            "batch = encoder_tokenizer(sources, return_tensors='pt', padding=True, truncation=True)",
+            "out = model.generate(**batch)",
+        ]
+    lines += ["print(tok.batch_decode(out, skip_special_tokens=True))", "```", ""]
+    return "\n".join(lines)
