@@ -27,8 +27,15 @@ def run_eval(cfg: DictConfig) -> dict:
     if cfg.split not in ("test", "validation"):
         raise UserError(f"split={cfg.split!r} is not evaluable. Fix: split=test or split=validation.")
     setup_process(cfg)
-    module = load_module(cfg.ckpt_path)
-    run = OmegaConf.create(upgrade_run_config(module.run_config))
+    if cfg.pretrained_seq2seq:
+        module, run = None, saved_model_run(cfg)
+    elif cfg.ckpt_path:
+        module = load_module(cfg.ckpt_path)
+        run = OmegaConf.create(upgrade_run_config(module.run_config))
+    else:
+        raise UserError(
+            "nothing to evaluate. Fix: ckpt_path=<run>/checkpoints/best.ckpt, or pretrained_seq2seq=DIR data=<task>."
+        )
     if cfg.data_path is not None:
         run.data.path = cfg.data_path
     if cfg.eval_batch_size is not None:
@@ -39,9 +46,15 @@ def run_eval(cfg: DictConfig) -> dict:
     parts = assemble(
         run, module=module, callbacks=[], splits=[cfg.split], logger=False, enable_checkpointing=False
     )
+    module = parts.module
     metrics = evaluate(parts.trainer, module, parts.datamodule, split=cfg.split)
     out = Path(cfg.output_dir)
-    result = {"ckpt_path": str(Path(cfg.ckpt_path).resolve()), "split": cfg.split, "run_name": run.run_name}
+    what = (
+        {"ckpt_path": str(Path(cfg.ckpt_path).resolve())}
+        if cfg.ckpt_path
+        else {"model": cfg.pretrained_seq2seq}
+    )
+    result = {**what, "split": cfg.split, "run_name": run.run_name, "params": module.budget.as_dict()}
     result["metrics"] = metrics
     write_json(out / "metrics.json", result)
     write_predictions(out / "predictions.jsonl", module.test_predictions)
@@ -53,6 +66,24 @@ def run_eval(cfg: DictConfig) -> dict:
     log.info("%s on %s:\n%s", run.run_name, cfg.split, results_table({cfg.split: metrics}, sorted(metrics)))
     log.info("written: %s (metrics.json, predictions.jsonl)", out)
     return result
+
+
+def saved_model_run(cfg: DictConfig) -> DictConfig:
+    """The `src.train` config of `pretrained_seq2seq` on the `data=` task (its decoding and metrics), to evaluate."""
+    from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
+
+    task = HydraConfig.get().runtime.choices.get("data") if HydraConfig.initialized() else None
+    if not task:
+        raise UserError(
+            "pretrained_seq2seq needs the task to evaluate on. Fix: add data=<option>, e.g. data=synthetic."
+        )
+    overrides = [f"pretrained_seq2seq={cfg.pretrained_seq2seq}", f"data={task}", "logger=none"]
+    run = compose("train", overrides=overrides)
+    OmegaConf.set_struct(run, False)  # evaluation adjusts the trainer (one device) as for a run's config
+    run.data = cfg.data  # the task as composed here, with this command's data.* overrides
+    run.output_dir = cfg.output_dir
+    return run
 
 
 def eval_logger(cfg: DictConfig, run: DictConfig, out: Path):

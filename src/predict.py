@@ -49,7 +49,7 @@ class Predictor:
     """Sources in, predictions out, with a trained module (run or checkpoint) or an exported directory."""
 
     def __init__(self, model: str):
-        from src.models.export import ENCODER_TOKENIZER
+        from src.models.checkpoints import ENCODER_TOKENIZER
         from src.rundir import checkpoint_of, load_module
 
         path = Path(model).expanduser()

@@ -22,6 +22,21 @@ RUNS = {  # (overrides, beams): a tied, a shared, a two-vocabulary and a decoder
 }
 
 
+QUICK = [
+    "trainer.max_steps=2",
+    "trainer.val_check_interval=2",
+    "optimizer.warmup_steps=1",
+    "progress=plain",
+    "logger=none",
+]
+
+
+def tiny_task(beams: int) -> list[str]:
+    return synthetic_overrides(
+        train=48, validation=4, test=10, batch=8, eval_batch=4, new_tokens=6, beams=beams
+    )
+
+
 @pytest.fixture(scope="module", params=list(RUNS))
 def trained(request, tiny, tmp_path_factory):
     overrides, beams = RUNS[request.param]
@@ -30,9 +45,7 @@ def trained(request, tiny, tmp_path_factory):
         *overrides,
         f"checkpoints.bert={tiny['bert']}",
         f"checkpoints.gpt2={tiny['gpt2']}",
-        *synthetic_overrides(
-            train=48, validation=4, test=10, batch=8, eval_batch=4, new_tokens=6, beams=beams
-        ),
+        *tiny_task(beams),
         "trainer.max_steps=8",
         "trainer.val_check_interval=4",
         "optimizer.warmup_steps=2",
@@ -94,3 +107,33 @@ def test_export_reloads_in_plain_transformers_and_generates_the_runs_predictions
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert proc.stdout.splitlines() == [r["prediction"] for r in expected[:3]]
+
+
+def test_a_saved_model_is_evaluated_and_fine_tuned_in_the_framework(trained, tmp_path):
+    """pretrained_seq2seq: the exported directory, scored by src.eval with the run's metrics, and trained further
+    by src.train (whose checkpoint then rebuilds offline like any other)."""
+    name, run, results, cfg = trained
+    if name not in ("bert2gpt", "gpt"):
+        pytest.skip(
+            "an encoder-decoder with two tokenizers and the decoder-only model cover the loading paths"
+        )
+    hf = tmp_path / "hf"
+    assert run_cli("src.export", f"ckpt_path={run}", f"out={hf}").returncode == 0
+    data = tiny_task(cfg.data.generation.num_beams)
+    proc = run_cli(
+        "src.eval", f"pretrained_seq2seq={hf}", "data=synthetic", *data, f"hydra.run.dir={tmp_path / 'eval'}"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert scored["metrics"] == pytest.approx(results["test"], rel=1e-5)
+    assert scored["params"]["total"] == results["params"]["total"]
+
+    tuned = compose_train(f"pretrained_seq2seq={hf}", *data, *QUICK, f"output_dir={tmp_path / 'tuned'}")
+    again = train(tuned)
+    assert (
+        again["status"] == "completed" and again["params"]["random"] == 0
+    )  # every weight from the saved model
+    from src.models.module import Seq2SeqModule
+
+    module = Seq2SeqModule.load_from_checkpoint(tmp_path / "tuned" / "checkpoints" / "last.ckpt")
+    assert sum(p.numel() for p in module.model.parameters()) == again["params"]["total"]

@@ -10,6 +10,7 @@ import contextlib
 import inspect
 import logging
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from transformers import (
@@ -22,7 +23,14 @@ from transformers import (
 from transformers.cache_utils import EncoderDecoderCache
 
 from src.errors import UserError
-from src.models.checkpoints import load_config, load_tokenizer, load_weights
+from src.models.checkpoints import (
+    ENCODER_TOKENIZER,
+    is_local,
+    load_config,
+    load_tokenizer,
+    load_weights,
+    resolve_checkpoint,
+)
 from src.models.decoder_only import DecoderOnlySeq2Seq
 from src.models.sharing import apply_sharing, is_cross_attention
 from src.models.spec import ModelSpec
@@ -298,6 +306,51 @@ def config_from_dict(d: dict):
     return CONFIG_MAPPING[d.pop("model_type")].from_dict(d)
 
 
+def load_saved(spec: ModelSpec):
+    """A whole saved model (`spec.seq2seq`): returns (model, budget, note, arch, (encoder, decoder) tokenizers).
+
+    The encoder's pooler, unused by generation, is dropped (the project's models have none), so a checkpoint of a
+    run started from it rebuilds offline like any other. Weights tied by the saved model stay tied.
+    """
+    name = spec.seq2seq
+    tok = load_tokenizer(name, "pretrained_seq2seq")
+    resolved = resolve_checkpoint(name)
+    enc_dir = Path(resolved) / ENCODER_TOKENIZER
+    enc_tok = load_tokenizer(str(enc_dir), "encoder") if is_local(resolved) and enc_dir.is_dir() else tok
+    cfg = load_config(name, "pretrained_seq2seq")
+    if spec.decoder_only:
+        if cfg.model_type not in DECODER_ONLY_TYPES:
+            raise UserError(
+                f"pretrained_seq2seq={name} is a {cfg.model_type}, neither an encoder-decoder nor GPT-2."
+            )
+        decoder, random = load_weights(AutoModelForCausalLM, name, "pretrained_seq2seq", cfg)
+        model = DecoderOnlySeq2Seq(decoder, 0)
+        random = {f"decoder.{n}" for n in random}
+    else:
+        model, random = load_weights(WarmStartedEncoderDecoder, name, "pretrained_seq2seq", cfg)
+        if getattr(model.encoder, "pooler", None) is not None:
+            model.encoder.pooler = None
+    named = list(model.named_parameters(remove_duplicate=False))
+    budget = param_budget(model, {id(p) for n, p in named if n not in random})
+    shared = (
+        0
+        if spec.decoder_only
+        else len(
+            {id(p) for _, p in model.encoder.named_parameters()}
+            & {id(p) for _, p in model.decoder.named_parameters()}
+        )
+    )
+    note = f"loaded whole from {name}" + (
+        f"; {shared} tensors shared by encoder and decoder" if shared else ""
+    )
+    same_vocab = same_vocabulary(enc_tok, tok)
+    arch = {
+        "encoder": None if spec.decoder_only else model.encoder.config.to_dict(),
+        "same_vocab": same_vocab,
+    }
+    return model, budget, note, arch, (enc_tok, tok)
+
+
 def build(
     spec: ModelSpec, weights: str = "checkpoints", *, arch: dict | None = None, tokenizers=None
 ) -> Seq2Seq:
@@ -311,16 +364,21 @@ def build(
         arch: the architecture for "random" and "meta" (`Seq2Seq.arch`, or `architecture()` of conf/arch facts).
         tokenizers: (encoder, decoder) tokenizers for "random" / "meta"; the decoder's sets the special tokens.
     """
-    if weights == "checkpoints":
-        arch, tokenizers = describe(spec)
-    elif weights not in ("random", "meta") or arch is None:
-        raise ValueError(f"weights={weights!r} needs weights='checkpoints', or 'random'/'meta' with an arch")
-    enc_cfg = config_from_dict(arch["encoder"]) if arch.get("encoder") is not None else None
-    dec_cfg = config_from_dict(arch["decoder"])
-    with torch.device("meta") if weights == "meta" else contextlib.nullcontext():
-        model, budget, note = _assemble(
-            spec, enc_cfg, dec_cfg, arch["same_vocab"], load=weights == "checkpoints"
-        )
+    if weights == "checkpoints" and spec.seq2seq:
+        model, budget, note, arch, tokenizers = load_saved(spec)
+    else:
+        if weights == "checkpoints":
+            arch, tokenizers = describe(spec)
+        elif weights not in ("random", "meta") or arch is None:
+            raise ValueError(
+                f"weights={weights!r} needs weights='checkpoints', or 'random'/'meta' with an arch"
+            )
+        enc_cfg = config_from_dict(arch["encoder"]) if arch.get("encoder") is not None else None
+        dec_cfg = config_from_dict(arch["decoder"])
+        with torch.device("meta") if weights == "meta" else contextlib.nullcontext():
+            model, budget, note = _assemble(
+                spec, enc_cfg, dec_cfg, arch["same_vocab"], load=weights == "checkpoints"
+            )
     if weights != "checkpoints" and "budget" in arch:
         budget = ParamBudget(**arch["budget"])  # the count of the model as it was loaded from its checkpoints
     tokenizers = tokenizers or (None, None)

@@ -13,10 +13,12 @@ from transformers.utils import logging as hf_logging
 
 from src.errors import UserError
 
+#: Where an exported model (python -m src.export) keeps its encoder's tokenizer when it differs from the decoder's.
+ENCODER_TOKENIZER = "encoder_tokenizer"
+
 _OFFLINE_HINT = (
     "Fix: on a machine with internet, download it once (`hf download {name} --local-dir DIR`) and pass "
-    "{side}.checkpoint=DIR, or train offline with the packaged MiniLM: "
-    "`python -m src.train experiment=demo` (or {side}=minilm)."
+    "{key}=DIR, or train offline with the packaged MiniLM: `python -m src.train experiment=demo`."
 )
 
 
@@ -84,7 +86,10 @@ def _load(loader, name: str, side: str, what: str, **kwargs):
     if not hub_reachable():
         raise UserError(
             f"{side} checkpoint {name!r} is not a local directory and the Hugging Face Hub is not reachable "
-            f"(offline?), so its {what} cannot be downloaded. " + _OFFLINE_HINT.format(name=name, side=side)
+            f"(offline?), so its {what} cannot be downloaded. "
+            + _OFFLINE_HINT.format(
+                name=name, key=side if side == "pretrained_seq2seq" else f"{side}.checkpoint"
+            )
         )
     try:
         return loader(resolved, **kwargs)

@@ -6,12 +6,10 @@ import json
 import logging
 from pathlib import Path
 
+from src.models.checkpoints import ENCODER_TOKENIZER
 from src.models.module import Seq2SeqModule, tokenizer_files
 
 log = logging.getLogger(__name__)
-ENCODER_TOKENIZER = (
-    "encoder_tokenizer"  # where the encoder's tokenizer goes when it differs from the decoder's
-)
 
 
 def hf_model(module: Seq2SeqModule):

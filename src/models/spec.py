@@ -20,6 +20,8 @@ class ModelSpec:
         encoder_weights / decoder_weights: "pretrained" (from the checkpoint) or "random".
         sharing: "none", "embeddings" or "shared" (`src.models.sharing`).
         encoder_max_positions / decoder_max_positions: use only the first N learned positions (None: all).
+        seq2seq: a whole saved model to start from (a directory written by `python -m src.export`, or a Hub id of
+            an EncoderDecoderModel such as the paper's released ones); `encoder` / `decoder` then name it too.
     """
 
     encoder: str | None
@@ -29,6 +31,7 @@ class ModelSpec:
     sharing: str = "embeddings"
     encoder_max_positions: int | None = None
     decoder_max_positions: int | None = None
+    seq2seq: str | None = None
 
     def __post_init__(self):
         for side in ("encoder", "decoder"):
@@ -59,6 +62,8 @@ class ModelSpec:
         A random side that names no checkpoint takes the other side's architecture and vocabulary, else
         `checkpoints.bert`'s (the paper's rnd2rnd); a pretrained side without a checkpoint is refused.
         """
+        if cfg.get("pretrained_seq2seq"):
+            return cls.of_saved_model(cfg.pretrained_seq2seq)
         enc, dec = cfg.encoder, cfg.decoder
         decoder_only = enc.name == "none"
         for side, c in (("encoder", enc), ("decoder", dec)):
@@ -76,3 +81,11 @@ class ModelSpec:
             encoder_max_positions=enc.get("max_positions"),
             decoder_max_positions=dec.get("max_positions"),
         )
+
+    @classmethod
+    def of_saved_model(cls, name: str) -> ModelSpec:
+        """A whole saved model: an EncoderDecoderModel, or a GPT-2 LM (the decoder-only layout)."""
+        from src.models.checkpoints import load_config
+
+        decoder_only = load_config(name, "pretrained_seq2seq").model_type != "encoder-decoder"
+        return cls(encoder=None if decoder_only else name, decoder=name, sharing="none", seq2seq=name)
