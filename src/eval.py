@@ -56,6 +56,9 @@ def run_eval(cfg: DictConfig) -> dict:
     )
     result = {**what, "split": cfg.split, "run_name": run.run_name, "params": module.budget.as_dict()}
     result["metrics"] = metrics
+    result["outputs"] = (
+        module.test_outputs
+    )  # distinct share, repeated 3-grams, length ratio (src.metrics.health)
     write_json(out / "metrics.json", result)
     write_predictions(out / "predictions.jsonl", module.test_predictions)
     logger = eval_logger(cfg, run, out)

@@ -75,6 +75,7 @@ def _train(cfg: DictConfig, devices) -> dict:
     }
     test_ckpt = rundir.test_checkpoint(trainer, cfg.test_ckpt)
     results["test"] = evaluate(trainer, module, datamodule, ckpt_path=test_ckpt)
+    results["test_outputs"] = module.test_outputs  # distinct share, repeated 3-grams, length ratio
     results["test_checkpoint"] = os.path.relpath(test_ckpt, out) if test_ckpt else None
     results["started_at"], results["finished_at"] = started, time.time()
     if trainer.is_global_zero:

@@ -113,6 +113,11 @@ def test_train_writes_the_run_directory(trained_run):
         assert (trained_run / name).is_file(), name
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["train"]["steps"] == 6
+    outputs = metrics["test_outputs"]  # how varied the test predictions are (src.metrics.health)
+    predictions = [
+        json.loads(x)["prediction"] for x in (trained_run / "predictions.jsonl").read_text().splitlines()
+    ]
+    assert outputs["distinct"] == pytest.approx(100 * len(set(predictions)) / len(predictions))
     assert (
         metrics["encoder"] == "bert" and metrics["decoder"] == "gpt2" and metrics["sharing"] == "embeddings"
     )

@@ -114,3 +114,35 @@ def test_rouge_lsum_uses_sentences():
 def test_unknown_metric_is_refused():
     with pytest.raises(ValueError, match="unknown metrics"):
         GenerationMetrics(["meteor"])
+
+
+def test_output_health_on_cases_worked_out_by_hand():
+    from src.metrics.health import collapse, output_health
+
+    preds = ["a b c a b c", "x y", "x y", "x y"]  # 2 distinct of 4; "a b c a b c" holds 4 3-grams, 1 repeated
+    refs = ["one two", "one two", "one two", "one two"]
+    h = output_health(preds, refs)
+    assert h == {"distinct": 50.0, "top_share": 75.0, "repeated_3grams": 25.0, "length_ratio": 1.5}
+    assert collapse(h, 4) is None  # too few to judge
+    assert "most common one is 75%" in collapse(output_health(preds * 2, refs * 2), 8)
+    varied = [f"answer {i}" for i in range(10)]
+    assert collapse(output_health(varied, varied), 10) is None
+
+
+def test_a_decoder_that_says_the_same_for_every_input_raises_the_alarm(tiny, caplog):
+    import logging
+
+    from src.models.module import Seq2SeqModule
+
+    module = Seq2SeqModule(
+        model={"encoder": tiny["bert"], "decoder": tiny["bert"]}, optimizer={}, generation={"num_beams": 1}
+    )
+    same = ["the same answer"] * 12
+    with caplog.at_level(logging.WARNING, logger="src.models.module"):
+        health = module.check_outputs(same, [f"reference {i}" for i in range(12)], "val")
+    assert health["distinct"] == pytest.approx(100 / 12) and health["top_share"] == 100.0
+    assert "val predictions collapsed at step 0" in caplog.text and "'the same answer'" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="src.models.module"):
+        module.check_outputs([f"answer {i}" for i in range(12)], same, "val")
+    assert "collapsed" not in caplog.text

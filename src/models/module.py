@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import lightning as L
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 from transformers import EncoderDecoderModel
 
 from src.errors import UserError
+from src.metrics.health import collapse, output_health
 from src.metrics.text import GenerationMetrics
 from src.models.builder import build, usable_positions
 from src.models.checkpoints import load_tokenizer
@@ -96,6 +98,8 @@ class Seq2SeqModule(L.LightningModule):
         self.val_metrics = GenerationMetrics(metrics, bleu_lowercase=bleu_lowercase)
         self.test_metrics = GenerationMetrics(metrics, bleu_lowercase=bleu_lowercase)
         self.test_predictions: list[dict] = []
+        self.test_outputs: dict[str, float] = {}  # src.metrics.health of the last test's predictions
+        self._val_outputs: list[tuple[str, str]] = []
         self.nonfinite_skipped = 0
         self.run_config: dict | None = None  # the composed Hydra config, saved inside every checkpoint
         self._tokenizer_files = None
@@ -219,13 +223,37 @@ class Seq2SeqModule(L.LightningModule):
         if limit is None or batch_idx < limit:
             predictions = self.generate(batch)
             self.val_metrics.update(predictions, batch["target"], batch["source"])
+            self._val_outputs += zip(predictions, batch["target"], strict=True)
             return {"predictions": predictions}  # for callbacks (ValidationExamples)
         return None
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_outputs: list[tuple[str, str]] = []
 
     def on_validation_epoch_end(self) -> None:
         if self.val_metrics.update_count:
             self.log_dict({f"val/{k}": v for k, v in self.val_metrics.compute().items()}, prog_bar=True)
             self.val_metrics.reset()
+        if self._val_outputs:
+            self.check_outputs([p for p, _ in self._val_outputs], [r for _, r in self._val_outputs], "val")
+
+    def check_outputs(self, predictions: list[str], references: list[str], split: str) -> dict[str, float]:
+        """Log how varied the outputs are (`src.metrics.health`); warn once a validation when they collapsed."""
+        health = output_health(predictions, references)
+        if self._trainer is not None and split == "val":
+            self.log_dict({f"val/outputs/{k}": v for k, v in health.items()})
+        reason = collapse(health, len(predictions))
+        if reason:
+            step = self.global_step if self._trainer is not None else 0
+            log.warning(
+                "%s predictions collapsed at step %d: %s (e.g. %r). Check the decoder's special tokens, "
+                "optimizer.lr and the decoding settings.",
+                split,
+                step,
+                reason,
+                Counter(predictions).most_common(1)[0][0][:80],
+            )
+        return health
 
     def on_test_epoch_start(self) -> None:
         self.test_predictions = []
@@ -249,6 +277,11 @@ class Seq2SeqModule(L.LightningModule):
             torch.distributed.all_gather_object(shards, self.test_predictions)
             self.test_predictions = list({r["index"]: r for shard in shards for r in shard}.values())
         self.test_predictions.sort(key=lambda r: r["index"])  # evaluation ran longest-first
+        self.test_outputs = self.check_outputs(
+            [r["prediction"] for r in self.test_predictions],
+            [r["reference"] for r in self.test_predictions],
+            "test",
+        )
 
     # ---- optimisation ------------------------------------------------------------------------------------
     def configure_optimizers(self):
