@@ -40,25 +40,23 @@ def run_eval(cfg: DictConfig) -> dict:
         run.data.path = cfg.data_path
     if cfg.eval_batch_size is not None:
         run.data.eval_batch_size = cfg.eval_batch_size
-    run.trainer.update(
-        accelerator="auto", devices=1, strategy="auto", num_nodes=1
-    )  # one device, whatever trained
+    # one device, whatever trained
+    run.trainer.update(accelerator="auto", devices=1, strategy="auto", num_nodes=1)
     parts = assemble(
         run, module=module, callbacks=[], splits=[cfg.split], logger=False, enable_checkpointing=False
     )
     module = parts.module
     metrics = evaluate(parts.trainer, module, parts.datamodule, split=cfg.split)
     out = Path(cfg.output_dir)
+    # what was evaluated: the same choice as above (pretrained_seq2seq wins over ckpt_path)
     what = (
-        {"ckpt_path": str(Path(cfg.ckpt_path).resolve())}
-        if cfg.ckpt_path
-        else {"model": cfg.pretrained_seq2seq}
+        {"model": cfg.pretrained_seq2seq}
+        if cfg.pretrained_seq2seq
+        else {"ckpt_path": str(Path(cfg.ckpt_path).resolve())}
     )
     result = {**what, "split": cfg.split, "run_name": run.run_name, "params": module.budget.as_dict()}
     result["metrics"] = metrics
-    result["outputs"] = (
-        module.test_outputs
-    )  # distinct share, repeated 3-grams, length ratio (src.metrics.health)
+    result["outputs"] = module.test_outputs  # distinct share, repeated 3-grams, length ratio
     write_json(out / "metrics.json", result)
     write_predictions(out / "predictions.jsonl", module.test_predictions)
     logger = eval_logger(cfg, run, out)

@@ -69,12 +69,18 @@ class Predictor:
                 f"{model} does not exist. Fix: a run directory, a checkpoint, or an exported directory."
             )
         self.module = load_module(str(checkpoint_of(path))).eval()
-        self.run = self.module.run_config or {}
-        data = self.run.get("data", {})
-        self.max_source = self.module.source_length(
-            data.get("max_source_length", 512), data.get("max_target_length", 128)
+        from src.data.tokenized import Tokenization
+
+        self.run = self.module.run_config
+        m, data = self.module, self.run["data"]
+        self.max_source = m.source_length(data["max_source_length"], data["max_target_length"])
+        self.tokenization = Tokenization(
+            m.encoder_tokenizer,
+            m.decoder_tokenizer,
+            self.max_source,
+            data["max_target_length"],
+            m.special_ids["eos_token_id"],
         )
-        self.max_target = data.get("max_target_length", 128)
 
     def source_column(self) -> str | None:
         column = self.run.get("data", {}).get("source_column")
@@ -89,6 +95,8 @@ class Predictor:
             from tqdm import tqdm
 
             batches = tqdm(batches, desc="predict", unit="batch", file=sys.stderr)
+        if self.module is not None:  # the module decodes with its own settings: override them once
+            self.module.generation = {**self.module.generation, **generation}
         for idx in batches:
             texts = [sources[i] for i in idx]
             out.update(zip(idx, self._batch(texts, generation), strict=True))
@@ -97,21 +105,13 @@ class Predictor:
     def _batch(self, texts: list[str], generation: dict) -> list[str]:
         if self.module is not None:
             from src.data.datamodule import Collator
-            from src.data.tokenized import Tokenization, TokenizedSplit
+            from src.data.tokenized import TokenizedSplit
 
             m, ids = self.module, self.module.special_ids
-            tokens = Tokenization(
-                m.encoder_tokenizer,
-                m.decoder_tokenizer,
-                self.max_source,
-                self.max_target,
-                ids["eos_token_id"],
-            )
-            split = TokenizedSplit.in_memory(texts, [""] * len(texts), tokens)
+            split = TokenizedSplit.in_memory(texts, [""] * len(texts), self.tokenization)
             batch = Collator(
                 split, m.encoder_tokenizer.pad_token_id, ids["pad_token_id"], ids["decoder_start_token_id"]
             )(list(range(len(texts))))
-            m.generation = {**m.generation, **generation}
             return m.generate(batch)
         if self.decoder_only:
             start = self.hf.generation_config.decoder_start_token_id

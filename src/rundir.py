@@ -36,6 +36,11 @@ def completed(out: Path) -> dict | None:
     return metrics if metrics.get("status") == "completed" else None
 
 
+def finished(cfg: DictConfig, out: Path) -> dict | None:
+    """The completed run in `out` that this command would not run again (`skip_completed` and `resume` on)."""
+    return completed(out) if cfg.get("skip_completed", True) and cfg.get("resume", True) else None
+
+
 def checkpoint_to_resume(cfg: DictConfig, out: Path) -> str | None:
     """`ckpt_path` if given (it must exist), else this run's last checkpoint when `resume` is on."""
     if cfg.ckpt_path:

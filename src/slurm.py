@@ -17,7 +17,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurmLauncher
 from omegaconf import OmegaConf
 
-from src.rundir import completed
+from src.rundir import finished
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +63,14 @@ class ProjectSlurmLauncher(SubmititSlurmLauncher):
     def launch(self, job_overrides, initial_job_idx: int):
         from submitit.slurm.slurm import SlurmJob
 
-        if not accounting_enabled() and type(SlurmJob.watcher).__name__ != "SqueueWatcher":
+        if type(SlurmJob.watcher).__name__ != "SqueueWatcher" and not accounting_enabled():
             log.info("this cluster keeps no job accounting: job states come from squeue, not sacct")
             SlurmJob.watcher = squeue_watcher()
         todo, done = [], {}
         for i, overrides in enumerate(job_overrides):
             sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
             out = Path(sweep_config.hydra.sweep.dir) / str(sweep_config.hydra.sweep.subdir)
-            metrics = (
-                completed(out) if sweep_config.get("skip_completed") and sweep_config.get("resume") else None
-            )
+            metrics = finished(sweep_config, out)
             if metrics is None:
                 todo.append(i)
                 continue

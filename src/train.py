@@ -94,7 +94,7 @@ def run(cfg: DictConfig) -> float | None:
         The monitored validation metric (what an Optuna sweep optimises), or None.
     """
     out = Path(cfg.output_dir)
-    done = rundir.completed(out) if cfg.skip_completed and cfg.get("resume", True) else None
+    done = rundir.finished(cfg, out)
     if done is not None:
         log.info(
             "%s: already completed in %s, not run again (skip_completed=false or resume=false to redo it)",
