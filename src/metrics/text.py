@@ -19,6 +19,7 @@ import math
 import re
 
 import absl.logging
+import numpy as np
 import torch
 from nltk.translate.bleu_score import brevity_penalty, closest_ref_length, modified_precision
 from rouge_score import rouge_scorer
@@ -30,7 +31,15 @@ from src.metrics.sari import sari
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 MEAN_METRICS = (*ROUGE_KEYS, "exact", "sari")
 SUPPORTED = (*MEAN_METRICS, "bleu", "bleu_nltk")
+#: the metric a comparison leads with (report chart, decoding choice), the first of these the task has
+PRIMARY = ("rouge2", "sari", "bleu", "bleu_nltk", "exact", "rougeL", "rouge1")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def primary_metric(names) -> str | None:
+    """The first of `PRIMARY` among `names`, else the first name."""
+    names = list(names)
+    return next((m for m in PRIMARY if m in names), names[0] if names else None)
 
 
 def quiet_rouge_scorer(keys: list[str]):
@@ -53,8 +62,94 @@ def sentences(text: str) -> str:
     return "\n".join(p.strip() for p in parts if p.strip())
 
 
+class ExampleScorer:
+    """Each example's summable statistics for the task's metrics, and the corpus score of any sum of them.
+
+    One implementation behind the split's metrics (`GenerationMetrics` sums the statistics over a split) and the
+    paired bootstrap (`src.metrics.significance` sums them over resampled examples). Columns per metric: a mean
+    metric's sentence score in [0, 1]; sacreBLEU's hyp_len, ref_len, correct 1-4, total 1-4; NLTK's numerators
+    1-4, denominators 1-4, hyp_len, ref_len.
+    """
+
+    def __init__(self, names=("rouge1", "rouge2", "rougeL", "exact"), bleu_lowercase: bool = False):
+        unknown = set(names) - set(SUPPORTED)
+        if unknown:
+            raise ValueError(f"unknown metrics {sorted(unknown)}; supported: {', '.join(SUPPORTED)}")
+        self.names = tuple(names)
+        rouge = [k for k in self.names if k in ROUGE_KEYS]
+        self._rouge = quiet_rouge_scorer(rouge) if rouge else None
+        self._sacrebleu = BLEU(lowercase=bleu_lowercase) if "bleu" in self.names else None
+
+    @staticmethod
+    def width(name: str) -> int:
+        """How many statistics one example has for `name`."""
+        return 1 if name in MEAN_METRICS else 10
+
+    def statistics(
+        self, predictions: list[str], references: list[str | list[str]], sources: list[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """{metric: array (examples, width)}. Each reference a string, or a list of strings (several references
+        of one example); texts are scored as given."""
+        if len(predictions) != len(references):
+            raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
+        if "sari" in self.names and (sources is None or len(sources) != len(predictions)):
+            raise ValueError("sari needs the sources of the predictions")
+        refs = [[r] if isinstance(r, str) else list(r) for r in references]
+        if any(not rs for rs in refs):
+            raise ValueError("every prediction needs at least one reference")
+        out = {name: np.zeros((len(predictions), self.width(name))) for name in self.names}
+        lsum = "rougeLsum" in self.names
+        for i, (pred, rs) in enumerate(zip(predictions, refs, strict=True)):
+            if self._rouge is not None:  # several references: the best-scoring one, per ROUGE type
+                targets = [sentences(r) for r in rs] if lsum else rs
+                scores = self._rouge.score_multi(targets, sentences(pred) if lsum else pred)
+                for key, score in scores.items():
+                    out[key][i, 0] = score.fmeasure
+            if "exact" in self.names:
+                out["exact"][i, 0] = float(any(normalize(pred) == normalize(r) for r in rs))
+            if "sari" in self.names:
+                out["sari"][i, 0] = sari(sources[i], pred, rs) / 100.0
+            if "bleu_nltk" in self.names:
+                out["bleu_nltk"][i] = _nltk_stats(pred, rs)
+        if self._sacrebleu is not None and predictions:
+            if len({len(rs) for rs in refs}) != 1:
+                raise ValueError("bleu needs the same number of references for every example")
+            streams = [list(stream) for stream in zip(*refs, strict=True)]
+            out["bleu"][:] = self._sacrebleu._extract_corpus_statistics(predictions, streams)
+        return out
+
+    @staticmethod
+    def corpus(name: str, summed, count: int) -> float:
+        """The corpus score (0-100) of `count` examples whose statistics sum to `summed`."""
+        if name in MEAN_METRICS:
+            return 100.0 * float(summed[0]) / max(count, 1)
+        s = [int(x) for x in summed]
+        if name == "bleu":
+            return BLEU.compute_bleu(correct=s[2:6], total=s[6:10], sys_len=s[0], ref_len=s[1]).score
+        return _nltk_corpus_bleu(s)
+
+    @staticmethod
+    def sentence(name: str, stats) -> float:
+        """One example's own score (0-100): a mean metric's sentence score; smoothed sentence BLEU for BLEU."""
+        if name in MEAN_METRICS:
+            return 100.0 * float(stats[0])
+        s = [int(x) for x in stats]
+        if name == "bleu":
+            correct, total, sys_len, ref_len = s[2:6], s[6:10], s[0], s[1]
+        else:
+            correct, total, sys_len, ref_len = s[0:4], s[4:8], s[8], s[9]
+        return BLEU.compute_bleu(
+            correct=correct,
+            total=total,
+            sys_len=sys_len,
+            ref_len=ref_len,
+            smooth_method="exp",
+            effective_order=True,
+        ).score
+
+
 class GenerationMetrics(Metric):
-    """The metrics of one task, accumulated over a split.
+    """The metrics of one task, accumulated over a split (sums of `ExampleScorer` statistics).
 
     Args:
         names: which of `SUPPORTED` to compute.
@@ -65,69 +160,31 @@ class GenerationMetrics(Metric):
 
     def __init__(self, names=("rouge1", "rouge2", "rougeL", "exact"), bleu_lowercase: bool = False):
         super().__init__()
-        unknown = set(names) - set(SUPPORTED)
-        if unknown:
-            raise ValueError(f"unknown metrics {sorted(unknown)}; supported: {', '.join(SUPPORTED)}")
-        self.names = tuple(names)
-        rouge = [k for k in self.names if k in ROUGE_KEYS]
-        self._rouge = quiet_rouge_scorer(rouge) if rouge else None
-        self._sacrebleu = BLEU(lowercase=bleu_lowercase) if "bleu" in self.names else None
+        self.scorer = ExampleScorer(names, bleu_lowercase)
+        self.names = self.scorer.names
         for name in self.names:
-            if name in MEAN_METRICS:
-                self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        if (
-            "bleu" in self.names
-        ):  # sacreBLEU's sufficient statistics: hyp_len, ref_len, correct 1-4, total 1-4
-            self.add_state("bleu_stats", default=torch.zeros(10, dtype=torch.float64), dist_reduce_fx="sum")
-        if "bleu_nltk" in self.names:  # NLTK's: numerators 1-4, denominators 1-4, hyp_len, ref_len
-            self.add_state("nltk_stats", default=torch.zeros(10, dtype=torch.float64), dist_reduce_fx="sum")
+            width = ExampleScorer.width(name)
+            self.add_state(
+                f"stats_{name}", default=torch.zeros(width, dtype=torch.float64), dist_reduce_fx="sum"
+            )
         self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(
         self, predictions: list[str], references: list[str | list[str]], sources: list[str] | None = None
     ) -> None:
-        """Add examples: each reference a string, or a list of strings (several references of one example).
-
-        Texts are scored as given: callers pass the task's own source and reference text.
-        """
-        if len(predictions) != len(references):
-            raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
-        if "sari" in self.names and (sources is None or len(sources) != len(predictions)):
-            raise ValueError("sari needs the sources of the predictions")
-        refs = [[r] if isinstance(r, str) else list(r) for r in references]
-        if any(not rs for rs in refs):
-            raise ValueError("every prediction needs at least one reference")
-        lsum = "rougeLsum" in self.names
-        for i, (pred, rs) in enumerate(zip(predictions, refs, strict=True)):
-            if self._rouge is not None:  # several references: the best-scoring one, per ROUGE type
-                targets = [sentences(r) for r in rs] if lsum else rs
-                scores = self._rouge.score_multi(targets, sentences(pred) if lsum else pred)
-                for key, score in scores.items():
-                    getattr(self, key).add_(score.fmeasure)
-            if "exact" in self.names:
-                self.exact.add_(float(any(normalize(pred) == normalize(r) for r in rs)))
-            if "sari" in self.names:
-                self.sari.add_(sari(sources[i], pred, rs) / 100.0)
-            if "bleu_nltk" in self.names:
-                self.nltk_stats.add_(torch.tensor(_nltk_stats(pred, rs), dtype=torch.float64))
-        if self._sacrebleu is not None:
-            if len({len(rs) for rs in refs}) != 1:
-                raise ValueError("bleu needs the same number of references for every example")
-            streams = [list(stream) for stream in zip(*refs, strict=True)]
-            stats = self._sacrebleu._extract_corpus_statistics(predictions, streams)
-            self.bleu_stats.add_(torch.tensor(stats, dtype=torch.float64).sum(0))
+        """Add examples: each reference a string, or a list of strings (several references of one example)."""
+        for name, stats in self.scorer.statistics(predictions, references, sources).items():
+            getattr(self, f"stats_{name}").add_(torch.from_numpy(stats.sum(0)))
         self.count.add_(len(predictions))
 
     def compute(self) -> dict[str, torch.Tensor]:
-        n = self.count.clamp(min=1)
-        out = {name: (100.0 * getattr(self, name) / n).float() for name in self.names if name in MEAN_METRICS}
-        if "bleu" in self.names:
-            s = [int(x) for x in self.bleu_stats.tolist()]
-            score = BLEU.compute_bleu(correct=s[2:6], total=s[6:10], sys_len=s[0], ref_len=s[1]).score
-            out["bleu"] = torch.tensor(score, dtype=torch.float32)
-        if "bleu_nltk" in self.names:
-            out["bleu_nltk"] = torch.tensor(_nltk_corpus_bleu(self.nltk_stats.tolist()), dtype=torch.float32)
-        return {name: out[name] for name in self.names}
+        n = int(self.count)
+        return {
+            name: torch.tensor(
+                ExampleScorer.corpus(name, getattr(self, f"stats_{name}").tolist(), n), dtype=torch.float32
+            )
+            for name in self.names
+        }
 
 
 def _nltk_stats(prediction: str, references: list[str]) -> list[float]:
