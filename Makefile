@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup demo test test-slurm test-cpu-kinds lint clean
+.PHONY: setup demo test test-slurm test-browser test-cpu-kinds lint clean
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,14 @@ test-slurm: setup
 		{ apt-get update -qq && apt-get install -y -qq slurm-wlm munge >/dev/null; }; fi
 	$(PY) -m pytest -q -m slurm -n 0
 
+# src.compare's page in headless Chromium. Installs Debian's chromium when it is missing and this is root.
+test-browser: setup
+	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; fi
+	$(PY) -m pytest -q -m browser -n 0
+
 # The suite as on each kind of CPU, whichever this one is: precision=auto resolved as on a CPU with
 # AMX/AVX512-BF16 (bf16-mixed), then as on one with AVX2 only (fp32; torch and oneDNN held to AVX2 kernels).
 test-cpu-kinds: setup
@@ -41,8 +49,8 @@ test-cpu-kinds: setup
 	WARMSTART_CPU_BF16=0 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 $(PY) -m pytest -q
 
 lint: setup
-	$(VENV)/bin/ruff check src tests scripts
-	$(VENV)/bin/ruff format --check src tests scripts
+	$(VENV)/bin/ruff check src tests scripts hydra_plugins
+	$(VENV)/bin/ruff format --check src tests scripts hydra_plugins
 
 clean:
 	rm -rf $(VENV) .pytest_cache
