@@ -32,12 +32,17 @@ def build_module(cfg: DictConfig) -> Seq2SeqModule:
     return Seq2SeqModule(
         model=ModelSpec.from_config(cfg).as_dict(),
         optimizer=OmegaConf.to_container(cfg.optimizer),
-        generation=OmegaConf.to_container(cfg.data.generation),
+        generation=generation_kwargs(cfg.data.generation),
         metrics=list(cfg.data.metrics),
         gen_val_batches=cfg.gen_val_batches,
         bleu_lowercase=cfg.data.bleu_lowercase,
         skip_nonfinite=cfg.skip_nonfinite,
     )
+
+
+def generation_kwargs(generation) -> dict:
+    """`generate` keyword arguments from a `data.generation` config: its set keys (null means generate's default)."""
+    return {k: v for k, v in OmegaConf.to_container(generation).items() if v is not None}
 
 
 def build_datamodule(data: DictConfig, module: Seq2SeqModule, seed: int) -> Seq2SeqDataModule:

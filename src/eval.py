@@ -1,7 +1,8 @@
-"""Evaluate a checkpoint written by `src.train`: generation metrics and predictions on one split.
+"""Evaluate a checkpoint written by `src.train`: generation metrics and predictions on a split.
 
 python -m src.eval ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt
-python -m src.eval ckpt_path=... split=validation
+python -m src.eval ckpt_path=... split=validation data.generation.num_beams=1
+python -m src.eval -m ckpt_path=... data.generation.num_beams=1,4   # a decoding sweep: decoding.md picks the best
 """
 
 from __future__ import annotations
@@ -16,16 +17,28 @@ from src.assemble import assemble, evaluate
 from src.errors import UserError, report_user_errors
 from src.loggers import finish_wandb, flatten, log_results_to_wandb, logger_for
 from src.outputs import results_table, write_json, write_predictions
-from src.process import setup_process
+from src.process import is_multirun, setup_process
 from src.rundir import load_module, upgrade_run_config
 
 log = logging.getLogger(__name__)
 
 
+def eval_splits(split, multirun: bool) -> list[str]:
+    """The splits to evaluate: `split` as given (a name or a list), else test, and validation too in a sweep (the
+    decoding sweep chooses on validation and reports test)."""
+    if split is None:
+        return ["validation", "test"] if multirun else ["test"]
+    names = [split] if isinstance(split, str) else list(split)
+    if not names or any(s not in ("test", "validation") for s in names):
+        raise UserError(
+            f"split={split!r} is not evaluable. Fix: split=test, validation or [validation,test]."
+        )
+    return sorted(set(names), key=["validation", "test"].index)
+
+
 def run_eval(cfg: DictConfig) -> dict:
-    """Load the checkpoint and evaluate one split with the training run's data and decoding settings."""
-    if cfg.split not in ("test", "validation"):
-        raise UserError(f"split={cfg.split!r} is not evaluable. Fix: split=test or split=validation.")
+    """Load the checkpoint and evaluate with the training run's data and decoding settings (or those given)."""
+    splits = eval_splits(cfg.split, is_multirun())
     setup_process(cfg)
     if cfg.pretrained_seq2seq:
         module, run = None, saved_model_run(cfg)
@@ -36,6 +49,11 @@ def run_eval(cfg: DictConfig) -> dict:
         raise UserError(
             "nothing to evaluate. Fix: ckpt_path=<run>/checkpoints/best.ckpt, or pretrained_seq2seq=DIR data=<task>."
         )
+    decoding = {k: v for k, v in OmegaConf.to_container(cfg.data.generation).items() if v is not None}
+    if (
+        module is not None and decoding
+    ):  # a checkpoint decodes as trained unless data.generation.* says otherwise
+        module.generation.update(decoding)
     if cfg.data_path is not None:
         run.data.path = cfg.data_path
     if cfg.eval_batch_size is not None:
@@ -43,10 +61,9 @@ def run_eval(cfg: DictConfig) -> dict:
     # one device, whatever trained
     run.trainer.update(accelerator="auto", devices=1, strategy="auto", num_nodes=1)
     parts = assemble(
-        run, module=module, callbacks=[], splits=[cfg.split], logger=False, enable_checkpointing=False
+        run, module=module, callbacks=[], splits=splits, logger=False, enable_checkpointing=False
     )
     module = parts.module
-    metrics = evaluate(parts.trainer, module, parts.datamodule, split=cfg.split)
     out = Path(cfg.output_dir)
     # what was evaluated: the same choice as above (pretrained_seq2seq wins over ckpt_path)
     what = (
@@ -54,19 +71,34 @@ def run_eval(cfg: DictConfig) -> dict:
         if cfg.pretrained_seq2seq
         else {"ckpt_path": str(Path(cfg.ckpt_path).resolve())}
     )
-    result = {**what, "split": cfg.split, "run_name": run.run_name, "params": module.budget.as_dict()}
-    result["metrics"] = metrics
-    result["outputs"] = module.test_outputs  # distinct share, repeated 3-grams, length ratio
+    result = {
+        **what,
+        "run_name": run.run_name,
+        "params": module.budget.as_dict(),
+        "generation": module.generation,
+    }
+    by_split, outputs = {}, {}
+    for split in splits:
+        by_split[split] = evaluate(parts.trainer, module, parts.datamodule, split=split)
+        outputs[split] = module.test_outputs  # distinct share, repeated 3-grams, length ratio
+        name = "predictions.jsonl" if split == splits[-1] else f"predictions.{split}.jsonl"
+        write_predictions(out / name, module.test_predictions)
+    last = splits[-1]  # test when it was evaluated: `metrics` and predictions.jsonl are the test split's
+    result.update(split=last, metrics=by_split[last], outputs=outputs[last], splits=by_split)
     write_json(out / "metrics.json", result)
-    write_predictions(out / "predictions.jsonl", module.test_predictions)
-    logger = eval_logger(cfg, run, out)
+    logger = eval_logger(cfg, run, out, last)
     if logger:
-        summary = {"test": metrics, "params": module.budget.as_dict(), "status": "completed"}
-        log_results_to_wandb(logger, summary, out, module.test_predictions, split=cfg.split)
+        summary = {"test": by_split[last], "params": module.budget.as_dict(), "status": "completed"}
+        log_results_to_wandb(logger, summary, out, module.test_predictions, split=last)
         finish_wandb()
-    log.info("%s on %s:\n%s", run.run_name, cfg.split, results_table({cfg.split: metrics}, sorted(metrics)))
+    names = sorted(by_split[last])
+    log.info("%s (%s):\n%s", run.run_name, decoding_text(module.generation), results_table(by_split, names))
     log.info("written: %s (metrics.json, predictions.jsonl)", out)
     return result
+
+
+def decoding_text(generation: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(generation.items()))
 
 
 def saved_model_run(cfg: DictConfig) -> DictConfig:
@@ -87,19 +119,19 @@ def saved_model_run(cfg: DictConfig) -> DictConfig:
     return run
 
 
-def eval_logger(cfg: DictConfig, run: DictConfig, out: Path):
+def eval_logger(cfg: DictConfig, run: DictConfig, out: Path, split: str):
     """A W&B run of job_type `eval` when the training run logged to W&B (or `logger=wandb`), else None."""
-    kind = cfg.logger or run.get("logger", {}).get("kind", "none")
+    kind = (cfg.get("logger") or {}).get("kind") or run.get("logger", {}).get("kind", "none")
     if kind != "wandb":
         return None
     return logger_for(
         run,
         "wandb",
         save_dir=out,
-        name=f"{run.run_name}-eval-{cfg.split}",
+        name=f"{run.run_name}-eval-{split}",
         group=run.get("wandb_group"),
         job_type="eval",
-        config={"ckpt_path": str(cfg.ckpt_path), "split": cfg.split, **flatten(OmegaConf.to_container(run))},
+        config={"ckpt_path": str(cfg.ckpt_path), "split": split, **flatten(OmegaConf.to_container(run))},
         mode=cfg.logger_mode,
     )
 
