@@ -14,29 +14,34 @@ import csv
 import io
 import json
 import logging
+import re
+import statistics
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from src.metrics.significance import RESAMPLES, Interval, paired_bootstrap
+from src.metrics.text import SUPPORTED, ExampleScorer, primary_metric
 from src.outputs import atomic_write_text
 from src.process import setup_process
+from src.score import read_predictions, run_settings
 from src.variants import VARIANTS
 
 log = logging.getLogger(__name__)
 PAPER = Path(__file__).resolve().parents[1] / "conf" / "paper" / "rothe2020.yaml"
-PRIMARY = (
-    "rouge2",
-    "sari",
-    "bleu",
-    "bleu_nltk",
-    "exact",
-    "rougeL",
-    "rouge1",
-)  # the chart's metric, first found
+
+
+TRAIN_CONF = Path(__file__).resolve().parents[1] / "conf" / "train.yaml"
+
+
+def _not_identity() -> set[str]:
+    """Override keys that do not change what is trained (train.yaml's list for run directories), plus seed."""
+    hydra_job = OmegaConf.load(TRAIN_CONF).hydra.job
+    return {*hydra_job.config.override_dirname.exclude_keys, "seed", "sweep_name"}
 
 
 def load_runs(sweep_dir: Path) -> list[dict]:
-    """Every metrics.json under `sweep_dir` (any depth), with the directory it came from."""
+    """Every metrics.json under `sweep_dir` (any depth), with the directory it came from and its overrides."""
     runs = []
     for path in sorted(sweep_dir.rglob("metrics.json")):
         try:
@@ -44,24 +49,73 @@ def load_runs(sweep_dir: Path) -> list[dict]:
         except ValueError:
             metrics = {"status": "unreadable"}
         metrics["dir"] = str(path.parent.relative_to(sweep_dir))
+        metrics["path"] = path.parent
         composed = path.parent / ".hydra" / "config.yaml"
         if "variant" not in metrics and composed.is_file():  # runs written before metrics.json named it
             metrics["variant"] = OmegaConf.load(composed).get("variant")
+        overrides = path.parent / ".hydra" / "overrides.yaml"
+        metrics["overrides"] = list(OmegaConf.load(overrides)) if overrides.is_file() else None
         runs.append(metrics)
     order = {v: i for i, v in enumerate(VARIANTS)}
     runs.sort(key=lambda r: (order.get(r.get("variant") or "", len(order)), r.get("run_name", ""), r["dir"]))
     return runs
 
 
-def build_rows(runs: list[dict], paper: dict) -> tuple[list[str], list[dict]]:
-    """Table columns and rows: one row per run, test metrics, paper figures where the task is the paper's."""
+def group_runs(runs: list[dict]) -> list[dict]:
+    """Runs that differ only in `seed` as one group: {"label", "data", "runs": [...]}; a run that did not complete
+    is a group of its own. Labels are the variant (or the run name without its seed), with the overrides that
+    tell groups apart added where two groups would share one."""
+    ignore = _not_identity()
+    groups: dict[tuple, dict] = {}
+    for r in runs:
+        if r.get("overrides") is not None:
+            own = tuple(sorted(o for o in r["overrides"] if o.split("=")[0].lstrip("+~") not in ignore))
+        else:
+            own = (re.sub(r"-s\d+$", "", r.get("run_name") or r["dir"]),)
+        done = r.get("status") == "completed"
+        key = (r.get("data"), own, "completed" if done else r["dir"])
+        base = r.get("variant") or re.sub(r"-s\d+$", "", r.get("run_name") or "") or r["dir"]
+        groups.setdefault(key, {"label": base, "data": r.get("data"), "own": set(own), "runs": []})[
+            "runs"
+        ].append(r)
+    out = list(groups.values())
+    by_label: dict[tuple, list[dict]] = {}
+    for g in out:
+        by_label.setdefault((g["label"], g["data"]), []).append(g)
+    for clash in by_label.values():
+        if len(clash) < 2 or not all(h["runs"][0].get("status") == "completed" for h in clash):
+            continue
+        shared = set.intersection(*(h["own"] for h in clash))
+        for g in clash:
+            extra = sorted(g["own"] - shared)
+            g["label"] = f"{g['label']} ({' '.join(extra)})" if extra else g["label"]
+    return out
+
+
+def build_rows(
+    runs: list[dict],
+    paper: dict,
+    baseline: str | None = None,
+    resamples: int = RESAMPLES,
+    tolerance: float | None = None,
+) -> tuple[list[str], list[dict]]:
+    """Table columns and rows: one row per group of seeds (mean, std, n), paper figures where the task is the
+    paper's with the gap to them, and the paired-bootstrap interval of each row's difference from the baseline."""
     metrics = []
     for r in runs:
         metrics += [m for m in r.get("test", {}) if m != "loss" and m not in metrics]
     has_paper = any(r.get("data") in paper.get("results", {}) for r in runs)
-    columns = ["variant", "data", "seed", "status", *metrics]
+    tolerance = paper.get("tolerance", 1.0) if tolerance is None else tolerance
+    primary = primary_metric(metrics)
+    groups = group_runs(runs)
+    columns = ["variant", "data", "seeds", "status", *metrics]
     if has_paper:
         columns += [f"paper {m}" for m in metrics]
+        if primary:
+            columns.append(f"gap to paper ({primary})")
+    intervals, base_label = significance(groups, primary, baseline, resamples)
+    if intervals:
+        columns.append(f"{primary} vs {base_label} (95% CI)")
     columns += [
         "test loss",
         "params (M)",
@@ -72,29 +126,92 @@ def build_rows(runs: list[dict], paper: dict) -> tuple[list[str], list[dict]]:
         "samples/s",
     ]
     rows = []
-    for r in runs:
-        test, params, train = r.get("test", {}), r.get("params", {}), r.get("train", {})
-        variant = r.get("variant") or r.get("run_name") or r["dir"]
-        row = {"variant": variant, "data": r.get("data"), "seed": r.get("seed"), "status": r.get("status")}
-        if r.get("status") == "failed":
-            row["status"] = f"failed: {r.get('error', '')[:120]}"
-        row.update({m: test.get(m) for m in metrics})
+    for g in groups:
+        members, first = g["runs"], g["runs"][0]
+        params, train = first.get("params", {}), first.get("train", {})
+        row = {"variant": g["label"], "data": g["data"], "status": first.get("status")}
+        row["seeds"] = ",".join(str(r.get("seed")) for r in members)
+        row["n"] = len(members)
+        if first.get("status") == "failed":
+            row["status"] = f"failed: {first.get('error', '')[:120]}"
+        for m in [*metrics, "loss"]:
+            values = [r["test"][m] for r in members if m in r.get("test", {})]
+            key = "test loss" if m == "loss" else m
+            row[key] = statistics.fmean(values) if values else None
+            row[f"{key} std"] = statistics.stdev(values) if len(values) > 1 else None
         if has_paper:
-            ref = paper["results"].get(r.get("data"), {}).get(variant, {})
+            ref = paper["results"].get(g["data"], {}).get(first.get("variant") or g["label"], {})
             row.update({f"paper {m}": ref.get(m) for m in metrics})
+            if primary and row.get(primary) is not None and ref.get(primary) is not None:
+                gap = row[primary] - ref[primary]
+                row[f"gap to paper ({primary})"] = gap
+                row["gap flagged"] = abs(gap) > tolerance
+        if intervals:
+            row[f"{primary} vs {base_label} (95% CI)"] = intervals.get(id(g))
         row.update(
             {
-                "test loss": test.get("loss"),
                 "params (M)": _millions(params.get("total")),
                 "from ckpt (M)": _millions(params.get("from_checkpoint")),
                 "random (M)": _millions(params.get("random")),
                 "steps": train.get("steps"),
-                "wall time (s)": train.get("wall_time_s"),
-                "samples/s": train.get("samples_per_s"),
+                "wall time (s)": _mean_of(members, "train", "wall_time_s"),
+                "samples/s": _mean_of(members, "train", "samples_per_s"),
             }
         )
         rows.append(row)
     return columns, rows
+
+
+def _mean_of(runs: list[dict], section: str, key: str) -> float | None:
+    values = [r[section][key] for r in runs if r.get(section, {}).get(key) is not None]
+    return statistics.fmean(values) if values else None
+
+
+def significance(
+    groups: list[dict], metric: str | None, baseline: str | None, resamples: int
+) -> tuple[dict, str | None]:
+    """{id(group): Interval of group - baseline} over the test examples (seeds averaged), per data set.
+
+    Needs two or more completed groups with predictions.jsonl of the same examples; others get no interval.
+    """
+    done = [g for g in groups if g["runs"][0].get("status") == "completed"]
+    if metric is None or len(done) < 2:
+        return {}, None
+    if baseline is not None and not any(baseline in (g["label"], g["runs"][0].get("variant")) for g in done):
+        names = sorted({g["label"] for g in done})
+        raise SystemExit(
+            f"error: --baseline {baseline} is not a row of this sweep. Fix: one of {', '.join(names)}."
+        )
+    intervals, label = {}, None
+    for data in dict.fromkeys(g["data"] for g in done):
+        rows = [g for g in done if g["data"] == data]
+        base = next((g for g in rows if baseline in (g["label"], g["runs"][0].get("variant"))), rows[0])
+        label = base["label"] if baseline is None or label is None else label
+        base_stats = _group_statistics(base, metric)
+        if base_stats is None:
+            continue
+        for g in rows:
+            if g is base:
+                continue
+            stats = _group_statistics(g, metric)
+            if stats is None or {len(s) for s in stats} != {len(base_stats[0])}:
+                continue
+            intervals[id(g)] = paired_bootstrap(metric, base_stats, stats, resamples=resamples)
+    return intervals, (baseline or label)
+
+
+def _group_statistics(group: dict, metric: str) -> list | None:
+    """Per-example statistics of each run of the group (from its predictions.jsonl), or None if one lacks them."""
+    out = []
+    for r in group["runs"]:
+        path = Path(r["path"]) / "predictions.jsonl"
+        if not path.is_file():
+            return None
+        settings = run_settings(path)
+        predictions, references, sources = read_predictions(path)
+        scorer = ExampleScorer([metric], bleu_lowercase=settings.get("bleu_lowercase", False))
+        out.append(scorer.statistics(predictions, references, sources)[metric])
+    return out
 
 
 def _millions(n: int | None) -> float | None:
@@ -104,18 +221,42 @@ def _millions(n: int | None) -> float | None:
 def _fmt(value) -> str:
     if value is None:
         return ""
+    if isinstance(value, Interval):
+        return str(value)
     if isinstance(value, float):
         return f"{value:.2f}" if abs(value) < 1e4 else f"{value:.0f}"
     return str(value)
 
 
-def markdown(columns: list[str], rows: list[dict], title: str) -> str:
+def _cell(row: dict, column: str) -> str:
+    """A Markdown cell: mean +- std where the row has several seeds, a flag where the gap to the paper is large."""
+    text = _fmt(row.get(column))
+    std = row.get(f"{column} std")
+    if std is not None and text:
+        text = f"{text} ± {std:.2f}"
+    if column.startswith("gap to paper") and row.get("gap flagged"):
+        text = f"{text} ⚠"
+    return text
+
+
+def markdown(columns: list[str], rows: list[dict], title: str, tolerance: float = 1.0) -> str:
     lines = [f"# {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(row, c) for c in columns) + " |" for row in rows]
     lines += [
         "",
-        "Metrics are test-split scores (0-100); `paper` columns are Rothe et al. (2020), base models.",
+        "Metrics are test-split scores (0-100), the mean ± sample std over the seeds listed (runs that differ only "
+        "in `seed`); `paper` columns are Rothe et al. (2020), base models.",
     ]
+    if any(c.startswith("gap to paper") for c in columns):
+        lines.append(
+            f"Gap to paper: this row minus the paper's figure; ⚠ when more than {tolerance:g} points."
+        )
+    ci = next((c for c in columns if "(95% CI)" in c), None)
+    if ci:
+        lines.append(
+            f"{ci}: the difference in the corpus metric and its paired-bootstrap 95% interval over the test "
+            "examples (seeds averaged, 1,000 resamples unless --resamples, seed 0); * when it excludes 0."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -126,7 +267,7 @@ def chart(rows: list[dict], columns: list[str], path: Path) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metric = next((m for m in PRIMARY if m in columns), None)
+    metric = primary_metric(c for c in columns if c in SUPPORTED)
     done = [r for r in rows if r.get(metric) is not None]
     if metric is None or not done:
         return None
@@ -135,8 +276,14 @@ def chart(rows: list[dict], columns: list[str], path: Path) -> str | None:
     paper_col = f"paper {metric}"
     with_paper = paper_col in columns and any(r.get(paper_col) is not None for r in done)
     width = 0.4 if with_paper else 0.7
+    errors = [r.get(f"{metric} std") or 0 for r in done]  # sample std over seeds, where there are several
     ax.bar(
-        [i - (width / 2 if with_paper else 0) for i in x], [r[metric] for r in done], width, label="this run"
+        [i - (width / 2 if with_paper else 0) for i in x],
+        [r[metric] for r in done],
+        width,
+        yerr=errors if any(errors) else None,
+        capsize=3,
+        label="this run",
     )
     if with_paper:
         ax.bar(
@@ -154,8 +301,17 @@ def chart(rows: list[dict], columns: list[str], path: Path) -> str | None:
     return metric
 
 
-def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> dict:
-    """Write report.md, report.csv and report.png; returns {"runs": n, "failed": n, "files": [...]}."""
+def write_report(
+    sweep_dir: str | Path,
+    out_dir: str | Path | None = None,
+    baseline: str | None = None,
+    resamples: int = RESAMPLES,
+    tolerance: float | None = None,
+) -> dict:
+    """Write report.md, report.csv and report.png; returns {"runs": n, "failed": n, "files": [...], ...}.
+
+    baseline: the row (variant) every other row is compared with (default: the first); tolerance: the gap to the
+    paper's figure, in points, beyond which a row is flagged (default: conf/paper's `tolerance`)."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise SystemExit(
@@ -169,18 +325,38 @@ def write_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> di
             f"error: no metrics.json under {sweep_dir}: no run has finished or failed there yet."
         )
     paper = OmegaConf.to_container(OmegaConf.load(PAPER))
-    columns, rows = build_rows(runs, paper)
-    atomic_write_text(out / "report.md", markdown(columns, rows, f"Comparison: {sweep_dir.name}"))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows({c: row.get(c) for c in columns} for row in rows)
-    atomic_write_text(out / "report.csv", buf.getvalue())
+    tolerance = paper.get("tolerance", 1.0) if tolerance is None else tolerance
+    columns, rows = build_rows(runs, paper, baseline, resamples, tolerance)
+    title = f"Comparison: {sweep_dir.name}"
+    atomic_write_text(out / "report.md", markdown(columns, rows, title, tolerance))
+    atomic_write_text(out / "report.csv", to_csv(columns, rows))
     files = [str(out / "report.md"), str(out / "report.csv")]
     if chart(rows, columns, out / "report.png"):
         files.append(str(out / "report.png"))
     failed = sum(1 for r in runs if r.get("status") != "completed")
     return {"runs": len(runs), "failed": failed, "files": files, "columns": columns, "rows": rows}
+
+
+def to_csv(columns: list[str], rows: list[dict]) -> str:
+    """Numbers only: a `<metric> std` column beside each metric with several seeds, the interval as three."""
+    fields = []
+    for c in columns:
+        fields.append(c)
+        if any(row.get(f"{c} std") is not None for row in rows):
+            fields.append(f"{c} std")
+        if "(95% CI)" in c:
+            fields[-1:] = [f"{c} delta", f"{c} low", f"{c} high"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        flat = dict(row)
+        ci = next((c for c in columns if "(95% CI)" in c), None)
+        if ci and isinstance(row.get(ci), Interval):
+            iv = row[ci]
+            flat.update({f"{ci} delta": iv.delta, f"{ci} low": iv.low, f"{ci} high": iv.high})
+        writer.writerow({f: flat.get(f) for f in fields})
+    return buf.getvalue()
 
 
 def log_report_to_wandb(
@@ -207,7 +383,7 @@ def log_report_to_wandb(
         settings=wandb.Settings(console="off", silent=True),
     )
     columns = result["columns"]
-    table = wandb.Table(columns=columns, data=[[_fmt(row.get(c)) for c in columns] for row in result["rows"]])
+    table = wandb.Table(columns=columns, data=[[_cell(row, c) for c in columns] for row in result["rows"]])
     payload = {"report": table}
     png = sweep_dir / "report.png"
     if png.is_file():
@@ -228,8 +404,19 @@ def main(argv=None) -> None:
         choices=["auto", "online", "offline", "disabled"],
         help="also log the table to W&B: auto = only when online (default)",
     )
+    parser.add_argument(
+        "--baseline", help="the variant every other row is compared with (default: the first row)"
+    )
+    parser.add_argument(
+        "--resamples", type=int, default=RESAMPLES, help="paired-bootstrap resamples (default 1000)"
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        help="flag a gap to the paper's figure above this many points (default 1.0)",
+    )
     args = parser.parse_args(argv)
-    result = write_report(args.sweep_dir, args.out)
+    result = write_report(args.sweep_dir, args.out, args.baseline, args.resamples, args.tolerance)
     if log_report_to_wandb(result, Path(args.sweep_dir), args.wandb):
         print(f"report logged to W&B ({args.wandb}) in group {Path(args.sweep_dir).name}")
     print(Path(result["files"][0]).read_text())
