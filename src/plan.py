@@ -1,0 +1,576 @@
+"""Plan a sweep before paying for it: its jobs, their directories and state, budgets, time and memory. Submits nothing.
+
+    python -m src.plan experiment=rothe_grid_demo
+    python -m src.plan experiment=rothe_grid data=xsum hydra/launcher=slurm --no-probe
+    python -m src.plan variant=bert2bert,bertshare seed=1,2 --probe-steps 8 --json plan.json
+
+Takes the overrides of `python -m src.train -m ...` and expands them as the sweep would (the sweeper's params
+included), then for every job: its run directory, whether it is already completed (the sweep would skip it),
+resumable from last.ckpt, failed before, or new; its parameter budget (meta device: nothing loaded). A short
+probe on this machine's device, of the largest variant of each workload (task, batch, lengths, decoding),
+measures a training step, a validation and a test batch with the job's own data, batch and precision; from it
+come the expected time of each job and of the sweep (device-hours), and the memory check: the peak memory of a
+training step at the job's batch and at half of it gives the memory per example, hence the largest batch that
+fits; the same for beam search at the evaluation batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import re
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from src.errors import UserError, report_user_errors
+from src.outputs import markdown_table, write_json
+from src.process import setup_process
+
+log = logging.getLogger(__name__)
+CONF = Path(__file__).resolve().parents[1] / "conf"
+GIB = 1024**3
+
+
+# ---- the sweep's jobs ------------------------------------------------------------------------------------------
+@dataclass
+class Job:
+    overrides: list[str]
+    cfg: DictConfig  # the job's composed config (Hydra's included)
+    run_dir: Path
+    state: str = "new"  # completed | resumable | failed | new
+    budget: dict = field(default_factory=dict)
+    arch: dict = field(default_factory=dict)
+    estimate_s: float | None = None
+
+
+def sweep_jobs(overrides: list[str]) -> tuple[list[Job], dict]:
+    """The jobs `python -m src.train -m <overrides>` would run, composed as its sweeper and launcher do."""
+    from hydra import initialize_config_dir
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.utils import setup_globals
+    from hydra.errors import HydraException
+    from hydra.types import RunMode
+
+    setup_globals()
+    with initialize_config_dir(str(CONF), version_base="1.3", job_name="train"):
+        loader = GlobalHydra.instance().config_loader()
+        try:
+            base = loader.load_configuration("train", list(overrides), run_mode=RunMode.MULTIRUN)
+        except HydraException as err:
+            raise UserError(f"these overrides do not compose: {err}") from None
+        sweeper = base.hydra.sweeper
+        info = {"sweeper": str(sweeper.get("_target_", "")), "sweep_name_fixed": True}
+        if (
+            "optuna" in info["sweeper"].lower()
+        ):  # trials are chosen as the sweep runs: plan n_trials of the base
+            n = int(sweeper.get("n_trials", 1))
+            plain = [o for o in overrides if "," not in o.split("=", 1)[-1]]
+            batches = [[plain]] * n
+            info["note"] = (
+                f"Optuna chooses each trial's values as the sweep runs: {n} trials of the base config"
+            )
+        else:
+            params = sweeper.get("params")
+            params = OmegaConf.to_container(params, resolve=True) if params else {}
+            lines = [f"{k}={v}" for k, v in params.items()] + list(overrides)
+            parsed = OverridesParser.create(config_loader=loader).parse_overrides(lines)
+            batches = BasicSweeper.split_arguments(parsed, None)
+        jobs = []
+        for batch in batches:
+            for job_overrides in batch:
+                cfg = loader.load_sweep_config(base, list(job_overrides))
+                run_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
+                jobs.append(Job(list(job_overrides), cfg, run_dir))
+        raw = OmegaConf.to_container(base, resolve=False).get("sweep_name")
+        info["sweep_name_fixed"] = not str(raw).startswith("${now:")
+    return jobs, info
+
+
+def job_state(job: Job) -> str:
+    """completed (the sweep skips it), resumable (last.ckpt), failed (will run again) or new."""
+    from src.rundir import finished
+
+    if finished(job.cfg, job.run_dir) is not None:
+        return "completed"
+    if (job.run_dir / "checkpoints" / "last.ckpt").is_file():
+        return "resumable"
+    metrics = job.run_dir / "metrics.json"
+    if metrics.is_file():
+        with contextlib.suppress(ValueError):
+            if json.loads(metrics.read_text()).get("status") == "failed":
+                return "failed"
+    return "new"
+
+
+def job_budget(cfg: DictConfig) -> tuple[dict, dict]:
+    """(parameter budget, architecture) of a job on the meta device, from its checkpoints' facts."""
+    from src.models.builder import architecture, build
+    from src.models.spec import ModelSpec
+    from src.variants import arch_facts
+
+    spec = ModelSpec.from_config(cfg)
+    if spec.seq2seq:
+        return {}, {}
+    enc = None if spec.decoder_only else arch_facts(spec.encoder)
+    arch = architecture(spec, enc, arch_facts(spec.decoder), same_vocab=spec.encoder == spec.decoder)
+    return build(spec, "meta", arch=arch).budget.as_dict(), arch
+
+
+def workload(cfg: DictConfig) -> tuple:
+    """Jobs with the same workload key run the same batches: one probe serves them all."""
+    d = cfg.data
+    gen = json.dumps(OmegaConf.to_container(d.generation), sort_keys=True)
+    return (
+        d.name,
+        d.batch_size,
+        d.get("global_batch_size"),
+        d.eval_batch_size,
+        d.max_source_length,
+        d.max_target_length,
+        gen,
+        str(cfg.trainer.precision),
+        cfg.trainer.get("accumulate_grad_batches", 1),
+    )
+
+
+# ---- memory ----------------------------------------------------------------------------------------------------
+class MemoryMeter:
+    """Peak memory of this process on a device: CUDA's allocator counters, else the resident set (VmHWM), whose
+    peak Linux resets through /proc/self/clear_refs."""
+
+    def __init__(self, device_type: str):
+        self.cuda = device_type == "cuda"
+
+    def reset(self) -> None:
+        import torch
+
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            with contextlib.suppress(OSError):
+                Path("/proc/self/clear_refs").write_text("5")
+
+    def peak(self) -> float:
+        import torch
+
+        if self.cuda:
+            torch.cuda.synchronize()
+            return float(torch.cuda.max_memory_allocated())
+        return _status_kib("VmHWM") * 1024.0
+
+    def current(self) -> float:
+        import torch
+
+        if self.cuda:
+            return float(torch.cuda.memory_allocated())
+        return _status_kib("VmRSS") * 1024.0
+
+    def capacity(self) -> float:
+        """What this process may use: the GPU's memory, or its resident set plus the host's available memory."""
+        import torch
+
+        if self.cuda:
+            return float(torch.cuda.mem_get_info()[1])
+        return self.current() + _meminfo_kib("MemAvailable") * 1024.0
+
+
+def _status_kib(key: str) -> float:
+    match = re.search(rf"^{key}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def _meminfo_kib(key: str) -> float:
+    match = re.search(rf"^{key}:\s+(\d+) kB", Path("/proc/meminfo").read_text(), re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def largest_batch(fixed: float, per_example: float, capacity: float, headroom: float = 0.9) -> int:
+    """The largest batch whose peak (fixed + per_example x batch) stays within `headroom` of `capacity`."""
+    room = headroom * capacity - fixed
+    if room <= 0:
+        return 0
+    if per_example <= 0:
+        return 1 << 20  # no measurable growth: bounded by something else
+    return int(room // per_example)
+
+
+def fit_line(b1: int, peak1: float, b2: int, peak2: float) -> tuple[float, float]:
+    """(fixed, per_example) of peak = fixed + per_example x batch through two measurements."""
+    if b1 == b2:
+        return peak2, 0.0
+    per = max(0.0, (peak2 - peak1) / (b2 - b1))
+    return peak2 - per * b2, per
+
+
+# ---- the probe -------------------------------------------------------------------------------------------------
+class BatchTimer(L.Callback):
+    """Wall time of every train / validation / test batch (the device synchronised), and the train lengths."""
+
+    def __init__(self):
+        self.train, self.val, self.test, self.lengths = [], [], [], []
+        self._t = 0.0
+
+    @staticmethod
+    def _sync(pl_module) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def _start(self, pl_module) -> None:
+        self._sync(pl_module)
+        self._t = time.perf_counter()
+
+    def _stop(self, pl_module) -> float:
+        self._sync(pl_module)
+        return time.perf_counter() - self._t
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._start(pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.train.append(self._stop(pl_module))
+        self.lengths += list(batch["lengths"])
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self._start(pl_module)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.val.append((batch_idx, self._stop(pl_module)))
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self._start(pl_module)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.test.append(self._stop(pl_module))
+
+
+def probe_config(job: Job, out: str) -> DictConfig:
+    """The job's config as a plain run in a scratch directory: no logger, no Hydra."""
+    cfg = OmegaConf.create(OmegaConf.to_container(job.cfg, resolve=False))
+    cfg.pop("hydra", None)
+    cfg.output_dir = out
+    cfg.run_name = "plan-probe"
+    cfg.sweep_name = "plan"
+    return cfg
+
+
+@contextlib.contextmanager
+def quiet_probe():
+    """The probe's untrained model would raise the collapsed-output alarm, and each Trainer says its devices:
+    neither is news for a plan."""
+    loggers = [logging.getLogger(n) for n in ("src.models.module", "lightning.pytorch", "lightning.fabric")]
+    levels = [x.level for x in loggers]
+    for x in loggers:
+        x.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for x, level in zip(loggers, levels, strict=True):
+            x.setLevel(level)
+
+
+def probe(job: Job, steps: int) -> dict:
+    """Measure one job on this machine: setup, train step, validation and test batches, and memory."""
+    with quiet_probe():
+        return _probe(job, steps)
+
+
+def _probe(job: Job, steps: int) -> dict:
+    from src.assemble import assemble, make_trainer
+
+    with tempfile.TemporaryDirectory(prefix="plan-probe-") as out:
+        cfg = probe_config(job, out)
+        quiet = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False}
+        quiet["enable_progress_bar"] = False
+        start = time.perf_counter()
+        try:
+            parts = assemble(cfg, callbacks=[], splits=["train", "validation", "test"], **quiet)
+        except (OSError, UserError, ValueError) as err:
+            raise UserError(
+                f"the probe cannot build {job.run_dir.name} here ({str(err).splitlines()[0][:300]}). "
+                "Fix: plan where its checkpoints and data are reachable, or add --no-probe."
+            ) from None
+        setup_s = time.perf_counter() - start
+        module, dm = parts.module, parts.datamodule
+        meter = MemoryMeter(parts.trainer.strategy.root_device.type)
+        batch = dm.batch_size
+        accumulation = parts.trainer.accumulate_grad_batches
+        # memory: half the batch first (the resident set only grows), then the job's batch, timed
+        points = []
+        for size, n in ((max(1, batch // 2), 2), (batch, steps + 1)):
+            dm.batch_size = size
+            timer = BatchTimer()
+            trainer = make_trainer(
+                cfg,
+                parts.precision,
+                [timer],
+                max_steps=n,
+                limit_val_batches=0,
+                num_sanity_val_steps=0,
+                accumulate_grad_batches=1,
+                **quiet,
+            )
+            meter.reset()
+            trainer.fit(module, datamodule=dm)
+            points.append((size, meter.peak()))
+        step_s = statistics.median(timer.train[1:]) if len(timer.train) > 1 else timer.train[0]
+        first_s = timer.train[0]
+        lengths = timer.lengths
+        # validation: generated batches and loss-only batches
+        val_loader_len = len(dm.val_dataloader())
+        gen_batches = cfg.gen_val_batches if cfg.gen_val_batches is not None else val_loader_len
+        timer = BatchTimer()
+        limit = min(val_loader_len, gen_batches + 2)
+        make_trainer(cfg, parts.precision, [timer], limit_val_batches=limit, **quiet).validate(
+            module, datamodule=dm, verbose=False
+        )
+        gen_times = [t for i, t in timer.val if i < gen_batches] or [0.0]
+        loss_times = [t for i, t in timer.val if i >= gen_batches] or [0.0]
+        # test: a few generated batches at the evaluation batch and beam, and the memory of beam search
+        test_len = len(dm.test_dataloader())
+        timer = BatchTimer()
+        meter.reset()
+        base = meter.current()
+        make_trainer(cfg, parts.precision, [timer], limit_test_batches=min(test_len, 2), **quiet).test(
+            module, datamodule=dm, verbose=False
+        )
+        gen_peak = meter.peak()
+        capacity = meter.capacity()
+    fixed, per_example = fit_line(*points[0], *points[1])
+    per_sequence = max(0.0, gen_peak - base) / max(1, cfg.data.eval_batch_size)
+    return {
+        "job": job.run_dir.name,
+        "device": meter_device_name(meter),
+        "precision": str(parts.precision),
+        "setup_s": setup_s + max(0.0, first_s - step_s),
+        "batch_s": step_s,
+        "batch": batch,
+        "accumulation": accumulation,
+        "mean_lengths": [statistics.fmean(s for s, _ in lengths), statistics.fmean(t for _, t in lengths)],
+        "val_batches": val_loader_len,
+        "val_gen_batches": min(gen_batches, val_loader_len),
+        "val_gen_batch_s": statistics.fmean(gen_times),
+        "val_loss_batch_s": statistics.fmean(loss_times),
+        "test_batches": test_len,
+        "test_batch_s": statistics.fmean(timer.test) if timer.test else 0.0,
+        "memory": {
+            "capacity_gib": capacity / GIB,
+            "train_points_gib": [[b, p / GIB] for b, p in points],
+            "train_peak_gib": points[1][1] / GIB,
+            "per_example_mib": per_example / 1024**2,
+            "largest_batch": largest_batch(fixed, per_example, capacity),
+            "beam_peak_gib": gen_peak / GIB,
+            "eval_batch": int(cfg.data.eval_batch_size),
+            "num_beams": int(cfg.data.generation.get("num_beams") or 1),
+            "largest_eval_batch": largest_batch(base, per_sequence, capacity),
+        },
+    }
+
+
+def meter_device_name(meter: MemoryMeter) -> str:
+    import torch
+
+    if meter.cuda:
+        return torch.cuda.get_device_name()
+    from src.hardware import cpu_model
+
+    return f"CPU ({cpu_model()}, {torch.get_num_threads()} threads)"
+
+
+# ---- the estimate ----------------------------------------------------------------------------------------------
+def validations(cfg: DictConfig, steps: int, train_batches: int | None = None) -> int:
+    """How many validations a run of `steps` optimizer steps does (val_check_interval in steps, or a share of an
+    epoch)."""
+    interval = cfg.trainer.get("val_check_interval")
+    if interval is None:
+        return 0
+    if isinstance(interval, int) and not isinstance(interval, bool):
+        return steps // interval if interval > 0 else 0
+    if train_batches:
+        return int(steps // max(1, round(interval * train_batches)))
+    return 0
+
+
+def estimate(job: Job, measured: dict, probe_arch: dict) -> float:
+    """Seconds for one job from its workload's probe, the training part scaled by the job's FLOPs per example."""
+    from src.models.builder import config_from_dict
+    from src.models.flops import train_flops
+
+    def flops(arch: dict) -> float:
+        if not arch:
+            return 1.0
+        enc = config_from_dict(arch["encoder"]) if arch.get("encoder") else None
+        s, t = measured["mean_lengths"]
+        return train_flops(enc, config_from_dict(arch["decoder"]), round(s), round(t))
+
+    ratio = flops(job.arch) / flops(probe_arch) if probe_arch else 1.0
+    cfg = job.cfg
+    steps = int(cfg.trainer.max_steps)
+    train = steps * measured["accumulation"] * measured["batch_s"] * ratio
+    per_val = (
+        measured["val_gen_batches"] * measured["val_gen_batch_s"]
+        + (measured["val_batches"] - measured["val_gen_batches"]) * measured["val_loss_batch_s"]
+    )
+    tests = 2 if cfg.get("eval_before_training") else 1
+    test = tests * measured["test_batches"] * measured["test_batch_s"]
+    return measured["setup_s"] + train + validations(cfg, steps) * per_val + test
+
+
+def plan(overrides: list[str], probe_steps: int = 5, run_probe: bool = True) -> dict:
+    jobs, info = sweep_jobs(overrides)
+    if not jobs:
+        raise UserError("these overrides give no job.")
+    for job in jobs:
+        job.state = job_state(job)
+        job.budget, job.arch = job_budget(job.cfg)
+    probes = {}
+    todo = [j for j in jobs if j.state != "completed"]
+    if run_probe and todo:
+        groups: dict[tuple, list[Job]] = {}
+        for job in todo:
+            groups.setdefault(workload(job.cfg), []).append(job)
+        for key, members in groups.items():
+            largest = max(members, key=lambda j: j.budget.get("total", 0))
+            log.info("probe: %d steps of %s", probe_steps, largest.run_dir.name)
+            measured = probe(largest, probe_steps)
+            probes[key] = measured
+            for job in members:
+                job.estimate_s = estimate(job, measured, largest.arch)
+    total_s = sum(j.estimate_s or 0.0 for j in todo) if probes else None
+    return {"jobs": jobs, "info": info, "probes": list(probes.values()), "total_s": total_s}
+
+
+def render(result: dict) -> str:
+    jobs, info = result["jobs"], result["info"]
+    rows = []
+    for i, j in enumerate(jobs):
+        b = j.budget
+        rows.append(
+            [
+                i,
+                str(j.run_dir),
+                j.state,
+                _m(b.get("total")),
+                _m(b.get("from_checkpoint")),
+                _m(b.get("random")),
+                int(j.cfg.trainer.max_steps),
+                "skipped" if j.state == "completed" else _duration(j.estimate_s),
+            ]
+        )
+    header = ["#", "run directory", "state", "params (M)", "from ckpt (M)", "random (M)", "steps", "estimate"]
+    lines = [markdown_table(header, rows, "rllrrrrr"), ""]
+    todo = [j for j in jobs if j.state != "completed"]
+    lines.append(
+        f"{len(jobs)} jobs: {len(todo)} to run, {len(jobs) - len(todo)} already completed (skipped)."
+    )
+    if info.get("note"):
+        lines.append(info["note"] + ".")
+    if not info.get("sweep_name_fixed"):
+        lines.append(
+            "sweep_name is the launch time here, so these directories are not the ones the sweep will use: set "
+            "sweep_name=<name> on both commands to plan (and later skip) the real ones."
+        )
+    for p in result["probes"]:
+        mem = p["memory"]
+        lines += [
+            "",
+            f"Probe of {p['job']} on {p['device']} ({p['precision']}): setup {p['setup_s']:.1f} s; a training "
+            f"batch of {p['batch']} in {p['batch_s']:.3f} s (mean lengths {p['mean_lengths'][0]:.0f} source / "
+            f"{p['mean_lengths'][1]:.0f} target tokens); validation: {p['val_gen_batches']} generated batches at "
+            f"{p['val_gen_batch_s']:.2f} s and {p['val_batches'] - p['val_gen_batches']} loss batches at "
+            f"{p['val_loss_batch_s']:.2f} s; test: {p['test_batches']} batches at {p['test_batch_s']:.2f} s.",
+            memory_lines(mem),
+        ]
+    if result["total_s"] is not None:
+        hours = result["total_s"] / 3600
+        lines += [
+            "",
+            f"Estimated time to run: {_duration(result['total_s'])} ({hours:.2f} device-hours), one job at "
+            "a time on this device; jobs run in parallel divide the wall time, not the device-hours.",
+        ]
+    elif todo:
+        lines += ["", "No probe (--no-probe): no time or memory estimate."]
+    return "\n".join(lines)
+
+
+def memory_lines(mem: dict) -> str:
+    cap = mem["capacity_gib"]
+    train_ok = mem["train_peak_gib"] <= cap
+    beam_ok = mem["beam_peak_gib"] <= cap
+    (b1, p1), (b2, p2) = mem["train_points_gib"]
+    return (
+        f"Memory ({cap:.1f} GiB available): training peaks at {p2:.2f} GiB with batch {b2} ({p1:.2f} GiB with "
+        f"{b1}; {mem['per_example_mib']:.1f} MiB per example): {'fits' if train_ok else 'DOES NOT FIT'}; the "
+        f"largest batch that fits is about {mem['largest_batch']}. Beam search ({mem['num_beams']} beams, eval "
+        f"batch {mem['eval_batch']}) peaks at {mem['beam_peak_gib']:.2f} GiB: {'fits' if beam_ok else 'DOES NOT FIT'};"
+        f" the largest eval batch that fits is about {mem['largest_eval_batch']}."
+    )
+
+
+def _m(n) -> str:
+    return "" if n is None else f"{n / 1e6:.1f}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("overrides", nargs="*", help="the sweep's overrides, as for python -m src.train -m")
+    parser.add_argument(
+        "--probe-steps", type=int, default=5, help="timed training steps of the probe (default 5)"
+    )
+    parser.add_argument(
+        "--no-probe", action="store_true", help="list jobs and budgets only: no time or memory"
+    )
+    parser.add_argument("--json", help="also write the plan as JSON to this file")
+    args = parser.parse_args(argv)
+    setup_process()
+    with report_user_errors():
+        result = plan(
+            [o for o in args.overrides if o not in ("-m", "--multirun")], args.probe_steps, not args.no_probe
+        )
+        print(render(result))
+        if args.json:
+            write_json(
+                args.json,
+                {
+                    "jobs": [
+                        {
+                            "overrides": j.overrides,
+                            "run_dir": str(j.run_dir),
+                            "state": j.state,
+                            "params": j.budget,
+                            "steps": int(j.cfg.trainer.max_steps),
+                            "estimate_s": j.estimate_s,
+                        }
+                        for j in result["jobs"]
+                    ],
+                    "probes": result["probes"],
+                    "total_s": result["total_s"],
+                    "device_hours": None if result["total_s"] is None else result["total_s"] / 3600,
+                },
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
