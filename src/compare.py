@@ -28,7 +28,7 @@ from src.metrics.significance import CONFIDENCE, RESAMPLES, SEED, Interval, pair
 from src.metrics.text import SUPPORTED, ExampleScorer
 from src.outputs import atomic_write_text, markdown_table, write_json
 from src.process import setup_process
-from src.score import read_predictions
+from src.score import read_predictions, run_settings
 
 log = logging.getLogger(__name__)
 PREFERRED = ("rouge2",)  # the per-example metric when the task has it; else the task's first metric
@@ -62,15 +62,13 @@ def load_side(arg: str) -> Side:
             )
     predictions, references, sources = read_predictions(path)
     run_dir = path.parent if (path.parent / "metrics.json").is_file() else None
-    metrics, lowercase, used_wandb, wb = [], False, False, {}
+    settings = run_settings(path)  # a src.train run: its task's metrics
+    metrics, lowercase = settings.get("metrics", []), settings.get("bleu_lowercase", False)
     result = json.loads((run_dir / "metrics.json").read_text()) if run_dir else {}
+    used_wandb, wb = False, {}
     composed = path.parent / ".hydra" / "config.yaml"
-    if composed.is_file():  # a src.train run: its task's metrics, and its logger
-        cfg = OmegaConf.load(composed)
-        data = cfg.get("data") or {}
-        metrics = list(data.get("metrics") or [])
-        lowercase = bool(data.get("bleu_lowercase", False))
-        logger = cfg.get("logger") or {}
+    if composed.is_file():  # and its logger
+        logger = OmegaConf.load(composed).get("logger") or {}
         used_wandb = logger.get("kind") == "wandb"
         wb = {
             "project": logger.get("project"),

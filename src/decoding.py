@@ -57,7 +57,8 @@ def write_decoding_table(sweep_dir: Path) -> dict | None:
         k for k in KEYS if any(k in r["generation"] for r in rows)
     ]
     metric, best = best_on_validation(rows)
-    test_metrics = sorted({m for r in rows for m in r["splits"].get("test", {})})
+    # the loss is teacher-forced: the same under every decoding
+    test_metrics = sorted({m for r in rows for m in r["splits"].get("test", {}) if m != "loss"})
     header = [
         *varied,
         *([f"validation {metric}"] if metric else []),

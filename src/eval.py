@@ -50,9 +50,8 @@ def run_eval(cfg: DictConfig) -> dict:
             "nothing to evaluate. Fix: ckpt_path=<run>/checkpoints/best.ckpt, or pretrained_seq2seq=DIR data=<task>."
         )
     decoding = {k: v for k, v in OmegaConf.to_container(cfg.data.generation).items() if v is not None}
-    if (
-        module is not None and decoding
-    ):  # a checkpoint decodes as trained unless data.generation.* says otherwise
+    # a checkpoint decodes as it was trained, unless data.generation.* says otherwise
+    if module is not None and decoding:
         module.generation.update(decoding)
     if cfg.data_path is not None:
         run.data.path = cfg.data_path

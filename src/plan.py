@@ -298,7 +298,7 @@ def _probe(job: Job, steps: int) -> dict:
             parts = assemble(cfg, callbacks=[], splits=["train", "validation", "test"], **quiet)
         except (OSError, UserError, ValueError) as err:
             raise UserError(
-                f"the probe cannot build {job.run_dir.name} here ({str(err).splitlines()[0][:300]}). "
+                f"the probe cannot build {job.run_dir.name} here ({str(err).splitlines()[0]}). "
                 "Fix: plan where its checkpoints and data are reachable, or add --no-probe."
             ) from None
         setup_s = time.perf_counter() - start
@@ -325,6 +325,7 @@ def _probe(job: Job, steps: int) -> dict:
             trainer.fit(module, datamodule=dm)
             points.append((size, meter.peak()))
         step_s = statistics.median(timer.train[1:]) if len(timer.train) > 1 else timer.train[0]
+        train_batches = len(dm.train_dataloader())  # an epoch at the job's batch
         first_s = timer.train[0]
         lengths = timer.lengths
         # validation: generated batches and loss-only batches
@@ -357,6 +358,7 @@ def _probe(job: Job, steps: int) -> dict:
         "batch_s": step_s,
         "batch": batch,
         "accumulation": accumulation,
+        "train_batches": train_batches,
         "mean_lengths": [statistics.fmean(s for s, _ in lengths), statistics.fmean(t for _, t in lengths)],
         "val_batches": val_loader_len,
         "val_gen_batches": min(gen_batches, val_loader_len),
@@ -389,16 +391,16 @@ def meter_device_name(meter: MemoryMeter) -> str:
 
 
 # ---- the estimate ----------------------------------------------------------------------------------------------
-def validations(cfg: DictConfig, steps: int, train_batches: int | None = None) -> int:
-    """How many validations a run of `steps` optimizer steps does (val_check_interval in steps, or a share of an
-    epoch)."""
+def validations(cfg: DictConfig, batches: int, train_batches: int | None = None) -> int:
+    """How many validations a run of `batches` training batches (steps x accumulation) does: Lightning's
+    val_check_interval counts training batches (an int) or a share of an epoch of `train_batches` (a float)."""
     interval = cfg.trainer.get("val_check_interval")
     if interval is None:
         return 0
     if isinstance(interval, int) and not isinstance(interval, bool):
-        return steps // interval if interval > 0 else 0
+        return batches // interval if interval > 0 else 0
     if train_batches:
-        return int(steps // max(1, round(interval * train_batches)))
+        return int(batches // max(1, round(interval * train_batches)))
     return 0
 
 
@@ -417,14 +419,16 @@ def estimate(job: Job, measured: dict, probe_arch: dict) -> float:
     ratio = flops(job.arch) / flops(probe_arch) if probe_arch else 1.0
     cfg = job.cfg
     steps = int(cfg.trainer.max_steps)
-    train = steps * measured["accumulation"] * measured["batch_s"] * ratio
+    batches = steps * measured["accumulation"]
+    train = batches * measured["batch_s"] * ratio
     per_val = (
         measured["val_gen_batches"] * measured["val_gen_batch_s"]
         + (measured["val_batches"] - measured["val_gen_batches"]) * measured["val_loss_batch_s"]
     )
     tests = 2 if cfg.get("eval_before_training") else 1
     test = tests * measured["test_batches"] * measured["test_batch_s"]
-    return measured["setup_s"] + train + validations(cfg, steps) * per_val + test
+    checks = validations(cfg, batches, measured["train_batches"])
+    return measured["setup_s"] + train + checks * per_val + test
 
 
 def plan(overrides: list[str], probe_steps: int = 5, run_probe: bool = True) -> dict:

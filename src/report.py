@@ -182,11 +182,11 @@ def significance(
         raise SystemExit(
             f"error: --baseline {baseline} is not a row of this sweep. Fix: one of {', '.join(names)}."
         )
-    intervals, label = {}, None
-    for data in dict.fromkeys(g["data"] for g in done):
+    intervals, label = {}, baseline
+    for data in dict.fromkeys(g["data"] for g in done):  # each data set against its own baseline row
         rows = [g for g in done if g["data"] == data]
         base = next((g for g in rows if baseline in (g["label"], g["runs"][0].get("variant"))), rows[0])
-        label = base["label"] if baseline is None or label is None else label
+        label = label or base["label"]
         base_stats = _group_statistics(base, metric)
         if base_stats is None:
             continue
@@ -197,7 +197,7 @@ def significance(
             if stats is None or {len(s) for s in stats} != {len(base_stats[0])}:
                 continue
             intervals[id(g)] = paired_bootstrap(metric, base_stats, stats, resamples=resamples)
-    return intervals, (baseline or label)
+    return intervals, label
 
 
 def _group_statistics(group: dict, metric: str) -> list | None:
@@ -249,7 +249,7 @@ def markdown(columns: list[str], rows: list[dict], title: str, tolerance: float 
     ]
     if any(c.startswith("gap to paper") for c in columns):
         lines.append(
-            f"Gap to paper: this row minus the paper's figure; ⚠ when more than {tolerance:g} points."
+            f"Gap to paper: this row minus the paper's figure (points, 0-100); ⚠ beyond ±{tolerance:g}."
         )
     ci = next((c for c in columns if "(95% CI)" in c), None)
     if ci:

@@ -161,3 +161,11 @@ def test_report_shows_the_paper_figures_for_the_papers_tasks(tmp_path):
     # the paper's CNN/DailyMail R-L is summary-level: it stands beside ROUGE-Lsum, not sentence-level ROUGE-L
     assert rows["bert2bert"]["paper rougeLsum"] == 36.29 and rows["bert2bert"]["paper rougeL"] is None
     assert "paper rouge2" in (tmp_path / "out" / "report.md").read_text()
+    # the gap to the paper's figure, flagged beyond the stated tolerance (1.0 point by default)
+    gap = "gap to paper (rouge2)"
+    assert rows["bert2bert"][gap] == pytest.approx(17.0 - 17.84) and not rows["bert2bert"]["gap flagged"]
+    assert rows["rnd2rnd"][gap] == pytest.approx(12.5 - 14.00) and rows["rnd2rnd"]["gap flagged"]
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| -1.50 ⚠ |" in md and "| -0.84 |" in md and "⚠ beyond ±1." in md
+    loose = write_report(tmp_path, tmp_path / "loose", tolerance=2.0)
+    assert not any(r["gap flagged"] for r in loose["rows"])
