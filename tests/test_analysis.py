@@ -108,6 +108,16 @@ def write_run(path: Path, predictions: list[str], references: list[str], sources
 
 
 SOURCES = [f"source {i}" for i in range(6)]
+# two systems on those six examples: B wins 3 (two by 100 points), ties 2, loses 1
+A_PRED = ["fruit then animal", "fruit then vehicle", "fruit then country", "vehicle then animal", "a b", "x"]
+B_PRED = [
+    "fruit then fruit",
+    "animal then vehicle",
+    "country then fruit",
+    "vehicle then animal",
+    "a b c",
+    "x",
+]
 REFS = [
     "fruit then animal",
     "animal then vehicle",
@@ -119,22 +129,7 @@ REFS = [
 
 
 def test_compare_scores_each_example_sorts_by_gap_and_marks_differing_words(tmp_path):
-    a_pred = [
-        "fruit then animal",
-        "fruit then vehicle",
-        "fruit then country",
-        "vehicle then animal",
-        "a b",
-        "x",
-    ]
-    b_pred = [
-        "fruit then fruit",
-        "animal then vehicle",
-        "country then fruit",
-        "vehicle then animal",
-        "a b c",
-        "x",
-    ]
+    a_pred, b_pred = A_PRED, B_PRED
     a = load_side(str(write_run(tmp_path / "a", a_pred, REFS, SOURCES)))
     b = load_side(str(write_run(tmp_path / "b", b_pred, REFS, SOURCES)))
     result = compare(a, b, resamples=200)

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from src.compare import main as compare_main
-from tests.test_analysis import REFS, SOURCES, write_run
+from tests.test_analysis import A_PRED, B_PRED, REFS, SOURCES, write_run
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -46,24 +46,8 @@ def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def page(tmp_path) -> Path:
-    a_pred = [
-        "fruit then animal",
-        "fruit then vehicle",
-        "fruit then country",
-        "vehicle then animal",
-        "a b",
-        "x",
-    ]
-    b_pred = [
-        "fruit then fruit",
-        "animal then vehicle",
-        "country then fruit",
-        "vehicle then animal",
-        "a b c",
-        "x",
-    ]
-    a = write_run(tmp_path / "a", a_pred, REFS, SOURCES)
-    b = write_run(tmp_path / "b", b_pred, REFS, SOURCES)
+    a = write_run(tmp_path / "a", A_PRED, REFS, SOURCES)
+    b = write_run(tmp_path / "b", B_PRED, REFS, SOURCES)
     assert compare_main([str(a), str(b), "--out", str(tmp_path / "cmp"), "--wandb", "disabled"]) == 0
     return tmp_path / "cmp" / "compare.html"
 
