@@ -255,13 +255,32 @@ class BatchTimer(L.Callback):
         self.test.append(self._stop(pl_module))
 
 
+def job_devices(cfg: DictConfig) -> int:
+    """Devices one job trains on: trainer.devices (a count or a list) x num_nodes; "auto" / -1 counts as one."""
+    devices = cfg.trainer.get("devices", 1)
+    if isinstance(devices, int) and not isinstance(devices, bool):
+        n = max(devices, 1)
+    elif OmegaConf.is_list(devices) or isinstance(devices, list):
+        n = len(devices)
+    else:
+        n = 1
+    return n * int(cfg.trainer.get("num_nodes") or 1)
+
+
 def probe_config(job: Job, out: str) -> DictConfig:
-    """The job's config as a plain run in a scratch directory: no logger, no Hydra."""
+    """The job's config as a plain one-device run in a scratch directory (no logger, no Hydra): a DDP job is
+    probed as one of its devices, at its per-device batch."""
+    from src.assemble import per_device_batch_size
+
     cfg = OmegaConf.create(OmegaConf.to_container(job.cfg, resolve=False))
     cfg.pop("hydra", None)
     cfg.output_dir = out
     cfg.run_name = "plan-probe"
     cfg.sweep_name = "plan"
+    accumulation = cfg.trainer.get("accumulate_grad_batches") or 1
+    cfg.data.batch_size = per_device_batch_size(cfg.data, job_devices(job.cfg), accumulation)
+    cfg.data.global_batch_size = None
+    cfg.trainer.update(devices=1, num_nodes=1, strategy="auto")
     return cfg
 
 
@@ -288,9 +307,12 @@ def probe(job: Job, steps: int) -> dict:
 
 def _probe(job: Job, steps: int) -> dict:
     from src.assemble import assemble, make_trainer
+    from src.hardware import keep_freed_host_memory
 
     with tempfile.TemporaryDirectory(prefix="plan-probe-") as out:
         cfg = probe_config(job, out)
+        if cfg.get("reuse_host_memory", True):  # allocate as the job will (its step time depends on it)
+            keep_freed_host_memory()
         quiet = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False}
         quiet["enable_progress_bar"] = False
         start = time.perf_counter()
@@ -302,58 +324,66 @@ def _probe(job: Job, steps: int) -> dict:
                 "Fix: plan where its checkpoints and data are reachable, or add --no-probe."
             ) from None
         setup_s = time.perf_counter() - start
-        module, dm = parts.module, parts.datamodule
+        module, dm, precision = parts.module, parts.datamodule, parts.precision
         meter = MemoryMeter(parts.trainer.strategy.root_device.type)
-        batch = dm.batch_size
+        batch, eval_batch = dm.batch_size, dm.eval_batch_size
         accumulation = parts.trainer.accumulate_grad_batches
-        # memory: half the batch first (the resident set only grows), then the job's batch, timed
-        points = []
-        for size, n in ((max(1, batch // 2), 2), (batch, steps + 1)):
-            dm.batch_size = size
-            timer = BatchTimer()
-            trainer = make_trainer(
-                cfg,
-                parts.precision,
-                [timer],
-                max_steps=n,
-                limit_val_batches=0,
-                num_sanity_val_steps=0,
-                accumulate_grad_batches=1,
-                **quiet,
-            )
+
+        def measured(size: int, attr: str, run) -> tuple[int, float]:
+            """Peak memory of `run` with the batch `attr` at `size`."""
+            setattr(dm, attr, size)
             meter.reset()
-            trainer.fit(module, datamodule=dm)
-            points.append((size, meter.peak()))
+            run()
+            return size, meter.peak()
+
+        # training: half the batch, then the job's (timed): memory grows with the batch, so a resident set that
+        # never shrinks (CPU) still reads each peak
+        timer = BatchTimer()
+        fit = {"limit_val_batches": 0, "num_sanity_val_steps": 0, "accumulate_grad_batches": 1, **quiet}
+        train_points = [
+            measured(
+                size,
+                "batch_size",
+                lambda n=n, t=t: make_trainer(cfg, precision, [t], max_steps=n, **fit).fit(
+                    module, datamodule=dm
+                ),
+            )
+            for size, n, t in ((max(1, batch // 2), 2, BatchTimer()), (batch, steps + 1, timer))
+        ]
         step_s = statistics.median(timer.train[1:]) if len(timer.train) > 1 else timer.train[0]
+        first_s, lengths = timer.train[0], timer.lengths
         train_batches = len(dm.train_dataloader())  # an epoch at the job's batch
-        first_s = timer.train[0]
-        lengths = timer.lengths
-        # validation: generated batches and loss-only batches
+        # validation: generated batches and loss-only batches, timed
         val_loader_len = len(dm.val_dataloader())
         gen_batches = cfg.gen_val_batches if cfg.gen_val_batches is not None else val_loader_len
         timer = BatchTimer()
         limit = min(val_loader_len, gen_batches + 2)
-        make_trainer(cfg, parts.precision, [timer], limit_val_batches=limit, **quiet).validate(
+        make_trainer(cfg, precision, [timer], limit_val_batches=limit, **quiet).validate(
             module, datamodule=dm, verbose=False
         )
         gen_times = [t for i, t in timer.val if i < gen_batches] or [0.0]
         loss_times = [t for i, t in timer.val if i >= gen_batches] or [0.0]
-        # test: a few generated batches at the evaluation batch and beam, and the memory of beam search
-        test_len = len(dm.test_dataloader())
+        # test: beam search at half the evaluation batch, then at it (two batches, timed)
         timer = BatchTimer()
-        meter.reset()
-        base = meter.current()
-        make_trainer(cfg, parts.precision, [timer], limit_test_batches=min(test_len, 2), **quiet).test(
-            module, datamodule=dm, verbose=False
-        )
-        gen_peak = meter.peak()
+        test = {"verbose": False, "datamodule": dm}
+        beam_points = [
+            measured(
+                size,
+                "eval_batch_size",
+                lambda n=n, t=t: make_trainer(cfg, precision, [t], limit_test_batches=n, **quiet).test(
+                    module, **test
+                ),
+            )
+            for size, n, t in ((max(1, eval_batch // 2), 1, BatchTimer()), (eval_batch, 2, timer))
+        ]
+        test_len = len(dm.test_dataloader())
         capacity = meter.capacity()
-    fixed, per_example = fit_line(*points[0], *points[1])
-    per_sequence = max(0.0, gen_peak - base) / max(1, cfg.data.eval_batch_size)
+    fixed, per_example = fit_line(*train_points[0], *train_points[1])
+    beam_fixed, per_sequence = fit_line(*beam_points[0], *beam_points[1])
     return {
         "job": job.run_dir.name,
         "device": meter_device_name(meter),
-        "precision": str(parts.precision),
+        "precision": str(precision),
         "setup_s": setup_s + max(0.0, first_s - step_s),
         "batch_s": step_s,
         "batch": batch,
@@ -368,14 +398,18 @@ def _probe(job: Job, steps: int) -> dict:
         "test_batch_s": statistics.fmean(timer.test) if timer.test else 0.0,
         "memory": {
             "capacity_gib": capacity / GIB,
-            "train_points_gib": [[b, p / GIB] for b, p in points],
-            "train_peak_gib": points[1][1] / GIB,
+            "train_points_gib": [[b, p / GIB] for b, p in train_points],
+            "train_peak_gib": train_points[1][1] / GIB,
             "per_example_mib": per_example / 1024**2,
             "largest_batch": largest_batch(fixed, per_example, capacity),
-            "beam_peak_gib": gen_peak / GIB,
-            "eval_batch": int(cfg.data.eval_batch_size),
-            "num_beams": int(cfg.data.generation.get("num_beams") or 1),
-            "largest_eval_batch": largest_batch(base, per_sequence, capacity),
+            "beam_points_gib": [[b, p / GIB] for b, p in beam_points],
+            "beam_peak_gib": beam_points[1][1] / GIB,
+            "eval_batch": int(eval_batch),
+            "num_beams": int(module.generation.get("num_beams") or 1),
+            # no growth measured (a CPU's resident set stays at training's higher peak): not extrapolated
+            "largest_eval_batch": largest_batch(beam_fixed, per_sequence, capacity)
+            if per_sequence > 0
+            else None,
         },
     }
 
@@ -452,7 +486,14 @@ def plan(overrides: list[str], probe_steps: int = 5, run_probe: bool = True) -> 
             for job in members:
                 job.estimate_s = estimate(job, measured, largest.arch)
     total_s = sum(j.estimate_s or 0.0 for j in todo) if probes else None
-    return {"jobs": jobs, "info": info, "probes": list(probes.values()), "total_s": total_s}
+    device_s = sum((j.estimate_s or 0.0) * job_devices(j.cfg) for j in todo) if probes else None
+    return {
+        "jobs": jobs,
+        "info": info,
+        "probes": list(probes.values()),
+        "total_s": total_s,
+        "device_hours": None if device_s is None else device_s / 3600,
+    }
 
 
 def render(result: dict) -> str:
@@ -497,12 +538,17 @@ def render(result: dict) -> str:
             memory_lines(mem),
         ]
     if result["total_s"] is not None:
-        hours = result["total_s"] / 3600
+        hours = result["device_hours"]
         lines += [
             "",
-            f"Estimated time to run: {_duration(result['total_s'])} ({hours:.2f} device-hours), one job at "
-            "a time on this device; jobs run in parallel divide the wall time, not the device-hours.",
+            f"Estimated time to run: {_duration(result['total_s'])} one job after another ({hours:.2f} "
+            "device-hours); jobs run in parallel divide the wall time, not the device-hours.",
         ]
+        if any(job_devices(j.cfg) > 1 for j in todo):
+            lines.append(
+                "A job on several devices was probed as one of them at its per-device batch (DDP taken as "
+                "perfectly parallel); its device-hours count every device."
+            )
     elif todo:
         lines += ["", "No probe (--no-probe): no time or memory estimate."]
     return "\n".join(lines)
@@ -510,16 +556,24 @@ def render(result: dict) -> str:
 
 def memory_lines(mem: dict) -> str:
     cap = mem["capacity_gib"]
-    train_ok = mem["train_peak_gib"] <= cap
-    beam_ok = mem["beam_peak_gib"] <= cap
     (b1, p1), (b2, p2) = mem["train_points_gib"]
-    return (
-        f"Memory ({cap:.1f} GiB available): training peaks at {p2:.2f} GiB with batch {b2} ({p1:.2f} GiB with "
-        f"{b1}; {mem['per_example_mib']:.1f} MiB per example): {'fits' if train_ok else 'DOES NOT FIT'}; the "
-        f"largest batch that fits is about {mem['largest_batch']}. Beam search ({mem['num_beams']} beams, eval "
-        f"batch {mem['eval_batch']}) peaks at {mem['beam_peak_gib']:.2f} GiB: {'fits' if beam_ok else 'DOES NOT FIT'};"
-        f" the largest eval batch that fits is about {mem['largest_eval_batch']}."
+    train = (
+        f"training peaks at {p2:.2f} GiB with batch {b2} ({p1:.2f} GiB with {b1}; "
+        f"{mem['per_example_mib']:.1f} MiB per example): {'fits' if p2 <= cap else 'DOES NOT FIT'}; the largest "
+        f"batch that fits is about {mem['largest_batch']}"
     )
+    beams, eval_batch, peak = mem["num_beams"], mem["eval_batch"], mem["beam_peak_gib"]
+    largest = mem["largest_eval_batch"]
+    beam = (
+        f"beam search ({beams} beams, eval batch {eval_batch}) peaks at {peak:.2f} GiB: "
+        f"{'fits' if peak <= cap else 'DOES NOT FIT'}; "
+        + (
+            f"the largest eval batch that fits is about {largest}"
+            if largest is not None
+            else "it grew no higher than training's peak here, so the largest eval batch is not extrapolated"
+        )
+    )
+    return f"Memory ({cap:.1f} GiB available, within 90% of it): {train}. {beam[0].upper()}{beam[1:]}."
 
 
 def _m(n) -> str:
@@ -564,13 +618,14 @@ def main(argv: list[str] | None = None) -> int:
                             "state": j.state,
                             "params": j.budget,
                             "steps": int(j.cfg.trainer.max_steps),
+                            "devices": job_devices(j.cfg),
                             "estimate_s": j.estimate_s,
                         }
                         for j in result["jobs"]
                     ],
                     "probes": result["probes"],
                     "total_s": result["total_s"],
-                    "device_hours": None if result["total_s"] is None else result["total_s"] / 3600,
+                    "device_hours": result["device_hours"],
                 },
             )
     return 0

@@ -17,9 +17,9 @@ from src.compare import compare, load_side, marked, to_html
 from src.errors import UserError
 from src.metrics.significance import paired_bootstrap
 from src.metrics.text import ExampleScorer, GenerationMetrics
-from src.plan import MemoryMeter, fit_line, largest_batch, validations
+from src.plan import Job, MemoryMeter, fit_line, job_devices, largest_batch, probe_config, validations
 from src.report import write_report
-from tests.conftest import run_cli, synthetic_overrides
+from tests.conftest import compose_train, run_cli, synthetic_overrides
 from tests.wandb_reader import read_run, run_files
 
 TINY = [
@@ -318,6 +318,18 @@ def test_memory_fit_names_the_largest_batch_or_says_it_does_not_fit():
     assert largest_batch(fixed, per, capacity=10 * gib) == 32  # 0.9 x 10 GiB - 1 GiB = 8 GiB -> 32 examples
     assert largest_batch(fixed, per, capacity=1 * gib) == 0  # the model alone does not fit
     assert fit_line(16, 5.0 * gib, 16, 5.0 * gib) == (5.0 * gib, 0.0)
+
+
+def test_a_ddp_job_is_probed_as_one_device_at_its_per_device_batch(tmp_path):
+    cfg = compose_train(
+        "trainer=ddp", "trainer.devices=2", "data.global_batch_size=32", "data.batch_size=null"
+    )
+    job = Job(overrides=[], cfg=cfg, run_dir=tmp_path)
+    assert job_devices(cfg) == 2
+    probe = probe_config(job, str(tmp_path))
+    assert probe.data.batch_size == 16 and probe.data.global_batch_size is None
+    assert (probe.trainer.devices, probe.trainer.strategy, probe.trainer.num_nodes) == (1, "auto", 1)
+    assert job_devices(compose_train("trainer.devices=auto")) == 1
 
 
 def test_validations_follow_the_trainers_interval():
