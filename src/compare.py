@@ -390,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with report_user_errors():
         a, b = load_side(args.run_a), load_side(args.run_b)
+        if a.label == b.label:  # one run under two decodings, say: name them by their directories
+            a.label, b.label = a.path.parent.name, b.path.parent.name
         result = compare(a, b, args.metric, args.resamples, args.seed, args.confidence)
         out = Path(args.out) if args.out else default_out(a, b)
         out.mkdir(parents=True, exist_ok=True)

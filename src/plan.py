@@ -71,11 +71,10 @@ def sweep_jobs(overrides: list[str]) -> tuple[list[Job], dict]:
             raise UserError(f"these overrides do not compose: {err}") from None
         sweeper = base.hydra.sweeper
         info = {"sweeper": str(sweeper.get("_target_", "")), "sweep_name_fixed": True}
-        if (
-            "optuna" in info["sweeper"].lower()
-        ):  # trials are chosen as the sweep runs: plan n_trials of the base
+        # Optuna chooses each trial's values as the sweep runs: plan n_trials of the base config
+        if "optuna" in info["sweeper"].lower():
             n = int(sweeper.get("n_trials", 1))
-            plain = [o for o in overrides if "," not in o.split("=", 1)[-1]]
+            plain = [o for o in overrides if not re.search(r"[,(]", o.split("=", 1)[-1])]
             batches = [[plain]] * n
             info["note"] = (
                 f"Optuna chooses each trial's values as the sweep runs: {n} trials of the base config"
@@ -153,8 +152,6 @@ class MemoryMeter:
         self.cuda = device_type == "cuda"
 
     def reset(self) -> None:
-        import torch
-
         if self.cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -163,24 +160,18 @@ class MemoryMeter:
                 Path("/proc/self/clear_refs").write_text("5")
 
     def peak(self) -> float:
-        import torch
-
         if self.cuda:
             torch.cuda.synchronize()
             return float(torch.cuda.max_memory_allocated())
         return _status_kib("VmHWM") * 1024.0
 
     def current(self) -> float:
-        import torch
-
         if self.cuda:
             return float(torch.cuda.memory_allocated())
         return _status_kib("VmRSS") * 1024.0
 
     def capacity(self) -> float:
         """What this process may use: the GPU's memory, or its resident set plus the host's available memory."""
-        import torch
-
         if self.cuda:
             return float(torch.cuda.mem_get_info()[1])
         return self.current() + _meminfo_kib("MemAvailable") * 1024.0
@@ -415,8 +406,6 @@ def _probe(job: Job, steps: int) -> dict:
 
 
 def meter_device_name(meter: MemoryMeter) -> str:
-    import torch
-
     if meter.cuda:
         return torch.cuda.get_device_name()
     from src.hardware import cpu_model
@@ -450,7 +439,7 @@ def estimate(job: Job, measured: dict, probe_arch: dict) -> float:
         s, t = measured["mean_lengths"]
         return train_flops(enc, config_from_dict(arch["decoder"]), round(s), round(t))
 
-    ratio = flops(job.arch) / flops(probe_arch) if probe_arch else 1.0
+    ratio = flops(job.arch) / flops(probe_arch) if job.arch and probe_arch else 1.0
     cfg = job.cfg
     steps = int(cfg.trainer.max_steps)
     batches = steps * measured["accumulation"]

@@ -56,7 +56,9 @@ def run_settings(path: Path) -> dict:
     composed = path.parent / ".hydra" / "config.yaml"
     if not composed.is_file():
         return {}
-    data = OmegaConf.load(composed).data
+    data = OmegaConf.load(composed).get("data") or {}
+    if not data.get("metrics"):  # not a src.train run (an src.eval directory holds its own config)
+        return {}
     return {"metrics": list(data.metrics), "bleu_lowercase": bool(data.get("bleu_lowercase", False))}
 
 

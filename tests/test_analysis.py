@@ -241,11 +241,9 @@ def test_compare_two_trained_runs_writes_md_html_and_a_wandb_table(seed_sweep, t
     assert "paired-bootstrap interval" in proc.stdout
     result = json.loads((out / "compare.json").read_text())
     assert result["examples_count"] == 12 and result["bootstrap"]["resamples"] == 1000
-    assert (
-        (out / "compare.md")
-        .read_text()
-        .startswith("# bert2bert-synthetic-s1 (A) vs bert2bert-synthetic-s1 (B)")
-    )
+    # both runs are bert2bert-synthetic-s1 (they differ in sharing): named by their directories
+    a_dir, b_dir = runs[("embeddings", 1)].name, runs[("shared", 1)].name
+    assert (out / "compare.md").read_text().startswith(f"# {a_dir} (A) vs {b_dir} (B)")
     assert 'id="examples"' in (out / "compare.html").read_text()
     (path,) = run_files(out)  # the runs used W&B (offline): so does the comparison
     run = read_run(path)
@@ -280,6 +278,11 @@ def test_eval_sweeps_decoding_on_one_checkpoint_and_chooses_on_validation(seed_s
     best = max(range(2), key=lambda i: val[i])  # ties: the first (cheaper) setting
     assert [r["best"] for r in rows] == [str(i == best) for i in range(2)]
     assert "Best on validation rouge2: num_beams=" in (sweep / "decoding.md").read_text()
+    # two settings' directories compare like two runs (the metric from their metrics.json)
+    dirs = sorted(p.parent for p in sweep.glob("*/metrics.json"))
+    diff = compare(load_side(str(dirs[0])), load_side(str(dirs[1])), resamples=100)
+    assert diff["metric"] == "rouge2"
+    assert diff["corpus"]["b"] == pytest.approx(results[1]["metrics"]["rouge2"], abs=1e-3)
 
 
 def test_plan_lists_jobs_states_budgets_and_estimates_from_a_probe(seed_sweep, tmp_path):
