@@ -50,6 +50,7 @@ class Job:
     budget: dict = field(default_factory=dict)
     arch: dict = field(default_factory=dict)
     estimate_s: float | None = None
+    trial: bool = False  # an Optuna trial: its values, hence its directory, are chosen as the sweep runs
 
 
 def sweep_jobs(overrides: list[str]) -> tuple[list[Job], dict]:
@@ -86,11 +87,12 @@ def sweep_jobs(overrides: list[str]) -> tuple[list[Job], dict]:
             parsed = OverridesParser.create(config_loader=loader).parse_overrides(lines)
             batches = BasicSweeper.split_arguments(parsed, None)
         jobs = []
+        trial = "optuna" in info["sweeper"].lower()
         for batch in batches:
             for job_overrides in batch:
                 cfg = loader.load_sweep_config(base, list(job_overrides))
                 run_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
-                jobs.append(Job(list(job_overrides), cfg, run_dir))
+                jobs.append(Job(list(job_overrides), cfg, run_dir, trial=trial))
         raw = OmegaConf.to_container(base, resolve=False).get("sweep_name")
         info["sweep_name_fixed"] = not str(raw).startswith("${now:")
     return jobs, info
@@ -100,6 +102,8 @@ def job_state(job: Job) -> str:
     """completed (the sweep skips it), resumable (last.ckpt), failed (will run again) or new."""
     from src.rundir import finished
 
+    if job.trial:
+        return "new"
     if finished(job.cfg, job.run_dir) is not None:
         return "completed"
     if (job.run_dir / "checkpoints" / "last.ckpt").is_file():
@@ -493,7 +497,7 @@ def render(result: dict) -> str:
         rows.append(
             [
                 i,
-                str(j.run_dir),
+                f"{j.run_dir.parent}/<chosen by Optuna>" if j.trial else str(j.run_dir),
                 j.state,
                 _m(b.get("total")),
                 _m(b.get("from_checkpoint")),

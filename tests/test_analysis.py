@@ -17,7 +17,17 @@ from src.compare import compare, load_side, marked, to_html
 from src.errors import UserError
 from src.metrics.significance import paired_bootstrap
 from src.metrics.text import ExampleScorer, GenerationMetrics
-from src.plan import Job, MemoryMeter, fit_line, job_devices, largest_batch, probe_config, validations
+from src.plan import (
+    Job,
+    MemoryMeter,
+    fit_line,
+    job_devices,
+    largest_batch,
+    plan,
+    probe_config,
+    render,
+    validations,
+)
 from src.report import write_report
 from tests.conftest import compose_train, run_cli, synthetic_overrides
 from tests.wandb_reader import read_run, run_files
@@ -356,3 +366,23 @@ def test_cpu_memory_meter_sees_a_new_peak_and_resets():
     meter.reset()
     assert meter.peak() < before + 60 * 1024**2 or meter.current() >= before + 60 * 1024**2
     assert meter.capacity() > meter.current()
+
+
+def test_plan_expands_the_papers_grid_from_the_experiments_sweeper_params_without_downloads():
+    result = plan(["experiment=rothe_grid", "data=wmt14_en_de"], run_probe=False)
+    variants = [j.cfg.variant for j in result["jobs"]]
+    assert (
+        len(variants) == 8 and "robertashare" not in variants and "roberta2gpt" not in variants
+    )  # WMT's rows
+    assert all(str(j.run_dir).startswith("outputs/sweeps/rothe_grid-wmt14_en_de/") for j in result["jobs"])
+    budgets = {j.cfg.variant: j.budget["total"] for j in result["jobs"]}
+    assert budgets["bertshare"] < budgets["bert2bert"] < budgets["bert2gpt"]  # from conf/arch facts
+    assert result["total_s"] is None and "No probe" in render(result)
+
+
+def test_plan_of_an_optuna_search_counts_its_trials():
+    result = plan(
+        ["hparams_search=optuna", "hydra.sweeper.n_trials=3", "encoder=minilm", "decoder=minilm"], 1, False
+    )
+    assert len(result["jobs"]) == 3 and all(j.trial and j.state == "new" for j in result["jobs"])
+    assert "3 trials of the base config" in render(result) and "<chosen by Optuna>" in render(result)
