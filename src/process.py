@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 RESOLVERS = {
     # ${coalesce:a,b}: the first value that is not null (run names: the variant's, else encoder2decoder)
     "coalesce": lambda *values: next((v for v in values if v is not None), None),
+    # ${model_name:path_or_hub_id}: a saved model's last path part (pretrained_seq2seq runs are named after it)
+    "model_name": lambda ref: None if ref is None else str(ref).rstrip("/").split("/")[-1],
     # ${short_hash:text}: 8 hex digits naming a sweep job by its overrides, the same on every re-run
     "short_hash": lambda text: hashlib.sha1(str(text).encode()).hexdigest()[:8],
 }
