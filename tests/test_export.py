@@ -129,7 +129,9 @@ def test_a_saved_model_is_evaluated_and_fine_tuned_in_the_framework(trained, tmp
     assert scored["params"]["total"] == results["params"]["total"]
 
     tuned = compose_train(f"pretrained_seq2seq={hf}", *data, *QUICK, f"output_dir={tmp_path / 'tuned'}")
-    assert tuned.run_name == "hf-synthetic-s42"  # named after the saved model, not the default encoder/decoder
+    assert (
+        tuned.run_name == "hf-synthetic-s42"
+    )  # named after the saved model, not the default encoder/decoder
     again = train(tuned)
     assert (
         again["status"] == "completed" and again["params"]["random"] == 0
