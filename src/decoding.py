@@ -19,14 +19,6 @@ from src.metrics.text import primary_metric
 from src.outputs import atomic_write_text, markdown_table
 
 log = logging.getLogger(__name__)
-KEYS = (
-    "num_beams",
-    "max_new_tokens",
-    "min_new_tokens",
-    "length_penalty",
-    "no_repeat_ngram_size",
-    "early_stopping",
-)
 
 
 def decoding_results(sweep_dir: Path) -> list[dict]:
@@ -53,9 +45,8 @@ def write_decoding_table(sweep_dir: Path) -> dict | None:
     rows = decoding_results(sweep_dir)
     if not rows:
         return None
-    varied = [k for k in KEYS if len({str(r["generation"].get(k)) for r in rows}) > 1] or [
-        k for k in KEYS if any(k in r["generation"] for r in rows)
-    ]
+    keys = list(dict.fromkeys(k for r in rows for k in r["generation"]))  # generate's arguments, as evaluated
+    varied = [k for k in keys if len({str(r["generation"].get(k)) for r in rows}) > 1] or keys
     metric, best = best_on_validation(rows)
     # the loss is teacher-forced: the same under every decoding
     test_metrics = sorted({m for r in rows for m in r["splits"].get("test", {}) if m != "loss"})

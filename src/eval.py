@@ -13,7 +13,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from src.assemble import assemble, evaluate
+from src.assemble import assemble, evaluate, generation_kwargs
 from src.errors import UserError, report_user_errors
 from src.loggers import finish_wandb, flatten, log_results_to_wandb, logger_for
 from src.outputs import results_table, write_json, write_predictions
@@ -49,7 +49,7 @@ def run_eval(cfg: DictConfig) -> dict:
         raise UserError(
             "nothing to evaluate. Fix: ckpt_path=<run>/checkpoints/best.ckpt, or pretrained_seq2seq=DIR data=<task>."
         )
-    decoding = {k: v for k, v in OmegaConf.to_container(cfg.data.generation).items() if v is not None}
+    decoding = generation_kwargs(cfg.data.generation)
     # a checkpoint decodes as it was trained, unless data.generation.* says otherwise
     if module is not None and decoding:
         module.generation.update(decoding)

@@ -34,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.errors import UserError, report_user_errors
 from src.outputs import markdown_table, write_json
 from src.process import setup_process
+from src.rundir import finished, sweep_job_dir
 
 log = logging.getLogger(__name__)
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -91,8 +92,7 @@ def sweep_jobs(overrides: list[str]) -> tuple[list[Job], dict]:
         for batch in batches:
             for job_overrides in batch:
                 cfg = loader.load_sweep_config(base, list(job_overrides))
-                run_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
-                jobs.append(Job(list(job_overrides), cfg, run_dir, trial=trial))
+                jobs.append(Job(list(job_overrides), cfg, sweep_job_dir(cfg), trial=trial))
         raw = OmegaConf.to_container(base, resolve=False).get("sweep_name")
         info["sweep_name_fixed"] = not str(raw).startswith("${now:")
     return jobs, info
@@ -100,8 +100,6 @@ def sweep_jobs(overrides: list[str]) -> tuple[list[Job], dict]:
 
 def job_state(job: Job) -> str:
     """completed (the sweep skips it), resumable (last.ckpt), failed (will run again) or new."""
-    from src.rundir import finished
-
     if job.trial:
         return "new"
     if finished(job.cfg, job.run_dir) is not None:

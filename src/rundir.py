@@ -27,6 +27,11 @@ ENCODER_TOKENIZER = (
 )
 
 
+def sweep_job_dir(sweep_config: DictConfig) -> Path:
+    """Where a sweep job writes: hydra.sweep.dir / hydra.sweep.subdir of its composed config."""
+    return Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
+
+
 def completed(out: Path) -> dict | None:
     """The metrics.json of a run directory if that run completed, else None."""
     try:

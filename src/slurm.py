@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import subprocess
-from pathlib import Path
 
 from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurmLauncher
 from omegaconf import OmegaConf
 
-from src.rundir import finished
+from src.rundir import finished, sweep_job_dir
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ class ProjectSlurmLauncher(SubmititSlurmLauncher):
         todo, done = [], {}
         for i, overrides in enumerate(job_overrides):
             sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-            out = Path(sweep_config.hydra.sweep.dir) / str(sweep_config.hydra.sweep.subdir)
+            out = sweep_job_dir(sweep_config)
             metrics = finished(sweep_config, out)
             if metrics is None:
                 todo.append(i)
