@@ -19,6 +19,7 @@ from src.data.datamodule import DataConfig, Seq2SeqDataModule
 from src.data.synthetic import SPLITS
 from src.errors import UserError
 from src.hardware import resolve_precision
+from src.metrics.text import scoring_options
 from src.models.module import Seq2SeqModule
 from src.models.spec import ModelSpec
 from src.precision import precision_args
@@ -35,8 +36,8 @@ def build_module(cfg: DictConfig) -> Seq2SeqModule:
         generation=generation_kwargs(cfg.data.generation),
         metrics=list(cfg.data.metrics),
         gen_val_batches=cfg.gen_val_batches,
-        bleu_lowercase=cfg.data.bleu_lowercase,
         skip_nonfinite=cfg.skip_nonfinite,
+        **scoring_options(cfg.data),
     )
 
 
@@ -55,6 +56,7 @@ def build_datamodule(data: DictConfig, module: Seq2SeqModule, seed: int) -> Seq2
         special_ids=module.special_ids,
         seed=seed,
         max_source_length=module.source_length(data.max_source_length, data.max_target_length),
+        source_special_tokens=module.source_special_tokens,
     )
 
 

@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 
 from src.errors import UserError, report_user_errors
 from src.metrics.significance import CONFIDENCE, RESAMPLES, SEED, Interval, paired_bootstrap
-from src.metrics.text import SUPPORTED, ExampleScorer
+from src.metrics.text import SUPPORTED, ExampleScorer, scoring_options
 from src.outputs import atomic_write_text, markdown_table, write_json
 from src.process import setup_process
 from src.score import read_predictions, run_settings
@@ -45,7 +45,7 @@ class Side:
     references: list
     sources: list[str] | None
     metrics: list[str]  # the run's metrics, in its own order
-    bleu_lowercase: bool
+    scoring: dict  # the run's scoring options (`src.metrics.text.SCORING_KEYS`)
     used_wandb: bool
     wandb: dict  # the run's W&B project, entity and group
 
@@ -63,7 +63,7 @@ def load_side(arg: str) -> Side:
     predictions, references, sources = read_predictions(path)
     run_dir = path.parent if (path.parent / "metrics.json").is_file() else None
     settings = run_settings(path)  # a src.train run: its task's metrics
-    metrics, lowercase = settings.get("metrics", []), settings.get("bleu_lowercase", False)
+    metrics, scoring = settings.get("metrics", []), scoring_options(settings)
     result = json.loads((run_dir / "metrics.json").read_text()) if run_dir else {}
     used_wandb, wb = False, {}
     composed = path.parent / ".hydra" / "config.yaml"
@@ -80,7 +80,7 @@ def load_side(arg: str) -> Side:
         metrics = [m for m in scores if m in SUPPORTED]
     used_wandb = used_wandb or (path.parent / "wandb").is_dir()
     label = result.get("run_name") or (run_dir.name if run_dir else path.stem)
-    return Side(label, path, run_dir, predictions, references, sources, metrics, lowercase, used_wandb, wb)
+    return Side(label, path, run_dir, predictions, references, sources, metrics, scoring, used_wandb, wb)
 
 
 def wandb_group_of(run_dir: Path) -> str | None:
@@ -161,8 +161,9 @@ def compare(
     metric = choose_metric(a, b, metric)
     if metric == "sari" and (a.sources is None or b.sources is None):
         raise UserError("sari needs each example's `source`. Fix: --metric <another metric>.")
-    lowercase = a.bleu_lowercase or b.bleu_lowercase
-    scorer = ExampleScorer([metric], bleu_lowercase=lowercase)
+    # both sides scored one way: A's options, uncased BLEU if either run's was
+    lowercase = bool(a.scoring.get("bleu_lowercase") or b.scoring.get("bleu_lowercase"))
+    scorer = ExampleScorer([metric], **{**b.scoring, **a.scoring, "bleu_lowercase": lowercase})
     stats_a = scorer.statistics(a.predictions, a.references, a.sources)[metric]
     stats_b = scorer.statistics(b.predictions, b.references, b.sources or a.sources)[metric]
     score_a = np.array([ExampleScorer.sentence(metric, s) for s in stats_a])

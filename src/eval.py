@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.assemble import assemble, evaluate, generation_kwargs
 from src.errors import UserError, report_user_errors
 from src.loggers import finish_wandb, flatten, log_results_to_wandb, logger_for
+from src.models.spec import paper_row
 from src.outputs import results_table, write_json, write_predictions
 from src.process import is_multirun, setup_process
 from src.rundir import load_module, upgrade_run_config
@@ -57,6 +58,8 @@ def run_eval(cfg: DictConfig) -> dict:
         run.data.path = cfg.data_path
     if cfg.eval_batch_size is not None:
         run.data.eval_batch_size = cfg.eval_batch_size
+    if cfg.get("precision") is not None:
+        run.trainer.precision = cfg.precision
     # one device, whatever trained
     run.trainer.update(accelerator="auto", devices=1, strategy="auto", num_nodes=1)
     parts = assemble(
@@ -75,6 +78,7 @@ def run_eval(cfg: DictConfig) -> dict:
         "run_name": run.run_name,
         "params": module.budget.as_dict(),
         "generation": module.generation,
+        "scoring": module.scoring,
     }
     by_split, outputs = {}, {}
     for split in splits:
@@ -84,6 +88,15 @@ def run_eval(cfg: DictConfig) -> dict:
         write_predictions(out / name, module.test_predictions)
     last = splits[-1]  # test when it was evaluated: `metrics` and predictions.jsonl are the test split's
     result.update(split=last, metrics=by_split[last], outputs=outputs[last], splits=by_split)
+    if (
+        cfg.pretrained_seq2seq and "test" in by_split
+    ):  # src.report reads it as a row (the paper's, if released)
+        result.update(
+            status="completed",
+            data=run.data.name,
+            variant=paper_row(cfg.pretrained_seq2seq),
+            test=by_split["test"],
+        )
     write_json(out / "metrics.json", result)
     logger = eval_logger(cfg, run, out, last)
     if logger:
@@ -114,6 +127,7 @@ def saved_model_run(cfg: DictConfig) -> DictConfig:
     run = compose("train", overrides=overrides)
     OmegaConf.set_struct(run, False)  # evaluation adjusts the trainer (one device) as for a run's config
     run.data = cfg.data  # the task as composed here, with this command's data.* overrides
+    run.pretrained_usage = cfg.pretrained_usage
     run.output_dir = cfg.output_dir
     return run
 

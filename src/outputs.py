@@ -29,10 +29,9 @@ def write_json(path: str | Path, data: dict) -> None:
 
 
 def write_predictions(path: str | Path, rows: list[dict]) -> None:
-    """One JSON object a line: source, reference, prediction (in the split's order)."""
-    lines = (
-        json.dumps({k: r[k] for k in ("source", "reference", "prediction")}, ensure_ascii=False) for r in rows
-    )
+    """One JSON object a line: source, reference, prediction and, where scored, the strings the metrics saw."""
+    keys = ("source", "reference", "prediction", "scored_prediction", "scored_reference")
+    lines = (json.dumps({k: r[k] for k in keys if k in r}, ensure_ascii=False) for r in rows)
     atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 

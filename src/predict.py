@@ -62,6 +62,10 @@ class Predictor:
             enc = path / ENCODER_TOKENIZER
             self.enc_tok = AutoTokenizer.from_pretrained(enc) if enc.is_dir() else self.tok
             self.decoder_only, self.module, self.run = decoder_only, None, {}
+            g = self.hf.generation_config
+            self.special = {
+                k: getattr(g, k) for k in ("decoder_start_token_id", "eos_token_id", "pad_token_id")
+            }
             self.max_source = 512
             return
         if not path.exists():
@@ -80,6 +84,7 @@ class Predictor:
             self.max_source,
             data["max_target_length"],
             m.special_ids["eos_token_id"],
+            m.source_special_tokens,
         )
 
     def source_column(self) -> str | None:
@@ -103,6 +108,8 @@ class Predictor:
         return [out[i] for i in range(len(sources))]
 
     def _batch(self, texts: list[str], generation: dict) -> list[str]:
+        from src.models.module import decode
+
         if self.module is not None:
             from src.data.datamodule import Collator
             from src.data.tokenized import TokenizedSplit
@@ -119,13 +126,13 @@ class Predictor:
             for text in texts:
                 ids = self.tok(text, truncation=True, max_length=self.max_source)["input_ids"] + [start]
                 new = self.hf.generate(torch.tensor([ids]), **generation)[0, len(ids) :]
-                results.append(self.tok.decode(new, skip_special_tokens=True).strip())
+                results += decode(self.tok, new[None], self.special)
             return results
         enc = self.enc_tok(
             texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_source
         )
         new = self.hf.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], **generation)
-        return [t.strip() for t in self.tok.batch_decode(new, skip_special_tokens=True)]
+        return decode(self.tok, new, self.special)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from src.metrics.significance import RESAMPLES, Interval, paired_bootstrap
-from src.metrics.text import SUPPORTED, ExampleScorer, primary_metric
+from src.metrics.text import SUPPORTED, ExampleScorer, primary_metric, scoring_options
 from src.outputs import atomic_write_text
 from src.process import setup_process
 from src.score import read_predictions, run_settings
@@ -209,7 +209,7 @@ def _group_statistics(group: dict, metric: str) -> list | None:
             return None
         settings = run_settings(path)
         predictions, references, sources = read_predictions(path)
-        scorer = ExampleScorer([metric], bleu_lowercase=settings.get("bleu_lowercase", False))
+        scorer = ExampleScorer([metric], **scoring_options(settings))
         out.append(scorer.statistics(predictions, references, sources)[metric])
     return out
 
@@ -239,7 +239,18 @@ def _cell(row: dict, column: str) -> str:
     return text
 
 
-def markdown(columns: list[str], rows: list[dict], title: str, tolerance: float = 1.0) -> str:
+def scoring_lines(runs: list[dict]) -> list[str]:
+    """What the runs' metrics computed (metrics.json's `scoring`): the scored text and each tool's signature."""
+    seen = {}
+    for run in runs:
+        for name, value in ((run.get("scoring") or {}).get("signature") or {}).items():
+            seen.setdefault(name, set()).add(value)
+    return [f"- `{name}`: {' / '.join(f'`{v}`' for v in sorted(values))}" for name, values in seen.items()]
+
+
+def markdown(
+    columns: list[str], rows: list[dict], title: str, tolerance: float = 1.0, scoring: list[str] = ()
+) -> str:
     lines = [f"# {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(row, c) for c in columns) + " |" for row in rows]
     lines += [
@@ -257,6 +268,8 @@ def markdown(columns: list[str], rows: list[dict], title: str, tolerance: float 
             f"{ci}: the difference in the corpus metric and its paired-bootstrap 95% interval over the test "
             "examples (seeds averaged, 1,000 resamples unless --resamples, seed 0); * when it excludes 0."
         )
+    if scoring:
+        lines += ["", 'Scored (README, "What is scored"; `text`: the form every metric compared):', *scoring]
     return "\n".join(lines) + "\n"
 
 
@@ -328,7 +341,7 @@ def write_report(
     tolerance = paper.get("tolerance", 1.0) if tolerance is None else tolerance
     columns, rows = build_rows(runs, paper, baseline, resamples, tolerance)
     title = f"Comparison: {sweep_dir.name}"
-    atomic_write_text(out / "report.md", markdown(columns, rows, title, tolerance))
+    atomic_write_text(out / "report.md", markdown(columns, rows, title, tolerance, scoring_lines(runs)))
     atomic_write_text(out / "report.csv", to_csv(columns, rows))
     files = [str(out / "report.md"), str(out / "report.csv")]
     if chart(rows, columns, out / "report.png"):

@@ -3,11 +3,13 @@
 python -m src.score outputs/runs/<run>/predictions.jsonl                 # the run's own metrics: its metrics.json
 python -m src.score FILE.jsonl metrics=[sari,exact,bleu_nltk]            # another system's outputs
 python -m src.score FILE.jsonl metrics=[bleu] bleu_lowercase=true        # uncased sacreBLEU (the paper's WMT)
+python -m src.score FILE.jsonl metrics=[exact] scored_text=as_given      # the strings untouched (default: canonical)
 
 Each line of FILE is a JSON object with `prediction`, the reference as `reference` (a string) or `references` (a
 list), and `source` (SARI needs it). Metrics: rouge1, rouge2, rougeL, rougeLsum, exact, sari, bleu, bleu_nltk
-(src/metrics/text.py). Without `metrics=`, a file inside a run directory is scored with that run's data.metrics and
-data.bleu_lowercase. Prints a table, then the scores as one JSON object on the last line.
+(src/metrics/text.py), each on the canonical form of the texts (`scored_text`, src/metrics/text.py). A file inside
+a run directory is scored as that run was: its data.metrics, bleu_lowercase, scored_text and rouge_stemmer (given
+options win). Prints a table, then the scores as one JSON object on the last line.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from src.errors import UserError, report_user_errors
-from src.metrics.text import SUPPORTED, GenerationMetrics
+from src.metrics.text import SCORING_KEYS, SUPPORTED, GenerationMetrics, scoring_options
 from src.process import setup_process
 
 
@@ -52,20 +54,23 @@ def read_predictions(path: Path) -> tuple[list[str], list[str | list[str]], list
 
 
 def run_settings(path: Path) -> dict:
-    """data.metrics and data.bleu_lowercase of the run whose directory holds `path`, or {}."""
+    """How the run whose directory holds `path` was scored: `metrics` and its `SCORING_KEYS`, or {}.
+
+    A src.train run's composed config says it (data.*); an src.eval directory's metrics.json (`scoring`).
+    """
     composed = path.parent / ".hydra" / "config.yaml"
-    if not composed.is_file():
-        return {}
-    data = OmegaConf.load(composed).get("data") or {}
-    if not data.get("metrics"):  # not a src.train run (an src.eval directory holds its own config)
-        return {}
-    return {"metrics": list(data.metrics), "bleu_lowercase": bool(data.get("bleu_lowercase", False))}
+    data = (OmegaConf.load(composed).get("data") or {}) if composed.is_file() else {}
+    if data.get("metrics"):
+        return {"metrics": list(data.metrics), **scoring_options(data)}
+    recorded = path.parent / "metrics.json"
+    scoring = json.loads(recorded.read_text()).get("scoring") if recorded.is_file() else None
+    if isinstance(scoring, dict) and scoring.get("metrics"):
+        return {"metrics": list(scoring["metrics"]), **scoring_options(scoring)}
+    return {}
 
 
-def score(
-    path: Path, metrics: list[str] | None = None, bleu_lowercase: bool | None = None
-) -> dict[str, float]:
-    """The corpus scores (0-100) of a predictions file."""
+def score(path: Path, metrics: list[str] | None = None, **options) -> dict[str, float]:
+    """The corpus scores (0-100) of a predictions file; `options` (`SCORING_KEYS`) win over the run's own."""
     settings = run_settings(path)
     metrics = list(metrics or settings.get("metrics") or [])
     if not metrics:
@@ -78,9 +83,8 @@ def score(
     predictions, references, sources = read_predictions(path)
     if "sari" in metrics and sources is None:
         raise UserError(f"sari needs a `source` on every line of {path}. Fix: add it, or leave sari out.")
-    lowercase = settings.get("bleu_lowercase", False) if bleu_lowercase is None else bleu_lowercase
-    scorer = GenerationMetrics(metrics, bleu_lowercase=lowercase)
     try:
+        scorer = GenerationMetrics(metrics, **{**scoring_options(settings), **scoring_options(options)})
         scorer.update(predictions, references, sources)
     except ValueError as err:
         raise UserError(f"{path}: {err}.") from None
@@ -96,15 +100,14 @@ def main(argv: list[str] | None = None) -> int:
             print(__doc__)
             return 0 if files == ["-h"] or "--help" in args else 2
         options = OmegaConf.to_container(OmegaConf.from_dotlist([a for a in args if "=" in a]))
-        unknown = set(options) - {"metrics", "bleu_lowercase"}
+        unknown = set(options) - {"metrics", *SCORING_KEYS}
         if unknown:
             raise UserError(
-                f"unknown option(s) {sorted(unknown)}. Fix: metrics=[...] and bleu_lowercase=true|false."
+                f"unknown option(s) {sorted(unknown)}. Fix: metrics=[...], bleu_lowercase=true|false, "
+                "scored_text=canonical|as_given, rouge_stemmer=true|false."
             )
-        metrics = options.get("metrics")
-        scores = score(
-            Path(files[0]), [metrics] if isinstance(metrics, str) else metrics, options.get("bleu_lowercase")
-        )
+        metrics = options.pop("metrics", None)
+        scores = score(Path(files[0]), [metrics] if isinstance(metrics, str) else metrics, **options)
         for name, value in scores.items():
             print(f"{name:>10} {value:8.2f}")
         print(json.dumps(scores))

@@ -49,6 +49,7 @@ def _train(cfg: DictConfig, devices) -> dict:
         logger.log_hyperparams({f"params.{k}": v for k, v in module.budget.as_dict().items()})
     module.run_config = {**OmegaConf.to_container(cfg, resolve=True), "wandb_group": wandb_group(cfg)}
     results = rundir.header(cfg, module.budget.as_dict(), run.precision, run.batch)
+    results["scoring"] = module.scoring  # what the metrics compared, and sacreBLEU's signatures
     if cfg.eval_before_training:
         probe = make_trainer(
             cfg, run.precision, [], logger=False, enable_checkpointing=False, devices=devices

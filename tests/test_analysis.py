@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from filelock import FileLock
+from omegaconf import OmegaConf
 from scipy.stats import binom
 
 from src.compare import compare, load_side, marked, to_html
@@ -28,7 +29,7 @@ from src.plan import (
     render,
     validations,
 )
-from src.report import write_report
+from src.report import PAPER, build_rows, write_report
 from tests.conftest import compose_train, run_cli, synthetic_overrides
 from tests.wandb_reader import read_run, run_files
 
@@ -234,6 +235,10 @@ def test_report_groups_seeds_into_mean_std_and_adds_bootstrap_intervals(seed_swe
     assert iv.low <= iv.delta <= iv.high
     md = (tmp_path / "report.md").read_text()
     assert "±" in md and ci_col in md
+    # what was scored: the canonical text and ROUGE's stemming, as the runs' metrics.json recorded them
+    recorded = json.loads((runs[("shared", 1)] / "metrics.json").read_text())["scoring"]
+    assert recorded["scored_text"] == "canonical" and recorded["signature"]["rouge"] in md
+    assert "- `text`: `canonical`" in md
     with open(tmp_path / "report.csv") as f:
         table = list(csv.DictReader(f))
     assert {"rouge2 std", f"{ci_col} low", f"{ci_col} high"} <= set(table[0])
@@ -386,3 +391,21 @@ def test_plan_of_an_optuna_search_counts_its_trials():
     )
     assert len(result["jobs"]) == 3 and all(j.trial and j.state == "new" for j in result["jobs"])
     assert "3 trials of the base config" in render(result) and "<chosen by Optuna>" in render(result)
+
+
+def test_the_report_compares_wmt_runs_with_the_paper_in_t2t_bleu():
+    paper = OmegaConf.to_container(OmegaConf.load(PAPER))
+    run = {
+        "data": "wmt14_de_en",
+        "variant": "bert2bert",
+        "run_name": "bert2bert-wmt14_de_en-s1",
+        "test": {"bleu": 31.0, "bleu_t2t": 32.0, "loss": 1.0},
+        "status": "completed",
+        "seed": 1,
+        "dir": "run",
+        "path": "/nonexistent",
+        "overrides": None,
+    }
+    columns, rows = build_rows([run], paper, resamples=10)
+    assert "gap to paper (bleu_t2t)" in columns and rows[0]["paper bleu_t2t"] == 32.7
+    assert rows[0]["gap to paper (bleu_t2t)"] == pytest.approx(32.0 - 32.7)

@@ -10,6 +10,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from src.metrics.text import canonical
 from src.models.module import Seq2SeqModule
 from tests.conftest import REPO, compose_train, run_cli, synthetic_overrides
 
@@ -128,7 +129,14 @@ def test_train_writes_the_run_directory(trained_run):
     # model FLOP rate of the real tokens, against this CPU's peak for the run's precision
     assert metrics["train"]["model_tflops_per_s"] > 0 and 0 < metrics["train"]["mfu"] < 1
     rows = [json.loads(line) for line in (trained_run / "predictions.jsonl").read_text().splitlines()]
-    assert len(rows) == 12 and set(rows[0]) == {"source", "reference", "prediction"}
+    assert len(rows) == 12 and set(rows[0]) == {
+        "source",
+        "reference",
+        "prediction",
+        "scored_prediction",
+        "scored_reference",
+    }
+    assert all(r["scored_prediction"] == canonical(r["prediction"]) for r in rows)
     # restored to the split's order although evaluation ran longest-first
     from src.data.synthetic import make_synthetic
 

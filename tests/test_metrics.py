@@ -146,3 +146,28 @@ def test_a_decoder_that_says_the_same_for_every_input_raises_the_alarm(tiny, cap
     with caplog.at_level(logging.WARNING, logger="src.models.module"):
         module.check_outputs([f"answer {i}" for i in range(12)], same, "val")
     assert "collapsed" not in caplog.text
+
+
+def test_rouge_with_and_without_stemming():
+    # "runs" / "running" / "ran": Porter stemming makes the first two one word ("run"), not the third
+    stemmed = GenerationMetrics(["rouge1"])
+    plain = GenerationMetrics(["rouge1"], rouge_stemmer=False)
+    for m in (stemmed, plain):
+        m.update(["the dog runs"], ["the dog running"])
+    assert float(stemmed.compute()["rouge1"]) == pytest.approx(100.0)
+    assert float(plain.compute()["rouge1"]) == pytest.approx(100 * 2 / 3)
+
+
+def test_t2t_bleu_is_sacrebleus_international_uncased_bleu_and_both_carry_signatures():
+    hyp = ["The well-known \"song\" wasn't Müller's."]
+    ref = ['the well-known "Song" was Müller\'s.']
+    m = GenerationMetrics(["bleu", "bleu_t2t"], scored_text="as_given")
+    m.update(hyp, ref)
+    got = {k: float(v) for k, v in m.compute().items()}
+    assert got["bleu_t2t"] == pytest.approx(
+        sacrebleu.corpus_bleu(hyp, [ref], tokenize="intl", lowercase=True).score
+    )
+    assert got["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyp, [ref]).score)
+    signature = m.scorer.signature()
+    assert "tok:intl" in signature["bleu_t2t"] and "case:lc" in signature["bleu_t2t"]
+    assert "tok:13a" in signature["bleu"] and signature["text"] == "as_given"

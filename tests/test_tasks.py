@@ -124,7 +124,7 @@ def test_paper_settings_are_in_the_task_configs():
         "cnn_dailymail": (512, 128, 128, 300000, ["rouge1", "rouge2", "rougeL", "rougeLsum"]),
         "xsum": (512, 64, 128, 200000, ["rouge1", "rouge2", "rougeL"]),
         "gigaword": (128, 32, 256, 500000, ["rouge1", "rouge2", "rougeL"]),
-        "wmt14_en_de": (128, 128, 256, -1, ["bleu"]),
+        "wmt14_en_de": (128, 128, 256, -1, ["bleu", "bleu_t2t"]),
         "discofuse": (128, 128, 256, 300000, ["exact", "sari"]),
         "wikisplit": (128, 128, 256, 300000, ["exact", "sari", "bleu_nltk"]),
     }
@@ -142,7 +142,17 @@ def test_paper_settings_are_in_the_task_configs():
         assert compose("train", overrides=["data=wmt14_en_de"]).data.generation.length_penalty == 0.6
         assert compose("train", overrides=["data=wmt14_en_de"]).trainer.max_epochs == 30
         assert compose("train", overrides=["data=gigaword"]).data.lowercase is True
-        blog = compose("train", overrides=["data=cnn_dailymail_blog"]).data.generation
+        blog_run, paper_run = (
+            compose("train", overrides=[f"data={t}"]) for t in ("cnn_dailymail_blog", "cnn_dailymail")
+        )
+        # the blog as it ran: no weight decay, 3 epochs of 287,113 articles at batch 16, unstemmed ROUGE
+        assert (blog_run.optimizer.weight_decay, blog_run.trainer.max_steps, blog_run.data.rouge_stemmer) == (
+            0.0,
+            3 * -(-287113 // 16),
+            False,
+        )
+        assert (paper_run.optimizer.weight_decay, paper_run.data.rouge_stemmer) == (0.01, True)
+        blog = blog_run.data.generation
         assert (blog.max_length, blog.min_length, blog.no_repeat_ngram_size, blog.length_penalty) == (
             142,
             56,

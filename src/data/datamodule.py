@@ -142,8 +142,8 @@ DATA_DEFAULTS = Path(__file__).resolve().parents[2] / "conf" / "data_common" / "
 class DataConfig:
     """A `data=` config, key for key; conf/data_common/seq2seq.yaml documents each key and holds the defaults.
 
-    The DataModule reads the data keys; `metrics`, `bleu_lowercase` and `generation` (how the task is scored and
-    decoded) go to the LightningModule. A task's step budget is `trainer.max_steps`, which its config sets.
+    The DataModule reads the data keys; `metrics`, the scoring keys (`bleu_lowercase`, `scored_text`,
+    `rouge_stemmer`) and `generation` (how the task is scored and decoded) go to the LightningModule. A task's step budget is `trainer.max_steps`, which its config sets.
     """
 
     name: str
@@ -172,6 +172,8 @@ class DataConfig:
     cache_dir: str
     metrics: list
     bleu_lowercase: bool
+    scored_text: str
+    rouge_stemmer: bool
     synthetic: dict | None
     generation: dict
 
@@ -196,6 +198,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
         seed: the run's seed (the order of training batches).
         max_source_length: a tighter source limit than the config's (a decoder-only model's positions); None: the
             config's.
+        source_special_tokens: False: sources without the encoder tokenizer's special tokens (the model's way).
     """
 
     def __init__(
@@ -207,8 +210,10 @@ class Seq2SeqDataModule(L.LightningDataModule):
         special_ids: dict[str, int],
         seed: int = 0,
         max_source_length: int | None = None,
+        source_special_tokens: bool = True,
     ):
         super().__init__()
+        self.source_special_tokens = source_special_tokens
         c = self.config = config
         self.fields = (
             FieldSpec.of(c.source_column, c.source_join),
@@ -256,7 +261,11 @@ class Seq2SeqDataModule(L.LightningDataModule):
                 identity=self._identity(kwargs),
                 load_pairs=lambda: load_pairs(**kwargs),
                 tokenization=Tokenization(
-                    self.enc_tok, self.dec_tok, *self.max_lengths, self.special_ids["eos_token_id"]
+                    self.enc_tok,
+                    self.dec_tok,
+                    *self.max_lengths,
+                    self.special_ids["eos_token_id"],
+                    self.source_special_tokens,
                 ),
                 with_texts=name != "train",
             )

@@ -119,13 +119,15 @@ def special_affixes(tokenizer) -> tuple[list[int], list[int]]:
 
 @dataclass(frozen=True)
 class Tokenization:
-    """How a split becomes ids: the two tokenizers, the max lengths (the target's includes EOS) and the EOS id."""
+    """How a split becomes ids: the two tokenizers, the max lengths (the target's includes EOS), the EOS id, and
+    whether sources get the encoder tokenizer's special tokens (False: bare, as google/bert2bert_L-24_wmt_*)."""
 
     encoder_tokenizer: object
     decoder_tokenizer: object
     max_source_length: int
     max_target_length: int
     eos_id: int
+    source_special_tokens: bool = True
 
     def key(self) -> dict:
         """What of this decides the ids, for the cache key."""
@@ -134,12 +136,13 @@ class Tokenization:
             "dec": tokenizer_fingerprint(self.decoder_tokenizer),
             "max": [self.max_source_length, self.max_target_length],
             "eos": self.eos_id,
+            **({} if self.source_special_tokens else {"bare_sources": True}),
         }
 
     def pairs(self, sources, targets, stats: SplitStats):
         """(source ids, label ids); counts truncated sources and targets into `stats`."""
         enc, dec, max_target = self.encoder_tokenizer, self.decoder_tokenizer, self.max_target_length
-        prefix, suffix = special_affixes(enc)
+        prefix, suffix = special_affixes(enc) if self.source_special_tokens else ([], [])
         keep = self.max_source_length - len(prefix) - len(suffix)
         src_ids, lab_ids = [], []
         for start in range(0, len(sources), _CHUNK):

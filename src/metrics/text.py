@@ -3,13 +3,20 @@
 Every metric keeps summable statistics (sums of sentence scores, or n-gram counts for corpus BLEU), so the
 value over a split is the same on one process or under DDP. Scores are on the paper's 0-100 scale.
 
+Every metric scores prediction, references and source in one form (`scored_text`): `canonical` (the default) is
+the text with each punctuation mark and symbol a token of its own and single spaces (`canonical`), the form the
+Hub's DiscoFuse and WikiSplit are written in. No decoder's detokenization can move it: a WordPiece decoder's
+"well - known" / "functions." / "< : : : : >" and byte-level BPE's exact "well-known" / "functions ." / "<::::>"
+score alike, while a wrong word or a missing capital still costs points. `as_given` scores the strings untouched.
+
 | name | what |
 |---|---|
-| rouge1, rouge2, rougeL | mean ROUGE F1 (rouge_score, Porter stemming; no NLTK download) |
-| rougeLsum | ROUGE-Lsum: summary-level LCS over sentences (references split on newlines) |
-| exact | exact match after whitespace normalisation |
+| rouge1, rouge2, rougeL | mean ROUGE F1 (rouge_score; Porter stemming unless `rouge_stemmer=False`; no NLTK download) |
+| rougeLsum | ROUGE-Lsum: summary-level LCS over sentences, split after . ! ? (newlines do not survive every decoder) |
+| exact | exact match |
 | sari | SARI with tensor2tensor sari_hook semantics (src.metrics.sari) |
-| bleu | corpus BLEU by sacreBLEU (13a tokenization; `bleu_lowercase` for the paper's uncased WMT BLEU) |
+| bleu | corpus BLEU by sacreBLEU, 13a tokenization (`bleu_lowercase` for the paper's uncased WMT BLEU) |
+| bleu_t2t | corpus BLEU as tensor2tensor's t2t-bleu reports it: sacreBLEU's international tokenization, uncased |
 | bleu_nltk | corpus BLEU as NLTK computes it (whitespace tokens, case-sensitive), the paper's WikiSplit BLEU |
 """
 
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 
 import absl.logging
 import numpy as np
@@ -30,10 +38,15 @@ from src.metrics.sari import sari
 
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 MEAN_METRICS = (*ROUGE_KEYS, "exact", "sari")
-SUPPORTED = (*MEAN_METRICS, "bleu", "bleu_nltk")
+BLEU_METRICS = ("bleu", "bleu_t2t", "bleu_nltk")
+SUPPORTED = (*MEAN_METRICS, *BLEU_METRICS)
+SCORED_TEXT = ("canonical", "as_given")
+#: the keys of a task's data config (and of a run's) that say how it is scored, besides its metrics
+SCORING_KEYS = ("bleu_lowercase", "scored_text", "rouge_stemmer")
 #: the metric a comparison leads with (report chart, decoding choice), the first of these the task has
-PRIMARY = ("rouge2", "sari", "bleu", "bleu_nltk", "exact", "rougeL", "rouge1")
+PRIMARY = ("rouge2", "sari", "bleu_t2t", "bleu", "bleu_nltk", "exact", "rougeL", "rouge1")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_MARK = re.compile(r"[^\w\s]|_")  # a punctuation mark or symbol: neither letter, digit nor space
 
 
 def primary_metric(names) -> str | None:
@@ -42,12 +55,27 @@ def primary_metric(names) -> str | None:
     return next((m for m in PRIMARY if m in names), names[0] if names else None)
 
 
-def quiet_rouge_scorer(keys: list[str]):
+def scoring_options(settings) -> dict:
+    """The `SCORING_KEYS` a mapping (a data config, a run's settings) sets: keyword arguments of `ExampleScorer`."""
+    return {k: settings[k] for k in SCORING_KEYS if settings.get(k) is not None}
+
+
+def canonical(text: str) -> str:
+    """The scored form of a text: NFKC, every punctuation mark and symbol a token of its own, single spaces.
+
+    "functions. Finally, an HP" and "functions . Finally , an HP" -> "functions . Finally , an HP";
+    "<::::>" and "< : : : : >" -> "< : : : : >"; "well-known" and "well - known" -> "well - known".
+    Idempotent: canonical(canonical(t)) == canonical(t).
+    """
+    return " ".join(_MARK.sub(r" \g<0> ", unicodedata.normalize("NFKC", text)).split())
+
+
+def quiet_rouge_scorer(keys: list[str], stemmer: bool = True):
     """rouge_score's scorer, without its "Using default tokenizer" log line (absl's level is restored after)."""
     level = absl.logging.get_verbosity()
     absl.logging.set_verbosity(absl.logging.WARNING)
     try:
-        return rouge_scorer.RougeScorer(keys, use_stemmer=True)
+        return rouge_scorer.RougeScorer(keys, use_stemmer=stemmer)
     finally:
         absl.logging.set_verbosity(level)
 
@@ -57,7 +85,12 @@ def normalize(text: str) -> str:
 
 
 def sentences(text: str) -> str:
-    """Newline-separated sentences for ROUGE-Lsum: newlines if the text has them, else split after . ! ?"""
+    """Newline-separated sentences for ROUGE-Lsum: newlines if the text has them, else split after . ! ?
+
+    A WordPiece or SentencePiece decoder writes no newlines, and the canonical form has none: there every text is
+    split the same way, by its punctuation (CNN/DailyMail's highlights that end without a full stop run into the
+    next one).
+    """
     parts = text.splitlines() if "\n" in text.strip() else _SENTENCE_END.split(text.strip())
     return "\n".join(p.strip() for p in parts if p.strip())
 
@@ -71,14 +104,42 @@ class ExampleScorer:
     1-4, denominators 1-4, hyp_len, ref_len.
     """
 
-    def __init__(self, names=("rouge1", "rouge2", "rougeL", "exact"), bleu_lowercase: bool = False):
+    def __init__(
+        self,
+        names=("rouge1", "rouge2", "rougeL", "exact"),
+        bleu_lowercase: bool = False,
+        scored_text: str = "canonical",
+        rouge_stemmer: bool = True,
+    ):
         unknown = set(names) - set(SUPPORTED)
         if unknown:
             raise ValueError(f"unknown metrics {sorted(unknown)}; supported: {', '.join(SUPPORTED)}")
-        self.names = tuple(names)
+        if scored_text not in SCORED_TEXT:
+            raise ValueError(f"unknown scored_text {scored_text!r}; choose {' or '.join(SCORED_TEXT)}")
+        self.names, self.scored_text, self.rouge_stemmer = tuple(names), scored_text, rouge_stemmer
         rouge = [k for k in self.names if k in ROUGE_KEYS]
-        self._rouge = quiet_rouge_scorer(rouge) if rouge else None
-        self._sacrebleu = BLEU(lowercase=bleu_lowercase) if "bleu" in self.names else None
+        self._rouge = quiet_rouge_scorer(rouge, rouge_stemmer) if rouge else None
+        sacre = {"bleu": BLEU(lowercase=bleu_lowercase), "bleu_t2t": BLEU(tokenize="intl", lowercase=True)}
+        self._sacrebleu = {k: v for k, v in sacre.items() if k in self.names}
+        for bleu in self._sacrebleu.values():
+            bleu.num_refs = (
+                1  # the signature's nrefs until examples are scored (every task has one reference)
+            )
+
+    def scored(self, text: str) -> str:
+        """The form in which `text` is scored (`canonical`, or as given)."""
+        return canonical(text) if self.scored_text == "canonical" else text
+
+    def signature(self) -> dict[str, str]:
+        """What was computed, per metric family: the scored text, ROUGE's stemming, sacreBLEU's signatures."""
+        out = {"text": self.scored_text}
+        if self._rouge is not None:
+            out["rouge"] = f"rouge_score|stemmer:{'yes' if self.rouge_stemmer else 'no'}"
+        for name, bleu in self._sacrebleu.items():
+            out[name] = str(bleu.get_signature())
+        if "bleu_nltk" in self.names:
+            out["bleu_nltk"] = "nltk corpus_bleu|tok:whitespace|case:mixed|smooth:none"
+        return out
 
     @staticmethod
     def width(name: str) -> int:
@@ -97,6 +158,9 @@ class ExampleScorer:
         refs = [[r] if isinstance(r, str) else list(r) for r in references]
         if any(not rs for rs in refs):
             raise ValueError("every prediction needs at least one reference")
+        predictions = [self.scored(p) for p in predictions]
+        refs = [[self.scored(r) for r in rs] for rs in refs]
+        sources = sources and [self.scored(s) for s in sources]
         out = {name: np.zeros((len(predictions), self.width(name))) for name in self.names}
         lsum = "rougeLsum" in self.names
         for i, (pred, rs) in enumerate(zip(predictions, refs, strict=True)):
@@ -105,17 +169,21 @@ class ExampleScorer:
                 scores = self._rouge.score_multi(targets, sentences(pred) if lsum else pred)
                 for key, score in scores.items():
                     out[key][i, 0] = score.fmeasure
-            if "exact" in self.names:
+            if (
+                "exact" in self.names
+            ):  # canonical text is normalised already; as given, whitespace is not scored
                 out["exact"][i, 0] = float(any(normalize(pred) == normalize(r) for r in rs))
             if "sari" in self.names:
                 out["sari"][i, 0] = sari(sources[i], pred, rs) / 100.0
             if "bleu_nltk" in self.names:
                 out["bleu_nltk"][i] = _nltk_stats(pred, rs)
-        if self._sacrebleu is not None and predictions:
+        if self._sacrebleu and predictions:
             if len({len(rs) for rs in refs}) != 1:
                 raise ValueError("bleu needs the same number of references for every example")
             streams = [list(stream) for stream in zip(*refs, strict=True)]
-            out["bleu"][:] = self._sacrebleu._extract_corpus_statistics(predictions, streams)
+            for name, bleu in self._sacrebleu.items():
+                bleu.num_refs = len(streams)
+                out[name][:] = bleu._extract_corpus_statistics(predictions, streams)
         return out
 
     @staticmethod
@@ -124,8 +192,13 @@ class ExampleScorer:
         if name in MEAN_METRICS:
             return 100.0 * float(summed[0]) / max(count, 1)
         s = [int(x) for x in summed]
-        if name == "bleu":
-            return BLEU.compute_bleu(correct=s[2:6], total=s[6:10], sys_len=s[0], ref_len=s[1]).score
+        if name in (
+            "bleu",
+            "bleu_t2t",
+        ):  # smoothed as sacreBLEU's corpus_bleu (its signature says smooth:exp)
+            return BLEU.compute_bleu(
+                correct=s[2:6], total=s[6:10], sys_len=s[0], ref_len=s[1], smooth_method="exp"
+            ).score
         return _nltk_corpus_bleu(s)
 
     @staticmethod
@@ -134,7 +207,7 @@ class ExampleScorer:
         if name in MEAN_METRICS:
             return 100.0 * float(stats[0])
         s = [int(x) for x in stats]
-        if name == "bleu":
+        if name in ("bleu", "bleu_t2t"):
             correct, total, sys_len, ref_len = s[2:6], s[6:10], s[0], s[1]
         else:
             correct, total, sys_len, ref_len = s[0:4], s[4:8], s[8], s[9]
@@ -153,14 +226,14 @@ class GenerationMetrics(Metric):
 
     Args:
         names: which of `SUPPORTED` to compute.
-        bleu_lowercase: sacreBLEU on lowercased text (the paper's WMT figures are uncased BLEU).
+        bleu_lowercase, scored_text, rouge_stemmer: as `ExampleScorer`'s.
     """
 
     full_state_update = False
 
-    def __init__(self, names=("rouge1", "rouge2", "rougeL", "exact"), bleu_lowercase: bool = False):
+    def __init__(self, names=("rouge1", "rouge2", "rougeL", "exact"), **scoring):
         super().__init__()
-        self.scorer = ExampleScorer(names, bleu_lowercase)
+        self.scorer = ExampleScorer(names, **scoring)
         self.names = self.scorer.names
         for name in self.names:
             width = ExampleScorer.width(name)

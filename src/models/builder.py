@@ -240,20 +240,44 @@ def _assemble(spec: ModelSpec, enc_cfg, dec_cfg, same_vocab: bool, load: bool):
     return model, param_budget(model, pretrained_ids), note
 
 
-def set_special_tokens(model: EncoderDecoderModel, decoder_tokenizer) -> dict[str, int]:
-    """Decoder start, EOS and pad for the decoder's family, on both model.config and generation_config.
+SPECIAL_KEYS = ("decoder_start_token_id", "eos_token_id", "pad_token_id")
+
+
+def special_token_ids(decoder_tokenizer) -> dict[str, int]:
+    """Decoder start, EOS and pad for the decoder's family.
 
     BERT/RoBERTa: start [CLS]/<s>, eos [SEP]/</s>, pad [PAD]/<pad>. GPT-2: start = eos = pad = <|endoftext|>
     (it has no pad token); targets are given an explicit EOS and padding is masked by length, not by id.
+    A tokenizer's own EOS wins over its separator: BertGeneration's separator is `<::::>`, WikiSplit's text.
     """
     tok = decoder_tokenizer
     ids = {
         "decoder_start_token_id": tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id,
-        "eos_token_id": tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id,
+        "eos_token_id": tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id,
         "pad_token_id": tok.pad_token_id,
     }
     if None in ids.values():
         raise UserError(f"decoder tokenizer {type(tok).__name__} lacks a special token: {ids}")
+    return ids
+
+
+def saved_special_ids(model, decoder_tokenizer) -> dict[str, int]:
+    """A saved model's own start / EOS / pad ids (generation_config, else config), its tokenizer's where unset."""
+    ids = {}
+    for key in SPECIAL_KEYS:
+        value = getattr(model.generation_config, key, None)
+        ids[key] = value if value is not None else getattr(model.config, key, None)
+    if None in ids.values():
+        ids = {**special_token_ids(decoder_tokenizer), **{k: v for k, v in ids.items() if v is not None}}
+    return ids
+
+
+def set_special_tokens(
+    model: EncoderDecoderModel, decoder_tokenizer, ids: dict | None = None
+) -> dict[str, int]:
+    """Start, EOS and pad ids (`ids`, else `special_token_ids` of the decoder's tokenizer) on model.config and
+    generation_config."""
+    ids = ids or special_token_ids(decoder_tokenizer)
     for cfg in (model.config, model.generation_config):
         for key, value in ids.items():
             setattr(cfg, key, value)
@@ -310,13 +334,18 @@ def load_saved(spec: ModelSpec):
     """A whole saved model (`spec.seq2seq`): returns (model, budget, note, arch, (encoder, decoder) tokenizers).
 
     The encoder's pooler, unused by generation, is dropped (the project's models have none), so a checkpoint of a
-    run started from it rebuilds offline like any other. Weights tied by the saved model stay tied.
+    run started from it rebuilds offline like any other. A model saved with `tie_encoder_decoder` (the paper's
+    roberta2roberta ones) has one parameter set for encoder and decoder (`spec.sharing` "shared"), whichever
+    side's tensors the file holds. Weights the file lacks, and a tokenizer with more ids than the embedding
+    table, are refused.
     """
-    name = spec.seq2seq
-    tok = load_tokenizer(name, "pretrained_seq2seq")
+    name, kwargs = spec.seq2seq, spec.tokenizer_kwargs or {}
+    tok = load_tokenizer(name, "pretrained_seq2seq", **kwargs)
     resolved = resolve_checkpoint(name)
     enc_dir = Path(resolved) / ENCODER_TOKENIZER
-    enc_tok = load_tokenizer(str(enc_dir), "encoder") if is_local(resolved) and enc_dir.is_dir() else tok
+    enc_tok = (
+        load_tokenizer(str(enc_dir), "encoder", **kwargs) if is_local(resolved) and enc_dir.is_dir() else tok
+    )
     cfg = load_config(name, "pretrained_seq2seq")
     if spec.decoder_only:
         if cfg.model_type not in DECODER_ONLY_TYPES:
@@ -330,6 +359,18 @@ def load_saved(spec: ModelSpec):
         model, random = load_weights(WarmStartedEncoderDecoder, name, "pretrained_seq2seq", cfg)
         if getattr(model.encoder, "pooler", None) is not None:
             model.encoder.pooler = None
+        random = {n for n in random if not n.startswith("encoder.pooler.")}
+        if spec.sharing == "shared":  # the file may hold one side's tensors only: those are the shared set
+            keep = "decoder" if any(n.startswith("encoder.") for n in random) else "encoder"
+            apply_sharing(model, "shared", True, keep=keep)
+            random = _still_missing(model, random)
+    if random:
+        raise UserError(
+            f"pretrained_seq2seq={name} lacks {len(random)} weight tensors, which would start random "
+            f"(e.g. {', '.join(sorted(random)[:3])}). Fix: a complete checkpoint (config.json and all weights), "
+            "or start from encoder=/decoder= checkpoints to train new parts."
+        )
+    check_vocabulary(name, model, enc_tok, tok)
     named = list(model.named_parameters(remove_duplicate=False))
     budget = param_budget(model, {id(p) for n, p in named if n not in random})
     shared = (
@@ -341,7 +382,7 @@ def load_saved(spec: ModelSpec):
         )
     )
     note = f"loaded whole from {name}" + (
-        f"; {shared} tensors shared by encoder and decoder" if shared else ""
+        f"; {shared} tensors shared by encoder and decoder (tie_encoder_decoder)" if shared else ""
     )
     same_vocab = same_vocabulary(enc_tok, tok)
     arch = {
@@ -349,6 +390,30 @@ def load_saved(spec: ModelSpec):
         "same_vocab": same_vocab,
     }
     return model, budget, note, arch, (enc_tok, tok)
+
+
+def _still_missing(model, missing: set[str]) -> set[str]:
+    """The missing names whose tensor is not shared with a loaded one (after sharing, loaded values are kept)."""
+    params = dict(model.named_parameters(remove_duplicate=False))
+    loaded = {id(p) for n, p in params.items() if n not in missing}
+    return {n for n in missing if n in params and id(params[n]) not in loaded}
+
+
+def check_vocabulary(name: str, model, *tokenizers) -> None:
+    """Refuse (encoder, decoder) tokenizers with ids beyond their side's embedding table (an IndexError later)."""
+    encoder = getattr(model, "encoder", None)
+    sides = [(tokenizers[0], (encoder or model.decoder).get_input_embeddings().num_embeddings)]
+    sides.append((tokenizers[1], model.decoder.get_input_embeddings().num_embeddings))
+    for tok, rows in sides:
+        beyond = sorted(i for i in tok.get_vocab().values() if i >= rows)
+        if beyond:
+            tokens = tok.convert_ids_to_tokens(beyond[:3])
+            raise UserError(
+                f"pretrained_seq2seq={name}: its tokenizer has {len(tok)} ids but the model's embedding table "
+                f"{rows} rows; ids {beyond[:3]} ({', '.join(map(str, tokens))}) would crash. Fix: the "
+                "tokenizer the model was trained with, with its model card's tokens, e.g. "
+                "pretrained_usage.tokenizer_kwargs='{pad_token: <pad>, eos_token: </s>, bos_token: <s>}'."
+            )
 
 
 def build(
@@ -383,13 +448,19 @@ def build(
         budget = ParamBudget(**arch["budget"])  # the count of the model as it was loaded from its checkpoints
     tokenizers = tokenizers or (None, None)
     if tokenizers[1] is not None:
-        set_special_tokens(model, tokenizers[1])
+        # a saved model keeps its own ids (and a checkpoint of a run started from it, through `arch`)
+        own = arch.get("special_ids") or (
+            saved_special_ids(model, tokenizers[1]) if spec.seq2seq and weights == "checkpoints" else None
+        )
+        set_special_tokens(model, tokenizers[1], own)
     built = {
         "encoder": None if spec.decoder_only else model.encoder.config.to_dict(),
         "decoder": model.decoder.config.to_dict(),  # after limit_positions
         "same_vocab": arch["same_vocab"],
         "budget": budget.as_dict(),
     }
+    if spec.seq2seq or arch.get("special_ids"):
+        built["special_ids"] = {k: getattr(model.generation_config, k) for k in SPECIAL_KEYS}
     if weights == "checkpoints":
         log.info("model: %s; %s", budget, note)
     return Seq2Seq(model, tokenizers[0], tokenizers[1], budget, built)

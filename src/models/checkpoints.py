@@ -101,9 +101,9 @@ def load_config(name: str, side: str = "encoder") -> PreTrainedConfig:
     return _load(AutoConfig.from_pretrained, name, side, "config")
 
 
-def load_tokenizer(name: str, side: str = "encoder"):
+def load_tokenizer(name: str, side: str = "encoder", **kwargs):
     """Load a tokenizer and give it a pad token when its family has none (GPT-2: pad = eos)."""
-    tok = _load(AutoTokenizer.from_pretrained, name, side, "tokenizer")
+    tok = _load(AutoTokenizer.from_pretrained, name, side, "tokenizer", **kwargs)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok

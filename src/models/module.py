@@ -37,6 +37,25 @@ def tokenizer_from_files(files: dict[str, bytes]):
         return load_tokenizer(tmp)
 
 
+def decode(tokenizer, ids, special: dict[str, int]) -> list[str]:
+    """Generated ids (batch, length) -> texts as the user reads them, outer spaces stripped.
+
+    Special tokens are dropped (start, EOS, pad, unknown, mask), except one that stands in the task's text: a
+    SentencePiece BertGeneration tokenizer's separator `<::::>` (WikiSplit's), which is neither its start, EOS
+    nor pad, is written out. The metrics score these texts in their canonical form (`src.metrics.text.canonical`).
+
+    Args:
+        special: the model's decoder_start_token_id, eos_token_id and pad_token_id.
+    """
+    drop = set(tokenizer.all_special_ids) | set(special.values())
+    sep = tokenizer.sep_token_id
+    if sep is not None and sep not in special.values():
+        drop.discard(sep)
+    rows = ids.tolist() if hasattr(ids, "tolist") else ids
+    kept = [[t for t in row if t not in drop] for row in rows]
+    return [t.strip() for t in tokenizer.batch_decode(kept, skip_special_tokens=False)]
+
+
 def lm_head(model) -> torch.nn.Module | None:
     """The decoder's output head (hidden states -> vocabulary logits) of an EncoderDecoderModel, or None.
 
@@ -64,6 +83,8 @@ class Seq2SeqModule(L.LightningModule):
         generation: keyword arguments of `generate` (num_beams, max_new_tokens, length_penalty, ...).
         metrics: names of generation metrics (see `GenerationMetrics`).
         bleu_lowercase: sacreBLEU on lowercased text (uncased BLEU, as the paper reports WMT).
+        scored_text: the form every metric scores (`canonical` or `as_given`; `src.metrics.text`).
+        rouge_stemmer: ROUGE with Porter stemming (the paper's presets), or without (the blog's figures).
         skip_nonfinite: skip batches whose loss is NaN/inf (counted) instead of stopping the run.
         gen_val_batches: validation batches decoded for generation metrics per validation; None = all.
         built: the architecture and tokenizers of a trained model, which a checkpoint adds to these arguments:
@@ -80,6 +101,8 @@ class Seq2SeqModule(L.LightningModule):
         gen_val_batches: int | None = 2,
         bleu_lowercase: bool = False,
         skip_nonfinite: bool = False,
+        scored_text: str = "canonical",
+        rouge_stemmer: bool = True,
         built: dict | None = None,
     ):
         super().__init__()
@@ -94,9 +117,15 @@ class Seq2SeqModule(L.LightningModule):
         self.model = made.model.train()  # from_pretrained returns eval mode: dropout would stay off
         self.encoder_tokenizer, self.decoder_tokenizer = made.encoder_tokenizer, made.decoder_tokenizer
         self.arch, self.budget = made.arch, made.budget
+        self.source_special_tokens = spec.source_special_tokens
         self.generation = dict(generation)
-        self.val_metrics = GenerationMetrics(metrics, bleu_lowercase=bleu_lowercase)
-        self.test_metrics = GenerationMetrics(metrics, bleu_lowercase=bleu_lowercase)
+        scoring = {
+            "bleu_lowercase": bleu_lowercase,
+            "scored_text": scored_text,
+            "rouge_stemmer": rouge_stemmer,
+        }
+        self.val_metrics = GenerationMetrics(metrics, **scoring)
+        self.test_metrics = GenerationMetrics(metrics, **scoring)
         self.test_predictions: list[dict] = []
         self.test_outputs: dict[str, float] = {}  # src.metrics.health of the last test's predictions
         self._val_outputs: list[tuple[str, str]] = []
@@ -117,6 +146,18 @@ class Seq2SeqModule(L.LightningModule):
                 room + max_target,
             )
         return min(max_source, room)
+
+    @property
+    def scoring(self) -> dict:
+        """How this module scores (metrics.json's `scoring`): metrics, options, and what each metric computed."""
+        scorer = self.test_metrics.scorer
+        return {
+            "metrics": list(scorer.names),
+            "bleu_lowercase": self.hparams.bleu_lowercase,
+            "scored_text": scorer.scored_text,
+            "rouge_stemmer": scorer.rouge_stemmer,
+            "signature": scorer.signature(),
+        }
 
     @property
     def special_ids(self) -> dict[str, int]:
@@ -210,7 +251,7 @@ class Seq2SeqModule(L.LightningModule):
                 f"out of memory while generating for a batch of {size} examples with {beams} beams. "
                 f"Fix: lower data.eval_batch_size (now {size}), or data.generation.num_beams."
             ) from None
-        return [t.strip() for t in self.decoder_tokenizer.batch_decode(out, skip_special_tokens=True)]
+        return decode(self.decoder_tokenizer, out, self.special_ids)
 
     def _generate(self, batch: dict) -> torch.Tensor:
         return self.model.generate(
@@ -262,10 +303,20 @@ class Seq2SeqModule(L.LightningModule):
         self.log("test/loss", self.loss(batch), batch_size=batch["input_ids"].size(0), sync_dist=True)
         predictions = self.generate(batch)
         self.test_metrics.update(predictions, batch["target"], batch["source"])
+        scored = self.test_metrics.scorer.scored
         for i, src, ref, pred in zip(
             batch["index"].tolist(), batch["source"], batch["target"], predictions, strict=True
         ):
-            self.test_predictions.append({"index": i, "source": src, "reference": ref, "prediction": pred})
+            self.test_predictions.append(
+                {
+                    "index": i,
+                    "source": src,
+                    "reference": ref,
+                    "prediction": pred,  # as the decoder wrote it; the metrics saw the scored_* strings
+                    "scored_prediction": scored(pred),
+                    "scored_reference": scored(ref),
+                }
+            )
 
     def on_test_epoch_end(self) -> None:
         self.log_dict({f"test/{k}": v for k, v in self.test_metrics.compute().items()})

@@ -7,6 +7,34 @@ from dataclasses import asdict, dataclass
 from src.errors import UserError
 
 WEIGHTS = ("pretrained", "random")
+#: How the paper's released checkpoints are used, from their model cards, by the repository's name: the
+#: google/bert2bert_L-24_wmt_* cards tokenize with add_special_tokens=False and name the pad / eos / bos tokens.
+#: (google/roberta2roberta_L-24_*: BertGenerationTokenizer adds no special tokens; nothing to set.)
+CARD_USAGE = {
+    "bert2bert_L-24_wmt_": {
+        "source_special_tokens": False,
+        "tokenizer_kwargs": {"pad_token": "<pad>", "eos_token": "</s>", "bos_token": "<s>"},
+    },
+}
+
+
+#: The paper's row of each released model (README, "The paper's released checkpoints"); src.report puts an
+#: evaluation of one beside that row's figures. The WMT table has no 24-layer row.
+PAPER_ROW = {"roberta2roberta_L-24_": "robertashare 24L", "bert2bert_L-24_wmt_": "bert2bert 24L"}
+
+
+def _repository(name: str) -> str:
+    return name.rstrip("/").rsplit("/", 1)[-1]
+
+
+def paper_row(name: str) -> str | None:
+    """The paper's name for a released model (a Hub id or a directory named like the repository), else None."""
+    return next((v for prefix, v in PAPER_ROW.items() if _repository(name).startswith(prefix)), None)
+
+
+def card_usage(name: str) -> dict:
+    """`CARD_USAGE` of a saved model (a Hub id or a directory named like the repository), else {}."""
+    return next((dict(v) for prefix, v in CARD_USAGE.items() if _repository(name).startswith(prefix)), {})
 
 
 @dataclass(frozen=True)
@@ -22,6 +50,10 @@ class ModelSpec:
         encoder_max_positions / decoder_max_positions: use only the first N learned positions (None: all).
         seq2seq: a whole saved model to start from (a directory written by `python -m src.export`, or a Hub id of
             an EncoderDecoderModel such as the paper's released ones); `encoder` / `decoder` then name it too.
+            Its `tie_encoder_decoder` makes `sharing` "shared".
+        source_special_tokens: wrap sources in the encoder tokenizer's special tokens ([CLS] ... [SEP]); False
+            as a model trained without them wants (google/bert2bert_L-24_wmt_*).
+        tokenizer_kwargs: keyword arguments for loading a saved model's tokenizer (its model card's).
     """
 
     encoder: str | None
@@ -32,6 +64,8 @@ class ModelSpec:
     encoder_max_positions: int | None = None
     decoder_max_positions: int | None = None
     seq2seq: str | None = None
+    source_special_tokens: bool = True
+    tokenizer_kwargs: dict | None = None
 
     def __post_init__(self):
         for side in ("encoder", "decoder"):
@@ -63,7 +97,8 @@ class ModelSpec:
         `checkpoints.bert`'s (the paper's rnd2rnd); a pretrained side without a checkpoint is refused.
         """
         if cfg.get("pretrained_seq2seq"):
-            return cls.of_saved_model(cfg.pretrained_seq2seq)
+            usage = {k: v for k, v in (cfg.get("pretrained_usage") or {}).items() if v is not None}
+            return cls.of_saved_model(cfg.pretrained_seq2seq, **usage)
         enc, dec = cfg.encoder, cfg.decoder
         decoder_only = enc.name == "none"
         for side, c in (("encoder", enc), ("decoder", dec)):
@@ -83,9 +118,22 @@ class ModelSpec:
         )
 
     @classmethod
-    def of_saved_model(cls, name: str) -> ModelSpec:
-        """A whole saved model: an EncoderDecoderModel, or a GPT-2 LM (the decoder-only layout)."""
+    def of_saved_model(cls, name: str, **usage) -> ModelSpec:
+        """A whole saved model: an EncoderDecoderModel, or a GPT-2 LM (the decoder-only layout).
+
+        Args:
+            usage: `source_special_tokens` / `tokenizer_kwargs` (`pretrained_usage.*`); unset: its model card's
+                (`CARD_USAGE`), else the tokenizer's own convention.
+        """
         from src.models.checkpoints import load_config
 
-        decoder_only = load_config(name, "pretrained_seq2seq").model_type != "encoder-decoder"
-        return cls(encoder=None if decoder_only else name, decoder=name, sharing="none", seq2seq=name)
+        cfg = load_config(name, "pretrained_seq2seq")
+        decoder_only = cfg.model_type != "encoder-decoder"
+        tied = not decoder_only and bool(getattr(cfg, "tie_encoder_decoder", False))
+        return cls(
+            encoder=None if decoder_only else name,
+            decoder=name,
+            sharing="shared" if tied else "none",
+            seq2seq=name,
+            **{**card_usage(name), **usage},
+        )

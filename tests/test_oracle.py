@@ -1,0 +1,219 @@
+"""The oracle round trip: reference -> the project's label ids -> the project's decode -> the task's metrics = 100.
+
+For every task config and every decoder tokenizer family (WordPiece cased and uncased, byte-level BPE as GPT-2 and
+RoBERTa use it, SentencePiece as the paper's released BertGeneration models use it), on rows in the Hub datasets'
+own surface format (tests/hub_rows.py). The tokenizers other than the real MiniLM (uncased WordPiece) are trained
+in the test session on those rows, so none of them meets an unknown character.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+
+import pytest
+import sentencepiece as spm
+import torch
+from omegaconf import OmegaConf
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from tokenizers.normalizers import BertNormalizer
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    BertGenerationTokenizer,
+    BertTokenizer,
+    GPT2Tokenizer,
+    RobertaTokenizer,
+)
+
+from src.data.sources import FieldSpec, read_pairs
+from src.data.tokenized import Tokenization, TokenizedSplit
+from src.metrics.text import GenerationMetrics, scoring_options
+from src.models.builder import special_token_ids
+from src.models.checkpoints import load_tokenizer
+from src.models.module import decode
+from src.train import train
+from tests.conftest import MINILM, TINY, _merges_from, compose_train
+from tests.hub_rows import ROWS, TASKS, all_texts, write_task_dir
+
+FAMILIES = ("wordpiece_cased", "wordpiece_uncased", "gpt2", "roberta", "sentencepiece")
+
+
+def texts_for_training() -> list[str]:
+    texts = [*all_texts(), "<::::>"]  # WikiSplit's separator, which the project's target_join adds
+    return texts + [t.lower() for t in texts]  # Gigaword-style lowercasing of any task (data.lowercase)
+
+
+@pytest.fixture(scope="module")
+def decoders(tmp_path_factory) -> dict[str, str]:
+    """{family: a tokenizer directory, loaded as the project loads a decoder's tokenizer}."""
+    root, texts = tmp_path_factory.mktemp("tokenizers"), texts_for_training()
+    paths = {"wordpiece_uncased": MINILM}
+
+    wp = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    wp.normalizer = BertNormalizer(lowercase=False, strip_accents=False)
+    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    wp.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=1500, special_tokens=specials))
+    BertTokenizer(vocab=wp.get_vocab(), do_lower_case=False).save_pretrained(root / "wordpiece_cased")
+
+    for name, cls in (("gpt2", GPT2Tokenizer), ("roberta", RobertaTokenizer)):
+        bpe = Tokenizer(models.BPE())
+        bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"] if name == "roberta" else ["<|endoftext|>"]
+        bpe.train_from_iterator(
+            texts,
+            trainers.BpeTrainer(
+                vocab_size=1500, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+            ),
+        )
+        cls(vocab=bpe.get_vocab(), merges=_merges_from(bpe)).save_pretrained(root / name)
+
+    # the released roberta2roberta / bert2bert_L-24_wmt layout: BertGenerationTokenizer over a SentencePiece model
+    model = root / "spiece"
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_prefix=str(model),
+        vocab_size=400,
+        hard_vocab_limit=False,
+        character_coverage=1.0,
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=3,
+        user_defined_symbols=["<::::>"],
+        minloglevel=2,
+    )
+    BertGenerationTokenizer(vocab_file=f"{model}.model").save_pretrained(root / "sentencepiece")
+    for family in FAMILIES[:1] + FAMILIES[2:]:
+        paths[family] = str(root / family)
+    return paths
+
+
+def task_pairs(task: str) -> tuple[list[str], list[str], dict]:
+    """The task's sources and targets as the project reads the Hub rows (columns, joins, lowercasing), and its data
+    config (metrics, scoring options)."""
+    data = OmegaConf.to_container(compose_train(f"data={task}").data, resolve=True)
+    sources, targets, _ = read_pairs(
+        ROWS[TASKS[task]],
+        FieldSpec.of(data["source_column"], data["source_join"]),
+        FieldSpec.of(data["target_column"], data["target_join"]),
+        where=task,
+        lowercase=data["lowercase"],
+    )
+    return sources, targets, data
+
+
+def oracle_predictions(tokenizer, sources: list[str], targets: list[str]) -> list[str]:
+    """What a perfect model writes: each target's label ids (the project's), after the decoder start, decoded."""
+    ids = special_token_ids(tokenizer)
+    tokenization = Tokenization(tokenizer, tokenizer, 512, 512, ids["eos_token_id"])
+    split = TokenizedSplit.in_memory(sources, targets, tokenization)
+    generated = [[ids["decoder_start_token_id"], *split.label(i).tolist()] for i in range(len(split))]
+    return decode(tokenizer, generated, ids)
+
+
+def scores(data, predictions, targets, sources, **override) -> dict[str, float]:
+    metrics = GenerationMetrics(data["metrics"], **{**scoring_options(data), **override})
+    metrics.update(predictions, targets, sources)
+    return {k: float(v) for k, v in metrics.compute().items()}
+
+
+def uncased(text: str) -> str:
+    """What an uncased WordPiece decoder can write at best: lowercase, accents stripped (BERT's normalizer)."""
+    return "".join(c for c in unicodedata.normalize("NFD", text.lower()) if unicodedata.category(c) != "Mn")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("task", list(TASKS))
+def test_a_perfect_model_scores_100_on_every_metric(decoders, task, family):
+    sources, targets, data = task_pairs(task)
+    tokenizer = load_tokenizer(decoders[family], "decoder")
+    predictions = oracle_predictions(tokenizer, sources, targets)
+    got = scores(data, predictions, targets, sources)
+    assert set(got) == set(data["metrics"])
+    if family != "wordpiece_uncased" or data["lowercase"]:
+        assert got == pytest.approx(dict.fromkeys(got, 100.0), abs=1e-4), list(
+            zip(predictions, targets, strict=True)
+        )
+        return
+    # An uncased decoder on a cased task writes each reference lowercased and without accents, no better: it
+    # scores what that text scores (computed here without the tokenizer). Case-sensitive metrics fall below 100
+    # (the references have capitals; uncased BLEU still loses WMT's umlauts), ROUGE, which lowercases, does not.
+    # This is what the model cannot write, not what its cleanup changed.
+    expected = scores(data, [uncased(t) for t in targets], targets, sources)
+    assert got == pytest.approx(expected, abs=1e-4), list(zip(predictions, targets, strict=True))
+    for name, value in expected.items():
+        assert (value < 100.0) == (not name.startswith("rouge")), (name, value)
+
+
+@pytest.mark.parametrize("task", ["discofuse", "wikisplit", "wmt14_de_en"])
+def test_without_the_canonical_form_the_same_perfect_outputs_lose_points(decoders, task):
+    sources, targets, data = task_pairs(task)
+    tokenizer = load_tokenizer(decoders["wordpiece_cased"], "decoder")
+    predictions = oracle_predictions(tokenizer, sources, targets)
+    assert min(scores(data, predictions, targets, sources).values()) == pytest.approx(100.0)
+    as_given = scores(data, predictions, targets, sources, scored_text="as_given")
+    assert min(as_given.values()) < 95.0, as_given  # the detokenization alone costs points
+
+
+@pytest.mark.parametrize("task", ["discofuse", "wikisplit"])
+def test_what_a_model_gets_wrong_still_costs_points(decoders, task):
+    sources, targets, data = task_pairs(task)
+    tokenizer = load_tokenizer(decoders["wordpiece_cased"], "decoder")
+    wrong = [t.replace(" the ", " a ", 1) if " the " in t else t + " extra" for t in targets]
+    predictions = oracle_predictions(tokenizer, sources, wrong)
+    got = scores(data, predictions, targets, sources)
+    assert got["exact"] == 0.0 and got["sari"] < 100.0
+    lowered = scores(
+        data, [re.sub("[A-Z]", lambda m: m[0].lower(), t, count=1) for t in targets], targets, sources
+    )
+    assert lowered["exact"] == 0.0  # a missing capital is a mistake
+
+
+@pytest.fixture(scope="module")
+def tiny_uncased(tmp_path_factory) -> str:
+    """A tiny random BERT with the real MiniLM (uncased WordPiece) vocabulary: quick to make memorise examples."""
+    path = tmp_path_factory.mktemp("tiny-uncased")
+    tokenizer = load_tokenizer(MINILM, "decoder")
+    config = BertConfig(vocab_size=len(tokenizer), max_position_embeddings=128, **{**TINY, "hidden_size": 64})
+    torch.manual_seed(0)
+    BertForMaskedLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("task", ["wikisplit", "discofuse"])
+def test_a_model_that_memorised_hub_format_examples_scores_near_100(task, tiny_uncased, tmp_path):
+    # lowercase (an uncased decoder), pre-tokenized, WikiSplit's <::::>: a WordPiece decoder writes
+    # "kentucky. < : : : : > the city ' s", which scored as given is Exact 0
+    data = write_task_dir(tmp_path, TASKS[task], copies=16)
+    cfg = compose_train(
+        f"data={task}",
+        f"data.path={data}",
+        "data.lowercase=true",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"encoder.checkpoint={tiny_uncased}",
+        f"decoder.checkpoint={tiny_uncased}",
+        f"output_dir={tmp_path / 'run'}",
+        "trainer.max_steps=250",
+        "trainer.val_check_interval=250",
+        "optimizer.lr=3e-3",
+        "optimizer.warmup_steps=10",
+        "optimizer.weight_decay=0",
+        "data.batch_size=8",
+        "data.eval_batch_size=8",
+        "data.generation.num_beams=1",
+        "data.generation.max_new_tokens=48",
+        "logger=none",
+        "progress=none",
+    )
+    results = train(cfg)
+    assert results["test"]["exact"] >= 99.9 and results["test"]["sari"] >= 99.9, results["test"]
+    rows = [json.loads(x) for x in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    assert all(r["scored_prediction"] == r["scored_reference"] for r in rows)
+    assert any(
+        r["prediction"] != r["reference"] for r in rows
+    )  # the decoder's own spelling, kept for reading
+    assert results["scoring"]["scored_text"] == "canonical"
