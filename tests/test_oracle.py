@@ -174,9 +174,17 @@ def test_what_a_model_gets_wrong_still_costs_points(decoders, task):
 
 @pytest.fixture(scope="module")
 def tiny_uncased(tmp_path_factory) -> str:
-    """A tiny random BERT with the real MiniLM (uncased WordPiece) vocabulary: quick to make memorise examples."""
+    """A tiny random BERT with an uncased WordPiece vocabulary of the Hub rows (decodes as MiniLM does: joins " .",
+    splits "<::::>"), quick to make memorise examples."""
     path = tmp_path_factory.mktemp("tiny-uncased")
-    tokenizer = load_tokenizer(MINILM, "decoder")
+    wp = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    wp.normalizer = BertNormalizer(lowercase=True)
+    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    wp.train_from_iterator(
+        texts_for_training(), trainers.WordPieceTrainer(vocab_size=800, special_tokens=specials)
+    )
+    tokenizer = BertTokenizer(vocab=wp.get_vocab(), do_lower_case=True)
     config = BertConfig(vocab_size=len(tokenizer), max_position_embeddings=128, **{**TINY, "hidden_size": 64})
     torch.manual_seed(0)
     BertForMaskedLM(config).save_pretrained(path)

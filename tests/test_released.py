@@ -22,6 +22,7 @@ from src.models.builder import build
 from src.models.spec import ModelSpec
 from src.report import write_report
 from src.rundir import load_module
+from src.score import score
 from src.train import train
 from tests.conftest import compose_train, run_cli
 from tests.hub_rows import all_texts, write_task_dir
@@ -42,7 +43,7 @@ def released(tmp_path_factory) -> dict[str, Path]:
     texts = [*all_texts(), "Spanish . <::::> Ergo , her poems"]
     out = {}
     for kind, (repo, _, dataset) in RELEASED.items():
-        made = make_released(root / "made", kind, texts)
+        made = make_released(root / "made", kind, texts, train_steps=30)
         out[kind] = root / "google" / repo
         out[kind].parent.mkdir(exist_ok=True)
         shutil.move(made, out[kind])
@@ -76,6 +77,9 @@ def test_src_eval_scores_a_released_layout_as_plain_transformers_does_with_its_c
     expected.update(card, [r["reference"] for r in rows], sources)
     scores = {k: v for k, v in metrics["metrics"].items() if k != "loss"}
     assert scores == pytest.approx({k: float(v) for k, v in expected.compute().items()})
+    assert (
+        score(tmp_path / "eval" / "predictions.jsonl") == scores
+    )  # scored as the evaluation was (its metrics.json)
     # src.report puts the evaluation beside the paper's row of that released model (WMT: the paper has none)
     report = write_report(tmp_path / "eval", tmp_path / "report", resamples=10)
     (row,) = report["rows"]
