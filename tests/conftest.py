@@ -45,12 +45,13 @@ def corpus() -> list[str]:
     return [r[k] for split in rows.values() for r in split for k in ("source", "target")]
 
 
-def _wordpiece_vocab(texts: list[str]) -> dict[str, int]:
+def wordpiece_vocab(texts: list[str], lowercase: bool = True, size: int = 400) -> dict[str, int]:
+    """A BERT-style WordPiece vocabulary trained on `texts` (BERT's special tokens first)."""
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = BertNormalizer(lowercase=True)
+    tok.normalizer = BertNormalizer(lowercase=lowercase, strip_accents=None if lowercase else False)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=400, special_tokens=specials))
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=size, special_tokens=specials))
     return tok.get_vocab()
 
 
@@ -65,7 +66,7 @@ def make_tiny_checkpoints(root: Path) -> dict[str, str]:
     texts = corpus()
     paths = {}
 
-    bert_tok = BertTokenizer(vocab=_wordpiece_vocab(texts))
+    bert_tok = BertTokenizer(vocab=wordpiece_vocab(texts))
     bert = BertForMaskedLM(BertConfig(vocab_size=len(bert_tok), max_position_embeddings=128, **TINY))
     paths["bert"] = root / "tiny-bert"
     bert.save_pretrained(paths["bert"])

@@ -17,7 +17,6 @@ import sentencepiece as spm
 import torch
 from omegaconf import OmegaConf
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-from tokenizers.normalizers import BertNormalizer
 from transformers import (
     BertConfig,
     BertForMaskedLM,
@@ -34,7 +33,7 @@ from src.models.builder import special_token_ids
 from src.models.checkpoints import load_tokenizer
 from src.models.module import decode
 from src.train import train
-from tests.conftest import MINILM, TINY, _merges_from, compose_train
+from tests.conftest import MINILM, TINY, _merges_from, compose_train, wordpiece_vocab
 from tests.hub_rows import ROWS, TASKS, all_texts, write_task_dir
 
 FAMILIES = ("wordpiece_cased", "wordpiece_uncased", "gpt2", "roberta", "sentencepiece")
@@ -51,12 +50,8 @@ def decoders(tmp_path_factory) -> dict[str, str]:
     root, texts = tmp_path_factory.mktemp("tokenizers"), texts_for_training()
     paths = {"wordpiece_uncased": MINILM}
 
-    wp = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    wp.normalizer = BertNormalizer(lowercase=False, strip_accents=False)
-    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    wp.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=1500, special_tokens=specials))
-    BertTokenizer(vocab=wp.get_vocab(), do_lower_case=False).save_pretrained(root / "wordpiece_cased")
+    cased = wordpiece_vocab(texts, lowercase=False, size=1500)
+    BertTokenizer(vocab=cased, do_lower_case=False).save_pretrained(root / "wordpiece_cased")
 
     for name, cls in (("gpt2", GPT2Tokenizer), ("roberta", RobertaTokenizer)):
         bpe = Tokenizer(models.BPE())
@@ -177,14 +172,7 @@ def tiny_uncased(tmp_path_factory) -> str:
     """A tiny random BERT with an uncased WordPiece vocabulary of the Hub rows (decodes as MiniLM does: joins " .",
     splits "<::::>"), quick to make memorise examples."""
     path = tmp_path_factory.mktemp("tiny-uncased")
-    wp = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    wp.normalizer = BertNormalizer(lowercase=True)
-    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    wp.train_from_iterator(
-        texts_for_training(), trainers.WordPieceTrainer(vocab_size=800, special_tokens=specials)
-    )
-    tokenizer = BertTokenizer(vocab=wp.get_vocab(), do_lower_case=True)
+    tokenizer = BertTokenizer(vocab=wordpiece_vocab(texts_for_training(), size=800), do_lower_case=True)
     config = BertConfig(vocab_size=len(tokenizer), max_position_embeddings=128, **{**TINY, "hidden_size": 64})
     torch.manual_seed(0)
     BertForMaskedLM(config).save_pretrained(path)
