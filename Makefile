@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup demo test test-slurm test-browser test-cpu-kinds lint clean
+.PHONY: setup demo test test-slow test-slurm test-browser test-cpu-kinds lint clean
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# The longer tests the default run leaves out (marker `slow`: scripts/benchmark.py end to end), on two workers.
+test-slow: setup
+	$(PY) -m pytest -q -m slow
 
 # Sweeps on a real SLURM cluster that the tests start on localhost (tests/slurm_cluster.py). Installs Debian's
 # slurm-wlm and munge when they are missing and this is root; elsewhere the tests are skipped with the reason.

@@ -245,7 +245,13 @@ def scoring_lines(runs: list[dict]) -> list[str]:
     for run in runs:
         for name, value in ((run.get("scoring") or {}).get("signature") or {}).items():
             seen.setdefault(name, set()).add(value)
-    return [f"- `{name}`: {' / '.join(f'`{v}`' for v in sorted(values))}" for name, values in seen.items()]
+    lines = [f"- `{name}`: {' / '.join(f'`{v}`' for v in sorted(values))}" for name, values in seen.items()]
+    if any(str(run.get("data", "")).startswith("wmt14") for run in runs):
+        lines.append(
+            "- length penalty: transformers' beam search divides a hypothesis' log-probability by length^alpha; "
+            "the paper's tensor2tensor decoder by ((5 + length) / 6)^alpha (GNMT), which is not applied here"
+        )
+    return lines
 
 
 def markdown(

@@ -29,7 +29,7 @@ from src.plan import (
     render,
     validations,
 )
-from src.report import PAPER, build_rows, write_report
+from src.report import PAPER, build_rows, scoring_lines, write_report
 from tests.conftest import compose_train, run_cli, synthetic_overrides
 from tests.wandb_reader import read_run, run_files
 
@@ -409,3 +409,5 @@ def test_the_report_compares_wmt_runs_with_the_paper_in_t2t_bleu():
     columns, rows = build_rows([run], paper, resamples=10)
     assert "gap to paper (bleu_t2t)" in columns and rows[0]["paper bleu_t2t"] == 32.7
     assert rows[0]["gap to paper (bleu_t2t)"] == pytest.approx(32.0 - 32.7)
+    # the report says how its beam search normalises lengths, unlike the paper's (GNMT)
+    assert "GNMT" in "".join(scoring_lines([run])) and not scoring_lines([{**run, "data": "xsum"}])

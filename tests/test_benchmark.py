@@ -8,9 +8,12 @@ import math
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 
+@pytest.mark.slow  # 100 s of one worker: `make test-slow`, which .ci/run runs after `make test`
 def test_quick_benchmark_compares_recipe_and_project(tiny, tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
