@@ -56,12 +56,15 @@ class Predictor:
         if (path / "config.json").is_file():  # an exported (Hugging Face) directory
             from transformers import AutoConfig, AutoTokenizer, EncoderDecoderModel, GPT2LMHeadModel
 
-            decoder_only = AutoConfig.from_pretrained(path).model_type == "gpt2"
+            config = AutoConfig.from_pretrained(path)
+            decoder_only = config.model_type == "gpt2"
             self.hf = (GPT2LMHeadModel if decoder_only else EncoderDecoderModel).from_pretrained(path).eval()
             self.tok = AutoTokenizer.from_pretrained(path)
             enc = path / ENCODER_TOKENIZER
             self.enc_tok = AutoTokenizer.from_pretrained(enc) if enc.is_dir() else self.tok
             self.decoder_only, self.module, self.run = decoder_only, None, {}
+            # False: trained on bare sources, which its export recorded (src.models.export)
+            self.source_special_tokens = getattr(config, "warmstart_source_special_tokens", True) is not False
             g = self.hf.generation_config
             self.special = {
                 k: getattr(g, k) for k in ("decoder_start_token_id", "eos_token_id", "pad_token_id")
@@ -129,7 +132,12 @@ class Predictor:
                 results += decode(self.tok, new[None], self.special)
             return results
         enc = self.enc_tok(
-            texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_source
+            texts,
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=self.max_source,
+            add_special_tokens=self.source_special_tokens,
         )
         new = self.hf.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], **generation)
         return decode(self.tok, new, self.special)

@@ -241,9 +241,10 @@ def _cell(row: dict, column: str) -> str:
 
 def scoring_lines(runs: list[dict]) -> list[str]:
     """What the runs' metrics computed (metrics.json's `scoring`): the scored text and each tool's signature."""
-    seen = {}
-    for run in runs:
-        for name, value in ((run.get("scoring") or {}).get("signature") or {}).items():
+    seen, unrecorded = {}, {"text": "as_given (unrecorded: an older run)"}
+    for run in (r for r in runs if r.get("status") == "completed"):
+        signature = (run.get("scoring") or {}).get("signature") or unrecorded
+        for name, value in signature.items():
             seen.setdefault(name, set()).add(value)
     lines = [f"- `{name}`: {' / '.join(f'`{v}`' for v in sorted(values))}" for name, values in seen.items()]
     if any(str(run.get("data", "")).startswith("wmt14") for run in runs):

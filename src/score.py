@@ -56,12 +56,13 @@ def read_predictions(path: Path) -> tuple[list[str], list[str | list[str]], list
 def run_settings(path: Path) -> dict:
     """How the run whose directory holds `path` was scored: `metrics` and its `SCORING_KEYS`, or {}.
 
-    A src.train run's composed config says it (data.*); an src.eval directory's metrics.json (`scoring`).
+    A src.train run's composed config says it (data.*); an src.eval directory's metrics.json (`scoring`). A run
+    made before the canonical form existed (its config names no `scored_text`) was scored as given.
     """
     composed = path.parent / ".hydra" / "config.yaml"
     data = (OmegaConf.load(composed).get("data") or {}) if composed.is_file() else {}
     if data.get("metrics"):
-        return {"metrics": list(data.metrics), **scoring_options(data)}
+        return {"metrics": list(data.metrics), "scored_text": "as_given", **scoring_options(data)}
     recorded = path.parent / "metrics.json"
     scoring = json.loads(recorded.read_text()).get("scoring") if recorded.is_file() else None
     if isinstance(scoring, dict) and scoring.get("metrics"):

@@ -103,6 +103,10 @@ def test_states_merge_like_ddp_processes():
 def test_rouge_lsum_uses_sentences():
     assert sentences("One. Two!  Three?") == "One.\nTwo!\nThree?"
     assert sentences("line one\nline two") == "line one\nline two"
+    # in the canonical form: no split inside a number or after a one-letter word
+    assert sentences("It cost 3 . 5 million . The U . S . Army said no ! then left .") == (
+        "It cost 3 . 5 million .\nThe U . S . Army said no !\nthen left ."
+    )
     m = GenerationMetrics(["rougeL", "rougeLsum"])
     # the same sentences in the other order: LCS over the whole text misses one, summary-level LCS does not
     m.update(["the dog barked. the cat slept."], ["the cat slept.\nthe dog barked."])

@@ -168,3 +168,23 @@ def test_a_tokenizer_larger_than_the_embedding_table_is_refused_with_the_fix(rel
         str(plain), tokenizer_kwargs=WMT_TOKENIZER_KWARGS, source_special_tokens=False
     )
     assert build(spec).decoder_tokenizer.pad_token == "<pad>"
+
+
+def test_a_run_on_bare_sources_exports_that_and_predicts_so(released, tmp_path):
+    from src.models.export import export
+    from src.models.module import Seq2SeqModule
+    from src.predict import Predictor
+
+    spec = ModelSpec.of_saved_model(str(released["bert2bert_wmt"]))  # the wmt card: no [CLS]/[SEP] on sources
+    module = Seq2SeqModule(
+        model=spec.as_dict(),
+        optimizer={"name": "adamw_linear", "lr": 1e-4, "warmup_steps": 0},
+        generation={"num_beams": 1, "max_new_tokens": NEW_TOKENS},
+    ).eval()
+    out = export(module, tmp_path / "export")
+    assert json.loads((out / "config.json").read_text())["warmstart_source_special_tokens"] is False
+    assert ModelSpec.of_saved_model(str(out)).source_special_tokens is False  # whatever the directory's name
+    sources = ["Gutach: Noch mehr Sicherheit für Fußgänger", "Zwei Anlagen so nah beieinander"]
+    predicted = Predictor(str(out)).predict(sources, batch_size=1, generation={}, progress=False)
+    card = card_predictions(released["bert2bert_wmt"], "bert2bert_wmt", sources, max_new_tokens=NEW_TOKENS)
+    assert predicted == [c.strip() for c in card]

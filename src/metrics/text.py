@@ -45,7 +45,7 @@ SCORED_TEXT = ("canonical", "as_given")
 SCORING_KEYS = ("bleu_lowercase", "scored_text", "rouge_stemmer")
 #: the metric a comparison leads with (report chart, decoding choice), the first of these the task has
 PRIMARY = ("rouge2", "sari", "bleu_t2t", "bleu", "bleu_nltk", "exact", "rougeL", "rouge1")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\D)")  # . ! ? then space, then no digit
 _MARK = re.compile(r"[^\w\s]|_")  # a punctuation mark or symbol: neither letter, digit nor space
 
 
@@ -91,7 +91,18 @@ def sentences(text: str) -> str:
     split the same way, by its punctuation (CNN/DailyMail's highlights that end without a full stop run into the
     next one).
     """
-    parts = text.splitlines() if "\n" in text.strip() else _SENTENCE_END.split(text.strip())
+    text = text.strip()
+    if "\n" in text:
+        parts = text.splitlines()
+    else:  # no split inside a number ("3 . 5") or after a one-letter word ("U . S . Army", "U.S. Army")
+        parts, start = [], 0
+        for end in _SENTENCE_END.finditer(text):
+            words = text[start : end.start()].split()
+            last = words[-2] if len(words) > 1 and words[-1] in ".!?" else words[-1].rstrip(".!?")
+            if len(last.replace(".", "")) > 1 or not last.isalpha():
+                parts.append(text[start : end.start()])
+                start = end.end()
+        parts.append(text[start:])
     return "\n".join(p.strip() for p in parts if p.strip())
 
 

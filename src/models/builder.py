@@ -412,7 +412,7 @@ def check_vocabulary(name: str, model, *tokenizers) -> None:
                 f"pretrained_seq2seq={name}: its tokenizer has {len(tok)} ids but the model's embedding table "
                 f"{rows} rows; ids {beyond[:3]} ({', '.join(map(str, tokens))}) would crash. Fix: the "
                 "tokenizer the model was trained with, with its model card's tokens, e.g. "
-                "pretrained_usage.tokenizer_kwargs='{pad_token: <pad>, eos_token: </s>, bos_token: <s>}'."
+                'pretrained_usage.tokenizer_kwargs=\'{pad_token:"<pad>",eos_token:"</s>",bos_token:"<s>"}\'.'
             )
 
 

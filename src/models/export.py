@@ -28,6 +28,8 @@ def export(module: Seq2SeqModule, out: Path, run: dict | None = None, metrics: d
         gen.early_stopping = False  # a beam-search setting, unused by greedy decoding (and refused beside it)
     decoder_only = module.model.encoder is None
     model.config.architectures = ["GPT2LMHeadModel" if decoder_only else "EncoderDecoderModel"]
+    if not module.source_special_tokens:  # trained on bare sources (google/bert2bert_L-24_wmt_*): say so
+        model.config.warmstart_source_special_tokens = False
     # Weights shared between encoder and decoder (sharing=embeddings / shared) are written once per place:
     # transformers 5 reloads an EncoderDecoderModel with its two sides untied, holding equal values.
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}

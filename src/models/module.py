@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from transformers import EncoderDecoderModel
 
+from src.data.tokenized import special_affixes
 from src.errors import UserError
 from src.metrics.health import collapse, output_health
 from src.metrics.text import GenerationMetrics
@@ -40,16 +41,16 @@ def tokenizer_from_files(files: dict[str, bytes]):
 def decode(tokenizer, ids, special: dict[str, int]) -> list[str]:
     """Generated ids (batch, length) -> texts as the user reads them, outer spaces stripped.
 
-    Special tokens are dropped (start, EOS, pad, unknown, mask), except one that stands in the task's text: a
-    SentencePiece BertGeneration tokenizer's separator `<::::>` (WikiSplit's), which is neither its start, EOS
-    nor pad, is written out. The metrics score these texts in their canonical form (`src.metrics.text.canonical`).
+    Special tokens are dropped (start, EOS, pad, unknown, mask, the tokenizer's own [CLS]/[SEP]), except one that
+    stands in the task's text: a SentencePiece BertGeneration tokenizer's separator `<::::>` (WikiSplit's), which
+    is neither its start, EOS, pad nor a token it wraps sequences in, is written out. The metrics score these texts in their canonical form (`src.metrics.text.canonical`).
 
     Args:
         special: the model's decoder_start_token_id, eos_token_id and pad_token_id.
     """
     drop = set(tokenizer.all_special_ids) | set(special.values())
     sep = tokenizer.sep_token_id
-    if sep is not None and sep not in special.values():
+    if sep is not None and sep not in special.values() and sep not in sum(special_affixes(tokenizer), []):
         drop.discard(sep)
     rows = ids.tolist() if hasattr(ids, "tolist") else ids
     kept = [[t for t in row if t not in drop] for row in rows]

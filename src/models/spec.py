@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from omegaconf import OmegaConf
+
 from src.errors import UserError
 
 WEIGHTS = ("pretrained", "random")
@@ -97,7 +99,14 @@ class ModelSpec:
         `checkpoints.bert`'s (the paper's rnd2rnd); a pretrained side without a checkpoint is refused.
         """
         if cfg.get("pretrained_seq2seq"):
-            usage = {k: v for k, v in (cfg.get("pretrained_usage") or {}).items() if v is not None}
+            given = (
+                OmegaConf.to_container(cfg.pretrained_usage, resolve=True)
+                if cfg.get("pretrained_usage")
+                else {}
+            )
+            usage = {
+                k: v for k, v in given.items() if v is not None
+            }  # plain values: checkpoints load weights_only
             return cls.of_saved_model(cfg.pretrained_seq2seq, **usage)
         enc, dec = cfg.encoder, cfg.decoder
         decoder_only = enc.name == "none"
@@ -122,18 +131,21 @@ class ModelSpec:
         """A whole saved model: an EncoderDecoderModel, or a GPT-2 LM (the decoder-only layout).
 
         Args:
-            usage: `source_special_tokens` / `tokenizer_kwargs` (`pretrained_usage.*`); unset: its model card's
-                (`CARD_USAGE`), else the tokenizer's own convention.
+            usage: `source_special_tokens` / `tokenizer_kwargs` (`pretrained_usage.*`); unset: what its export
+                recorded, else its model card's (`CARD_USAGE`), else the tokenizer's own convention.
         """
         from src.models.checkpoints import load_config
 
         cfg = load_config(name, "pretrained_seq2seq")
         decoder_only = cfg.model_type != "encoder-decoder"
+        saved = {}  # what an export of a run on bare sources recorded (src.models.export)
+        if getattr(cfg, "warmstart_source_special_tokens", True) is False:
+            saved["source_special_tokens"] = False
         tied = not decoder_only and bool(getattr(cfg, "tie_encoder_decoder", False))
         return cls(
             encoder=None if decoder_only else name,
             decoder=name,
             sharing="shared" if tied else "none",
             seq2seq=name,
-            **{**card_usage(name), **usage},
+            **{**card_usage(name), **saved, **usage},
         )
