@@ -25,7 +25,8 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
-# The longer tests the default run leaves out (marker `slow`: scripts/benchmark.py end to end), on two workers.
+# The longer tests the default run leaves out (marker `slow`: scripts/benchmark.py end to end, SIGKILL and resume
+# in both precisions), on two workers.
 test-slow: setup
 	$(PY) -m pytest -q -m slow
 

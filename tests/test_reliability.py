@@ -62,6 +62,7 @@ def final(run_dir: Path) -> dict:
 
 
 # Exact equality holds in each precision the CPU may resolve `auto` to; both are run on every machine.
+@pytest.mark.slow  # 85 s of one worker: `make test-slow`, which .ci/run runs after `make test`
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 def test_sigkill_then_rerun_resumes_and_matches_an_uninterrupted_run(tiny, tmp_path, precision):
     steps = ["trainer.max_steps=20", f"trainer.precision={precision}"]
