@@ -38,7 +38,8 @@ from src.metrics.sari import sari
 
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 MEAN_METRICS = (*ROUGE_KEYS, "exact", "sari")
-BLEU_METRICS = ("bleu", "bleu_t2t", "bleu_nltk")
+SACREBLEU_METRICS = ("bleu", "bleu_t2t")
+BLEU_METRICS = (*SACREBLEU_METRICS, "bleu_nltk")
 SUPPORTED = (*MEAN_METRICS, *BLEU_METRICS)
 SCORED_TEXT = ("canonical", "as_given")
 #: the keys of a task's data config (and of a run's) that say how it is scored, besides its metrics
@@ -132,10 +133,9 @@ class ExampleScorer:
         self._rouge = quiet_rouge_scorer(rouge, rouge_stemmer) if rouge else None
         sacre = {"bleu": BLEU(lowercase=bleu_lowercase), "bleu_t2t": BLEU(tokenize="intl", lowercase=True)}
         self._sacrebleu = {k: v for k, v in sacre.items() if k in self.names}
+        # the signature's nrefs until examples are scored (every task has one reference)
         for bleu in self._sacrebleu.values():
-            bleu.num_refs = (
-                1  # the signature's nrefs until examples are scored (every task has one reference)
-            )
+            bleu.num_refs = 1
 
     def scored(self, text: str) -> str:
         """The form in which `text` is scored (`canonical`, or as given)."""
@@ -180,9 +180,7 @@ class ExampleScorer:
                 scores = self._rouge.score_multi(targets, sentences(pred) if lsum else pred)
                 for key, score in scores.items():
                     out[key][i, 0] = score.fmeasure
-            if (
-                "exact" in self.names
-            ):  # canonical text is normalised already; as given, whitespace is not scored
+            if "exact" in self.names:  # whitespace is never scored (canonical text has single spaces already)
                 out["exact"][i, 0] = float(any(normalize(pred) == normalize(r) for r in rs))
             if "sari" in self.names:
                 out["sari"][i, 0] = sari(sources[i], pred, rs) / 100.0
@@ -203,10 +201,7 @@ class ExampleScorer:
         if name in MEAN_METRICS:
             return 100.0 * float(summed[0]) / max(count, 1)
         s = [int(x) for x in summed]
-        if name in (
-            "bleu",
-            "bleu_t2t",
-        ):  # smoothed as sacreBLEU's corpus_bleu (its signature says smooth:exp)
+        if name in SACREBLEU_METRICS:  # smoothed as sacreBLEU's corpus_bleu (its signature says smooth:exp)
             return BLEU.compute_bleu(
                 correct=s[2:6], total=s[6:10], sys_len=s[0], ref_len=s[1], smooth_method="exp"
             ).score
@@ -218,7 +213,7 @@ class ExampleScorer:
         if name in MEAN_METRICS:
             return 100.0 * float(stats[0])
         s = [int(x) for x in stats]
-        if name in ("bleu", "bleu_t2t"):
+        if name in SACREBLEU_METRICS:
             correct, total, sys_len, ref_len = s[2:6], s[6:10], s[0], s[1]
         else:
             correct, total, sys_len, ref_len = s[0:4], s[4:8], s[8], s[9]

@@ -43,7 +43,8 @@ def decode(tokenizer, ids, special: dict[str, int]) -> list[str]:
 
     Special tokens are dropped (start, EOS, pad, unknown, mask, the tokenizer's own [CLS]/[SEP]), except one that
     stands in the task's text: a SentencePiece BertGeneration tokenizer's separator `<::::>` (WikiSplit's), which
-    is neither its start, EOS, pad nor a token it wraps sequences in, is written out. The metrics score these texts in their canonical form (`src.metrics.text.canonical`).
+    is neither its start, EOS, pad nor a token it wraps sequences in, is written out. The metrics score these
+    texts in their canonical form (`src.metrics.text.canonical`).
 
     Args:
         special: the model's decoder_start_token_id, eos_token_id and pad_token_id.
