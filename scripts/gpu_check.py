@@ -1,13 +1,13 @@
 """GPU readiness: the paper's base-size variants trained in bf16-mixed and 16-mixed on one CUDA device, in minutes.
 
-    python scripts/gpu_check.py                          # 4 variants x 2 precisions, 30 steps each
-    python scripts/gpu_check.py --peak-tflops 989        # a card missing from src.hardware.GPU_PEAK_TFLOPS
+    python -m scripts.gpu_check                          # 4 variants x 2 precisions, 30 steps each
+    python -m scripts.gpu_check --peak-tflops 989        # a card missing from src.system.hardware.GPU_PEAK_TFLOPS
     pytest -m gpu                                        # the same, as a test
-    python scripts/gpu_check.py --device cpu --tiny      # the script checking itself on a CPU (the default tests)
+    python -m scripts.gpu_check --device cpu --tiny      # the script checking itself on a CPU (the default tests)
 
 bert2bert, bertshare, bert2gpt and gpt are built from the architecture facts in conf/arch/ with random weights
 (no hub), each trained for --steps steps on one repeated batch through the project's own path: Seq2SeqModule, a
-Lightning Trainer, the mixed-precision plugin (src.precision), fused AdamW, gradient clipping 1.0. Checked: the
+Lightning Trainer, the mixed-precision plugin (src.system.precision), fused AdamW, gradient clipping 1.0. Checked: the
 loss is finite at every step and falls by more than 1 (mean of the last three steps against the first); beam-4
 generation returns tokens of the vocabulary. Printed: samples/s (steps after the first 5), peak memory, model
 TFLOP/s and MFU (src.models.flops against the device's peak).
@@ -23,9 +23,6 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 VARIANTS = ("bert2bert", "bertshare", "bert2gpt", "gpt")
 PRECISIONS = ("bf16-mixed", "16-mixed")
@@ -51,9 +48,10 @@ def shrink(cfg: dict, tiny: dict) -> None:
 
 def build(variant: str, tiny: bool, lr: float, target: int):
     """(module, layout) of a variant with random weights, from conf/arch facts (nothing downloaded)."""
-    from src.models.builder import config_from_dict, set_special_tokens
+    from src.models.builder import config_from_dict
     from src.models.module import Seq2SeqModule
-    from src.variants import variant_arch
+    from src.models.special_tokens import set_special_tokens
+    from src.paper.variants import variant_arch
 
     spec, arch = variant_arch(variant)
     for side in ("encoder", "decoder"):
@@ -94,9 +92,9 @@ def check_one(variant: str, precision: str, args) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
-    from src.hardware import device_peak_tflops, peak_memory_mb
     from src.models.flops import train_flops
-    from src.precision import FusedMixedPrecision
+    from src.system.hardware import device_peak_tflops, peak_memory_mb
+    from src.system.precision import FusedMixedPrecision
 
     cuda = args.device == "cuda"
     torch.manual_seed(0)
@@ -170,7 +168,7 @@ def check_one(variant: str, precision: str, args) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    from src.outputs import markdown_table
+    from src.system.outputs import markdown_table
 
     header = [
         "variant", "precision", "params", "loss first -> last", "samples/s", "peak memory", "model TFLOP/s", "MFU",
@@ -204,7 +202,7 @@ def main(argv=None) -> int:
     p.add_argument("--tiny", action="store_true", help="two narrow layers per side: checks the script itself")
     p.add_argument("--out", default="outputs/gpu_check.json")
     args = p.parse_args(argv)
-    from src.process import setup_process
+    from src.system.process import setup_process
 
     setup_process()
     defaults = SMALL if args.tiny else BASE

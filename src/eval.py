@@ -13,13 +13,14 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from src.assemble import assemble, evaluate, generation_kwargs
-from src.errors import UserError, report_user_errors
-from src.loggers import finish_wandb, flatten, log_results_to_wandb, logger_for
+from src.models.restore import load_module, upgrade_run_config
 from src.models.spec import paper_row
-from src.outputs import results_table, write_json, write_predictions
-from src.process import is_multirun, setup_process
-from src.rundir import load_module, upgrade_run_config
+from src.run.assemble import assemble, evaluate
+from src.run.loggers import finish_wandb, flatten, log_results_to_wandb, logger_for
+from src.run.record import write_predictions
+from src.system.errors import UserError, report_user_errors
+from src.system.outputs import results_table, write_json
+from src.system.process import is_multirun, setup_process
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,9 @@ def run_eval(cfg: DictConfig) -> dict:
         raise UserError(
             "nothing to evaluate. Fix: ckpt_path=<run>/checkpoints/best.ckpt, or pretrained_seq2seq=DIR data=<task>."
         )
-    decoding = generation_kwargs(cfg.data.generation)
     # a checkpoint decodes as it was trained, unless data.generation.* says otherwise
-    if module is not None and decoding:
-        module.generation.update(decoding)
+    if module is not None:
+        module.decoding = module.decoding.override(cfg.data.generation)
     if cfg.data_path is not None:
         run.data.path = cfg.data_path
     if cfg.eval_batch_size is not None:
@@ -77,7 +77,7 @@ def run_eval(cfg: DictConfig) -> dict:
         **what,
         "run_name": run.run_name,
         "params": module.budget.as_dict(),
-        "generation": module.generation,
+        "generation": module.decoding.kwargs(),
         "scoring": module.scoring,
     }
     by_split, outputs = {}, {}
@@ -87,7 +87,7 @@ def run_eval(cfg: DictConfig) -> dict:
         name = "predictions.jsonl" if split == splits[-1] else f"predictions.{split}.jsonl"
         write_predictions(out / name, module.test_predictions)
     last = splits[-1]  # test when it was evaluated: `metrics` and predictions.jsonl are the test split's
-    result.update(split=last, metrics=by_split[last], outputs=outputs[last], splits=by_split)
+    result.update(split=last, outputs=outputs[last], **by_split)  # record.SPLITS: each split's scores by name
     if (
         cfg.pretrained_seq2seq and "test" in by_split
     ):  # src.report reads it as a row (the paper's, if released)
@@ -95,7 +95,6 @@ def run_eval(cfg: DictConfig) -> dict:
             status="completed",
             data=run.data.name,
             variant=paper_row(cfg.pretrained_seq2seq),
-            test=by_split["test"],
         )
     write_json(out / "metrics.json", result)
     logger = eval_logger(cfg, run, out, last)
@@ -104,13 +103,9 @@ def run_eval(cfg: DictConfig) -> dict:
         log_results_to_wandb(logger, summary, out, module.test_predictions, split=last)
         finish_wandb()
     names = sorted(by_split[last])
-    log.info("%s (%s):\n%s", run.run_name, decoding_text(module.generation), results_table(by_split, names))
+    log.info("%s (%s):\n%s", run.run_name, module.decoding, results_table(by_split, names))
     log.info("written: %s (metrics.json, predictions.jsonl)", out)
     return result
-
-
-def decoding_text(generation: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(generation.items()))
 
 
 def saved_model_run(cfg: DictConfig) -> DictConfig:

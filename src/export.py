@@ -1,8 +1,5 @@
 """Export a trained run as a Hugging Face model directory that plain transformers loads and generates with.
 
-python -m src.export ckpt_path=outputs/runs/<run>/checkpoints/best.ckpt out=DIR
-python -m src.export ckpt_path=outputs/runs/<run> out=DIR        # a run directory: its tested checkpoint
-
 DIR holds config.json and generation_config.json (decoder start, EOS, pad and the run's decoding: beams,
 lengths, length penalty), model.safetensors, the decoder's tokenizer (and the encoder's in encoder_tokenizer/
 where they differ), and README.md, a model card with the variant, sharing, parameter budget, data, steps and
@@ -12,36 +9,40 @@ variant with `GPT2LMHeadModel.from_pretrained(DIR)` (the source, then its start 
 
 from __future__ import annotations
 
-import json
-import logging
-import sys
+import argparse
 from pathlib import Path
 
-import torch
-
-from src.errors import UserError, report_user_errors
 from src.models.export import export
-from src.process import setup_process
-from src.rundir import checkpoint_of, load_module
+from src.models.restore import load_module
+from src.run.record import checkpoint_of, read_metrics
+from src.system.cli import command_parser
+from src.system.errors import report_user_errors
+from src.system.process import setup_process
 
-log = logging.getLogger(__name__)
+USAGE = """\
+python -m src.export outputs/runs/<run> --out DIR                          # a run directory: its tested checkpoint
+python -m src.export outputs/runs/<run>/checkpoints/best.ckpt --out DIR    # a checkpoint"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = command_parser("export", __doc__, USAGE)
+    p.add_argument("run", type=Path, help="a run directory of src.train, or a checkpoint it wrote")
+    p.add_argument("--out", type=Path, required=True, help="the directory to write")
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m src.export ckpt_path=... out=DIR`."""
+    args = parser().parse_args(argv)
     setup_process()
-    args = dict(a.split("=", 1) for a in (sys.argv[1:] if argv is None else argv) if "=" in a)
     with report_user_errors():
-        if "ckpt_path" not in args or "out" not in args:
-            raise UserError("usage: python -m src.export ckpt_path=<checkpoint or run dir> out=<directory>")
-        ckpt = checkpoint_of(Path(args["ckpt_path"]).expanduser())
+        import torch
+
+        ckpt = checkpoint_of(args.run.expanduser())
         module = load_module(str(ckpt))
         run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-        metrics_file = run_dir / "metrics.json"
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
         with torch.no_grad():
-            export(module.eval(), Path(args["out"]).expanduser(), module.run_config, metrics)
-    print(args["out"])
+            export(module.eval(), args.out.expanduser(), module.run_config, read_metrics(run_dir) or {})
+    print(args.out)
     return 0
 
 

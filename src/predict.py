@@ -1,168 +1,70 @@
 """Generate with a trained model: one prediction a line, from a text file, a JSONL file or standard input.
 
-echo "anna talked about the violin and later about the tiger ." | python -m src.predict outputs/runs/<run> -
-python -m src.predict outputs/runs/<run>/checkpoints/best.ckpt sources.txt > predictions.txt
-python -m src.predict EXPORTED_DIR data.jsonl column=article jsonl=true     # JSONL out: source, prediction
-python -m src.predict outputs/runs/<run> - num_beams=1 max_new_tokens=32     # decoding other than the run's
-
 MODEL: a run directory, a checkpoint of `src.train`, or a directory written by `python -m src.export`.
-INPUT: a text file (one source a line), a .jsonl file (the source in `column`, default the run's
-data.source_column, else `source`), or `-` for standard input. Batches of `batch_size` (default the run's
-data.eval_batch_size); a progress bar on a terminal.
+INPUT: a text file (one source a line), a .jsonl file (the source in --column, default the run's
+data.source_column, else `source`), or `-` for standard input. Batches of --batch-size (default the run's
+data.eval_batch_size); a progress bar on a terminal. The decoding flags override the model's own settings.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
-from pathlib import Path
+from dataclasses import fields
 
-import torch
+from src.models.decoding import Decoding
+from src.run.predictor import Predictor, read_sources
+from src.system.cli import command_parser
+from src.system.errors import UserError, report_user_errors
+from src.system.process import setup_process
 
-from src.errors import UserError, report_user_errors
-from src.process import setup_process
-
-GENERATION_KEYS = (
-    "num_beams",
-    "max_new_tokens",
-    "max_length",
-    "min_length",
-    "length_penalty",
-    "no_repeat_ngram_size",
-)
+USAGE = """\
+echo "anna talked about the violin ." | python -m src.predict outputs/runs/<run> -
+python -m src.predict outputs/runs/<run>/checkpoints/best.ckpt sources.txt > predictions.txt
+python -m src.predict EXPORTED_DIR data.jsonl --column article --jsonl   # JSONL out: source, prediction
+python -m src.predict outputs/runs/<run> - --num-beams 1 --max-new-tokens 32   # decoding other than the run's"""
 
 
-def read_sources(path: str, column: str | None) -> list[str]:
-    text = sys.stdin.read() if path == "-" else Path(path).expanduser().read_text(encoding="utf-8")
-    if path.endswith(".jsonl"):
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-        key = column or "source"
-        if rows and key not in rows[0]:
-            raise UserError(
-                f"{path} has no column {key!r} (it has {', '.join(rows[0])}). Fix: column=<name>."
-            )
-        return [str(r[key]) for r in rows]
-    return [line for line in text.splitlines() if line.strip()]
+def parser() -> argparse.ArgumentParser:
+    p = command_parser("predict", __doc__, USAGE)
+    p.add_argument("model", help="a run directory, a checkpoint, or an exported directory")
+    p.add_argument("input", help="a text file, a .jsonl file, or - for standard input")
+    p.add_argument("--column", help="the source column of a .jsonl input")
+    p.add_argument("--jsonl", action="store_true", help="write JSON lines (source, prediction)")
+    p.add_argument("--batch-size", type=int, help="sources a batch (default: the run's data.eval_batch_size)")
+    decoding = p.add_argument_group("decoding (src/models/decoding.py; default: the model's own)")
+    for f in fields(Decoding):  # f.type: the annotation's text, e.g. "Optional[int]"
+        kind = {"int": int, "float": float, "bool": _boolean}[
+            f.type.removeprefix("Optional[").removesuffix("]")
+        ]
+        decoding.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, metavar=f.name.upper())
+    return p
 
 
-class Predictor:
-    """Sources in, predictions out, with a trained module (run or checkpoint) or an exported directory."""
-
-    def __init__(self, model: str):
-        from src.models.checkpoints import ENCODER_TOKENIZER
-        from src.rundir import checkpoint_of, load_module
-
-        path = Path(model).expanduser()
-        if (path / "config.json").is_file():  # an exported (Hugging Face) directory
-            from transformers import AutoConfig, AutoTokenizer, EncoderDecoderModel, GPT2LMHeadModel
-
-            config = AutoConfig.from_pretrained(path)
-            decoder_only = config.model_type == "gpt2"
-            self.hf = (GPT2LMHeadModel if decoder_only else EncoderDecoderModel).from_pretrained(path).eval()
-            self.tok = AutoTokenizer.from_pretrained(path)
-            enc = path / ENCODER_TOKENIZER
-            self.enc_tok = AutoTokenizer.from_pretrained(enc) if enc.is_dir() else self.tok
-            self.decoder_only, self.module, self.run = decoder_only, None, {}
-            # False: trained on bare sources, which its export recorded (src.models.export)
-            self.source_special_tokens = getattr(config, "warmstart_source_special_tokens", True) is not False
-            g = self.hf.generation_config
-            self.special = {
-                k: getattr(g, k) for k in ("decoder_start_token_id", "eos_token_id", "pad_token_id")
-            }
-            self.max_source = 512
-            return
-        if not path.exists():
-            raise UserError(
-                f"{model} does not exist. Fix: a run directory, a checkpoint, or an exported directory."
-            )
-        self.module = load_module(str(checkpoint_of(path))).eval()
-        from src.data.tokenized import Tokenization
-
-        self.run = self.module.run_config
-        m, data = self.module, self.run["data"]
-        self.max_source = m.source_length(data["max_source_length"], data["max_target_length"])
-        self.tokenization = Tokenization(
-            m.encoder_tokenizer,
-            m.decoder_tokenizer,
-            self.max_source,
-            data["max_target_length"],
-            m.special_ids["eos_token_id"],
-            m.source_special_tokens,
-        )
-
-    def source_column(self) -> str | None:
-        column = self.run.get("data", {}).get("source_column")
-        return column if isinstance(column, str) else None
-
-    @torch.no_grad()
-    def predict(self, sources: list[str], batch_size: int, generation: dict, progress: bool) -> list[str]:
-        order = sorted(range(len(sources)), key=lambda i: -len(sources[i]))  # similar lengths share a batch
-        out: dict[int, str] = {}
-        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        if progress:
-            from tqdm import tqdm
-
-            batches = tqdm(batches, desc="predict", unit="batch", file=sys.stderr)
-        if self.module is not None:  # the module decodes with its own settings: override them once
-            self.module.generation = {**self.module.generation, **generation}
-        for idx in batches:
-            texts = [sources[i] for i in idx]
-            out.update(zip(idx, self._batch(texts, generation), strict=True))
-        return [out[i] for i in range(len(sources))]
-
-    def _batch(self, texts: list[str], generation: dict) -> list[str]:
-        from src.models.module import decode
-
-        if self.module is not None:
-            from src.data.datamodule import Collator
-            from src.data.tokenized import TokenizedSplit
-
-            m, ids = self.module, self.module.special_ids
-            split = TokenizedSplit.in_memory(texts, [""] * len(texts), self.tokenization)
-            batch = Collator(
-                split, m.encoder_tokenizer.pad_token_id, ids["pad_token_id"], ids["decoder_start_token_id"]
-            )(list(range(len(texts))))
-            return m.generate(batch)
-        if self.decoder_only:
-            start = self.hf.generation_config.decoder_start_token_id
-            results = []
-            for text in texts:
-                ids = self.tok(text, truncation=True, max_length=self.max_source)["input_ids"] + [start]
-                new = self.hf.generate(torch.tensor([ids]), **generation)[0, len(ids) :]
-                results += decode(self.tok, new[None], self.special)
-            return results
-        enc = self.enc_tok(
-            texts,
-            return_tensors="pt",
-            padding=True,
-            truncation=True,
-            max_length=self.max_source,
-            add_special_tokens=self.source_special_tokens,
-        )
-        new = self.hf.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], **generation)
-        return decode(self.tok, new, self.special)
+def _boolean(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+    return text.lower() == "true"
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     setup_process()
-    argv = sys.argv[1:] if argv is None else argv
-    positional = [a for a in argv if "=" not in a]
-    keys = dict(a.split("=", 1) for a in argv if "=" in a)
     with report_user_errors():
-        if len(positional) != 2:
+        if args.batch_size is not None and args.batch_size <= 0:
             raise UserError(
-                "usage: python -m src.predict MODEL INPUT [column=...] [jsonl=true] [num_beams=N ...]"
+                f"--batch-size {args.batch_size} is not a batch. Fix: a positive number, e.g. 16."
             )
-        predictor = Predictor(positional[0])
-        sources = read_sources(positional[1], keys.get("column") or predictor.source_column())
-        generation = {k: json.loads(v) for k, v in keys.items() if k in GENERATION_KEYS}
-        batch = int(keys.get("batch_size", predictor.run.get("data", {}).get("eval_batch_size", 16)))
-        predictions = predictor.predict(sources, batch, generation, progress=sys.stderr.isatty())
-    as_jsonl = keys.get("jsonl", "false").lower() == "true"
+        predictor = Predictor(args.model)
+        sources = read_sources(args.input, args.column or predictor.source_column())
+        decoding = Decoding.of({f.name: getattr(args, f.name) for f in fields(Decoding)})
+        batch = args.batch_size or int(predictor.run.get("data", {}).get("eval_batch_size", 16))
+        predictions = predictor.predict(sources, batch, decoding, progress=sys.stderr.isatty())
     for source, prediction in zip(sources, predictions, strict=True):
         line = (
             json.dumps({"source": source, "prediction": prediction}, ensure_ascii=False)
-            if as_jsonl
+            if args.jsonl
             else prediction
         )
         print(line)

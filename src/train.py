@@ -17,13 +17,19 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from src import rundir
-from src.assemble import assemble, evaluate, make_trainer
-from src.callbacks import Interrupted
-from src.errors import UserError, report_user_errors
-from src.loggers import finish_wandb, log_results_to_wandb, make_logger, wandb_group
 from src.models.export import export
-from src.process import check_ddp_launch, is_launching_process, is_multirun, leased_devices, setup_process
+from src.run import record
+from src.run.assemble import assemble, evaluate, make_trainer
+from src.run.callbacks import Interrupted, Throughput
+from src.run.loggers import finish_wandb, log_results_to_wandb, make_logger, wandb_group
+from src.system.errors import UserError, report_user_errors
+from src.system.process import (
+    check_ddp_launch,
+    is_launching_process,
+    is_multirun,
+    leased_devices,
+    setup_process,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +54,7 @@ def _train(cfg: DictConfig, devices) -> dict:
     if logger:
         logger.log_hyperparams({f"params.{k}": v for k, v in module.budget.as_dict().items()})
     module.run_config = {**OmegaConf.to_container(cfg, resolve=True), "wandb_group": wandb_group(cfg)}
-    results = rundir.header(cfg, module.budget.as_dict(), run.precision, run.batch)
+    results = record.header(cfg, module.budget.as_dict(), run.precision, run.batch)
     results["scoring"] = module.scoring  # what the metrics compared, and sacreBLEU's signatures
     if cfg.eval_before_training:
         probe = make_trainer(
@@ -57,7 +63,7 @@ def _train(cfg: DictConfig, devices) -> dict:
         results["test_before_training"] = evaluate(probe, module, datamodule)
         log.info("before training: %s", results["test_before_training"])
 
-    resume_from = rundir.checkpoint_to_resume(cfg, out)
+    resume_from = record.checkpoint_to_resume(cfg, out)
     start = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
@@ -69,18 +75,19 @@ def _train(cfg: DictConfig, devices) -> dict:
             ) from None
         raise
     seconds = time.perf_counter() - start
-    results["train"] = rundir.training_summary(trainer, module, trainer.callbacks, out, resume_from, seconds)
+    throughput = next((c.summary() for c in trainer.callbacks if isinstance(c, Throughput)), {})
+    results["train"] = record.training_summary(trainer, module, throughput, out, resume_from, seconds)
     results["data_stats"] = datamodule.stats()
-    results["val"] = {
+    results["validation"] = {
         k.removeprefix("val/"): float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")
     }
-    test_ckpt = rundir.test_checkpoint(trainer, cfg.test_ckpt)
+    test_ckpt = record.test_checkpoint(trainer, cfg.test_ckpt)
     results["test"] = evaluate(trainer, module, datamodule, ckpt_path=test_ckpt)
     results["test_outputs"] = module.test_outputs  # distinct share, repeated 3-grams, length ratio
     results["test_checkpoint"] = os.path.relpath(test_ckpt, out) if test_ckpt else None
     results["started_at"], results["finished_at"] = started, time.time()
     if trainer.is_global_zero:
-        rundir.write_completed(out, results, module.test_predictions, list(cfg.data.metrics))
+        record.write_completed(out, results, module.test_predictions, list(cfg.data.metrics))
         model_dir = None
         if logger and cfg.logger.get("log_model"):  # the tested weights, as a Hugging Face directory
             model_dir = export(module, out / "hf", module.run_config, results)
@@ -95,21 +102,21 @@ def run(cfg: DictConfig) -> float | None:
         The monitored validation metric (what an Optuna sweep optimises), or None.
     """
     out = Path(cfg.output_dir)
-    done = rundir.finished(cfg, out)
+    done = record.finished(cfg, out)
     if done is not None:
         log.info(
             "%s: already completed in %s, not run again (skip_completed=false or resume=false to redo it)",
             cfg.run_name,
             out,
         )
-        rundir.show_results(done, out, list(cfg.data.metrics))
-        return done.get("val", {}).get(cfg.monitor.removeprefix("val/"))
+        record.show_results(done, out, list(cfg.data.metrics))
+        return done.get("validation", {}).get(cfg.monitor.removeprefix("val/"))
     try:
         done = train(cfg)
     except Interrupted as err:
         finish_wandb(failed=True)
         if is_launching_process():
-            rundir.record_interrupted(out, cfg, str(err))
+            record.write_interrupted(out, cfg, str(err))
         if err.requeued:  # exit without a result: the submitting sweep waits for the job SLURM runs again
             log.warning("interrupted: %s. SLURM runs the job again; it resumes from its checkpoint.", err)
             raise SystemExit(143) from None
@@ -120,13 +127,13 @@ def run(cfg: DictConfig) -> float | None:
     except Exception as err:
         finish_wandb(failed=True)  # one W&B run per job, closed and marked failed
         if is_launching_process():
-            rundir.record_failure(out, cfg, err)
+            record.write_failed(out, cfg, err)
         if not is_multirun():
             raise
         log.error("%s failed (%s); the sweep goes on. Details: %s", cfg.run_name, err, out / "error.txt")
         return None
     finish_wandb(failed=False)
-    return done.get("val", {}).get(cfg.monitor.removeprefix("val/"))
+    return done.get("validation", {}).get(cfg.monitor.removeprefix("val/"))
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

@@ -14,22 +14,16 @@ from filelock import FileLock
 from omegaconf import OmegaConf
 from scipy.stats import binom
 
-from src.compare import compare, load_side, marked, to_html
-from src.errors import UserError
+from src.analysis.compare import compare, load_side
+from src.analysis.compare_page import marked, to_html
+from src.analysis.plan import plan, render, validations
+from src.analysis.probe import MemoryMeter, fit_line, largest_batch, probe_config
+from src.analysis.report import build_rows, scoring_lines, write_report
+from src.analysis.sweep import Job, job_devices
 from src.metrics.significance import paired_bootstrap
 from src.metrics.text import ExampleScorer, GenerationMetrics
-from src.plan import (
-    Job,
-    MemoryMeter,
-    fit_line,
-    job_devices,
-    largest_batch,
-    plan,
-    probe_config,
-    render,
-    validations,
-)
-from src.report import PAPER, build_rows, scoring_lines, write_report
+from src.paper.figures import paper_figures
+from src.system.errors import UserError
 from tests.conftest import compose_train, run_cli, synthetic_overrides
 from tests.wandb_reader import read_run, run_files
 
@@ -283,13 +277,11 @@ def test_eval_sweeps_decoding_on_one_checkpoint_and_chooses_on_validation(seed_s
     results = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
     assert [r["generation"]["num_beams"] for r in results] == [1, 2]
     assert all(r["generation"]["no_repeat_ngram_size"] == 2 for r in results)
-    assert all(
-        set(r["splits"]) == {"validation", "test"} and r["metrics"] == r["splits"]["test"] for r in results
-    )
+    assert all({"validation", "test"} <= set(r) and r["split"] == "test" for r in results)
     with open(sweep / "decoding.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 and [r["num_beams"] for r in rows] == ["1", "2"]
-    val = [r["splits"]["validation"]["rouge2"] for r in results]
+    val = [r["validation"]["rouge2"] for r in results]
     best = max(range(2), key=lambda i: val[i])  # ties: the first (cheaper) setting
     assert [r["best"] for r in rows] == [str(i == best) for i in range(2)]
     assert "Best on validation rouge2: num_beams=" in (sweep / "decoding.md").read_text()
@@ -297,7 +289,7 @@ def test_eval_sweeps_decoding_on_one_checkpoint_and_chooses_on_validation(seed_s
     dirs = sorted(p.parent for p in sweep.glob("*/metrics.json"))
     diff = compare(load_side(str(dirs[0])), load_side(str(dirs[1])), resamples=100)
     assert diff["metric"] == "rouge2"
-    assert diff["corpus"]["b"] == pytest.approx(results[1]["metrics"]["rouge2"], abs=1e-3)
+    assert diff["corpus"]["b"] == pytest.approx(results[1]["test"]["rouge2"], abs=1e-3)
 
 
 def test_plan_lists_jobs_states_budgets_and_estimates_from_a_probe(seed_sweep, tmp_path):
@@ -351,7 +343,6 @@ def test_a_ddp_job_is_probed_as_one_device_at_its_per_device_batch(tmp_path):
 
 
 def test_validations_follow_the_trainers_interval():
-    from omegaconf import OmegaConf
 
     cfg = OmegaConf.create({"trainer": {"val_check_interval": 100}})
     assert validations(cfg, 300) == 3
@@ -394,7 +385,7 @@ def test_plan_of_an_optuna_search_counts_its_trials():
 
 
 def test_the_report_compares_wmt_runs_with_the_paper_in_t2t_bleu():
-    paper = OmegaConf.to_container(OmegaConf.load(PAPER))
+    paper = paper_figures()
     run = {
         "data": "wmt14_de_en",
         "variant": "bert2bert",

@@ -19,7 +19,8 @@ def test_quick_benchmark_compares_recipe_and_project(tiny, tmp_path):
     proc = subprocess.run(
         [
             sys.executable,
-            "scripts/benchmark.py",
+            "-m",
+            "scripts.benchmark",
             "--quick",
             f"--encoder={tiny['bert']}",
             f"--decoder={tiny['bert']}",

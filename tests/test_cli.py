@@ -33,7 +33,7 @@ def config_groups() -> list[tuple[str, str]]:
     groups = []
     for entry in defaults:
         if isinstance(entry, str) or "${" in str(next(iter(entry.values()))):
-            continue  # _self_, and a protocol's per-task settings (chosen by data=: tests/test_protocol.py)
+            continue  # _self_, and the paper's per-task settings (chosen by data=: tests/test_protocol.py)
         groups.append(next(iter(entry)).removeprefix("optional ").split("@")[0])
     groups.append("hydra/launcher")
     return [(g, p.stem) for g in groups for p in sorted((REPO / "conf" / g).glob("*.yaml"))]
@@ -42,9 +42,9 @@ def config_groups() -> list[tuple[str, str]]:
 #: What each option needs beside it to be a whole run (experiment=paper runs one cell of the paper's tables).
 PAPER_CELL = ["data=xsum", "variant=bert2bert"]
 COMPANIONS = {("experiment", "paper"): PAPER_CELL, ("experiment", "rothe_grid"): PAPER_CELL}
-COMPANIONS[("protocol", "rothe2020")] = PAPER_CELL
+COMPANIONS[("paper", "rothe2020")] = PAPER_CELL
 #: conf/ folders that are not groups of their own: files other configs include, or facts the code reads.
-LIBRARIES = {"model", "arch", "paper", "data_common", "protocol_task", "hydra"}
+LIBRARIES = {"model", "arch", "data_common", "hydra"}
 
 
 def test_every_conf_folder_is_a_group_or_a_library():
@@ -59,9 +59,9 @@ def test_every_option_composes_and_feeds_what_it_configures(group, option):
     import lightning as L
     from hydra.utils import get_method
 
-    from src.assemble import check_protocol
     from src.data.datamodule import DataConfig
     from src.models.spec import ModelSpec
+    from src.paper.protocol import check_protocol
 
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         overrides = [f"{group}={option}", *COMPANIONS.get((group, option), [])]
@@ -125,7 +125,7 @@ def test_train_writes_the_run_directory(trained_run):
     p = metrics["params"]
     assert p["total"] == p["from_checkpoint"] + p["random"] > 0
     assert set(metrics["test"]) >= {"loss", "rouge1", "rouge2", "rougeL", "exact"}
-    assert "loss" in metrics["val"] and metrics["train"]["samples_per_s"] > 0
+    assert "loss" in metrics["validation"] and metrics["train"]["samples_per_s"] > 0
     # model FLOP rate of the real tokens, against this CPU's peak for the run's precision
     assert metrics["train"]["model_tflops_per_s"] > 0 and 0 < metrics["train"]["mfu"] < 1
     rows = [json.loads(line) for line in (trained_run / "predictions.jsonl").read_text().splitlines()]
@@ -161,7 +161,7 @@ def test_eval_reproduces_the_test_metrics(trained_run, tmp_path):
     proc = run_cli("src.eval", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "test: tokenization cache hit" in proc.stderr + proc.stdout  # tokenized by the training run
-    again = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    again = json.loads((tmp_path / "metrics.json").read_text())["test"]
     for key in ("rouge1", "rouge2", "rougeL", "exact"):
         assert again[key] == pytest.approx(metrics["test"][key], abs=1e-6), key
     assert again["loss"] == pytest.approx(metrics["test"]["loss"], rel=1e-4)

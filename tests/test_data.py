@@ -11,8 +11,8 @@ import pytest
 from src.data.datamodule import BucketBatchSampler, DataConfig, Seq2SeqDataModule
 from src.data.sources import FieldSpec, load_pairs
 from src.data.synthetic import CATEGORIES, make_synthetic, split_vocabulary
-from src.errors import UserError
 from src.models.checkpoints import load_tokenizer
+from src.system.errors import UserError
 
 SIZES = {"train": 500, "validation": 50, "test": 50}
 PLAIN = {"source": FieldSpec.of("source"), "target": FieldSpec.of("target")}

@@ -61,7 +61,7 @@ def trained(request, tiny, tmp_path_factory):
 
 def test_export_reloads_in_plain_transformers_and_generates_the_runs_predictions(trained, tmp_path):
     name, run, results, cfg = trained
-    proc = run_cli("src.export", f"ckpt_path={run}", f"out={tmp_path / 'hf'}")
+    proc = run_cli("src.export", str(run), "--out", str(tmp_path / "hf"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     hf = tmp_path / "hf"
     card = (hf / "README.md").read_text()
@@ -91,9 +91,10 @@ def test_export_reloads_in_plain_transformers_and_generates_the_runs_predictions
         assert model.generation_config.num_beams == cfg.data.generation.num_beams
     assert got == [r["prediction"] for r in expected]
     # src.predict on the exported directory: the same answers, in the input's order
-    from src.predict import Predictor
+    from src.models.decoding import Decoding
+    from src.run.predictor import Predictor
 
-    assert Predictor(str(hf)).predict(sources, 3, {}, progress=False) == got
+    assert Predictor(str(hf)).predict(sources, 3, Decoding(), progress=False) == got
     if name == "bertshare":
         assert "reloads the two sides untied" in card
     if name == "bert2bert-tied":  # the command line on the run itself, sources on standard input
@@ -109,23 +110,21 @@ def test_export_reloads_in_plain_transformers_and_generates_the_runs_predictions
         assert proc.stdout.splitlines() == [r["prediction"] for r in expected[:3]]
 
 
+@pytest.mark.parametrize("trained", ["bert2gpt", "gpt"], indirect=True)  # two tokenizers; decoder-only
 def test_a_saved_model_is_evaluated_and_fine_tuned_in_the_framework(trained, tmp_path):
     """pretrained_seq2seq: the exported directory, scored by src.eval with the run's metrics, and trained further
-    by src.train (whose checkpoint then rebuilds offline like any other)."""
+    by src.train (whose checkpoint then rebuilds offline like any other). An encoder-decoder with two tokenizers
+    and the decoder-only model are the two loading paths."""
     name, run, results, cfg = trained
-    if name not in ("bert2gpt", "gpt"):
-        pytest.skip(
-            "an encoder-decoder with two tokenizers and the decoder-only model cover the loading paths"
-        )
     hf = tmp_path / "hf"
-    assert run_cli("src.export", f"ckpt_path={run}", f"out={hf}").returncode == 0
+    assert run_cli("src.export", str(run), "--out", str(hf)).returncode == 0
     data = tiny_task(cfg.data.generation.num_beams)
     proc = run_cli(
         "src.eval", f"pretrained_seq2seq={hf}", "data=synthetic", *data, f"hydra.run.dir={tmp_path / 'eval'}"
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert scored["metrics"] == pytest.approx(results["test"], rel=1e-5)
+    assert scored["test"] == pytest.approx(results["test"], rel=1e-5)
     assert scored["params"]["total"] == results["params"]["total"]
 
     tuned = compose_train(f"pretrained_seq2seq={hf}", *data, *QUICK, f"output_dir={tmp_path / 'tuned'}")

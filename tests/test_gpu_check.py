@@ -15,7 +15,7 @@ from tests.conftest import REPO
 def gpu_check(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
     out = tmp_path / "gpu_check.json"
     proc = subprocess.run(
-        [sys.executable, "scripts/gpu_check.py", *args, "--out", str(out)],
+        [sys.executable, "-m", "scripts.gpu_check", *args, "--out", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,

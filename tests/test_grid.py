@@ -7,9 +7,9 @@ import json
 import pytest
 from hydra import compose, initialize_config_dir
 
-from src.params import budget_rows, paper_table1
-from src.report import write_report
-from src.variants import VARIANTS
+from src.analysis.report import write_report
+from src.paper.budget import budget_rows, paper_table1
+from src.paper.variants import VARIANTS
 from tests.conftest import REPO, run_cli, synthetic_overrides
 
 TINY_DATA = [

@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from src.gpu_lease import lease_device
+from src.system.gpu_lease import lease_device
 from tests.conftest import REPO, run_cli, synthetic_overrides
 
 TINY = [
@@ -126,7 +126,7 @@ def test_optuna_sweep_optimises_the_returned_metric(tiny, tmp_path):
     runs = [json.loads(p.read_text()) for p in tmp_path.glob("*/metrics.json")]
     assert len(runs) == 2 and all(r["status"] == "completed" for r in runs)
     best = OmegaConf.load(tmp_path / "optimization_results.yaml")
-    assert best.best_value == pytest.approx(min(r["val"]["loss"] for r in runs), rel=1e-6)
+    assert best.best_value == pytest.approx(min(r["validation"]["loss"] for r in runs), rel=1e-6)
 
 
 def test_ddp_inside_a_local_sweep_is_refused_with_the_alternatives(tiny, tmp_path):

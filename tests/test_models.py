@@ -10,12 +10,12 @@ import torch
 
 from src.data.datamodule import Collator
 from src.data.tokenized import Tokenization, TokenizedSplit
-from src.errors import UserError
 from src.models.builder import build
 from src.models.checkpoints import load_config
 from src.models.optim import build_optimizer
 from src.models.sharing import is_cross_attention
 from src.models.spec import ModelSpec
+from src.system.errors import UserError
 from tests.conftest import REPO
 
 ENCODERS = ("rnd", "bert", "roberta", "minilm")
@@ -306,7 +306,7 @@ def test_beam_search_skipping_the_cross_attention_reorder_gives_identical_output
 
 FAULTS = """
 import ctypes, resource
-from src.hardware import keep_freed_host_memory
+from src.system.hardware import keep_freed_host_memory
 assert keep_freed_host_memory()
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]

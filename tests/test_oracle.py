@@ -29,9 +29,9 @@ from transformers import (
 from src.data.sources import FieldSpec, read_pairs
 from src.data.tokenized import Tokenization, TokenizedSplit
 from src.metrics.text import GenerationMetrics, scoring_options
-from src.models.builder import special_token_ids
 from src.models.checkpoints import load_tokenizer
 from src.models.module import decode
+from src.models.special_tokens import special_token_ids
 from src.train import train
 from tests.conftest import MINILM, TINY, _merges_from, compose_train, wordpiece_vocab
 from tests.hub_rows import ROWS, TASKS, all_texts, write_task_dir

@@ -14,10 +14,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from src.hardware import cpu_has_fast_bf16, cpu_peak_tflops, gpu_peak_tflops, resolve_precision
 from src.models.module import Seq2SeqModule
 from src.models.optim import build_optimizer
-from src.precision import FusedMixedPrecision, precision_args
+from src.system.hardware import cpu_has_fast_bf16, cpu_peak_tflops, gpu_peak_tflops, resolve_precision
+from src.system.precision import FusedMixedPrecision, precision_args
 
 
 def flags(*parts: str) -> set[str]:

@@ -1,4 +1,4 @@
-"""experiment=paper: one cell of the paper's tables with the paper's settings (protocol=rothe2020)."""
+"""experiment=paper: one cell of the paper's tables with the paper's settings (paper=rothe2020, conf/paper/)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from src.assemble import build_datamodule, build_module, check_protocol, per_device_batch_size
-from src.errors import UserError
 from src.models.builder import build
 from src.models.spec import ModelSpec
+from src.paper.figures import paper_figures
+from src.paper.protocol import check_protocol, paper_tasks
+from src.paper.variants import VARIANTS, paper_variants
+from src.run.assemble import build_datamodule, build_module, per_device_batch_size
+from src.system.errors import UserError
 from src.train import train
-from src.variants import VARIANTS
 from tests.conftest import REPO, compose_train, run_cli
 from tests.test_tasks import record
 
@@ -27,12 +29,24 @@ PAPER = {
     "wmt14_en_de": ("bert-base-multilingual-cased", 256, 0.6),
     "wmt14_de_en": ("bert-base-multilingual-cased", 256, 0.6),
 }
-WMT_ROWS = ["rnd2rnd", "bert2rnd", "rnd2bert", "bert2bert", "bertshare", "gpt", "rnd2gpt", "bert2gpt"]
+WMT_ROWS = [v for v in VARIANTS if v not in ("robertashare", "roberta2gpt")]  # no RoBERTa: English-only
 
 
 def test_every_paper_task_has_a_preset():
-    tasks = {p.stem for p in (REPO / "conf" / "protocol_task" / "rothe2020").glob("*.yaml")}
-    assert tasks == set(PAPER)
+    tasks = {p.stem for p in (REPO / "conf" / "paper" / "rothe2020").glob("*.yaml")} - {"figures"}
+    assert tasks == set(PAPER) == set(paper_tasks())
+
+
+def test_the_variants_are_table1s_rows_and_each_task_runs_the_rows_of_its_table():
+    figures = paper_figures()
+    assert tuple(figures["table1"]) == VARIANTS and len(VARIANTS) == 10
+    assert paper_variants() == paper_variants(None) == ",".join(VARIANTS)
+    for task in PAPER:
+        cfg = compose_train("experiment=paper", f"data={task}", "variant=bert2bert")
+        rows = [v for v in figures["results"][task] if v in VARIANTS]  # its table's rows (24L ones aside)
+        assert cfg.paper.variants.split(",") == rows, task
+    with pytest.raises(UserError, match="paper.excluded names robertashar, not one of the paper's variants"):
+        paper_variants(["robertashar"])
 
 
 @pytest.mark.parametrize("task", sorted(PAPER))

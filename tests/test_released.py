@@ -16,13 +16,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from src.errors import UserError
+from src.analysis.report import write_report
+from src.analysis.scoring import score
 from src.metrics.text import GenerationMetrics
 from src.models.builder import build
+from src.models.restore import load_module
 from src.models.spec import ModelSpec
-from src.report import write_report
-from src.rundir import load_module
-from src.score import score
+from src.system.errors import UserError
 from src.train import train
 from tests.conftest import compose_train, run_cli
 from tests.hub_rows import all_texts, write_task_dir
@@ -75,7 +75,7 @@ def test_src_eval_scores_a_released_layout_as_plain_transformers_does_with_its_c
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     expected = GenerationMetrics(list(metrics["scoring"]["metrics"]), bleu_lowercase=task.startswith("wmt"))
     expected.update(card, [r["reference"] for r in rows], sources)
-    scores = {k: v for k, v in metrics["metrics"].items() if k != "loss"}
+    scores = {k: v for k, v in metrics["test"].items() if k != "loss"}
     assert scores == pytest.approx({k: float(v) for k, v in expected.compute().items()})
     assert (
         score(tmp_path / "eval" / "predictions.jsonl") == scores
@@ -171,9 +171,10 @@ def test_a_tokenizer_larger_than_the_embedding_table_is_refused_with_the_fix(rel
 
 
 def test_a_run_on_bare_sources_exports_that_and_predicts_so(released, tmp_path):
+    from src.models.decoding import Decoding
     from src.models.export import export
     from src.models.module import Seq2SeqModule
-    from src.predict import Predictor
+    from src.run.predictor import Predictor
 
     spec = ModelSpec.of_saved_model(str(released["bert2bert_wmt"]))  # the wmt card: no [CLS]/[SEP] on sources
     module = Seq2SeqModule(
@@ -185,6 +186,6 @@ def test_a_run_on_bare_sources_exports_that_and_predicts_so(released, tmp_path):
     assert json.loads((out / "config.json").read_text())["warmstart_source_special_tokens"] is False
     assert ModelSpec.of_saved_model(str(out)).source_special_tokens is False  # whatever the directory's name
     sources = ["Gutach: Noch mehr Sicherheit für Fußgänger", "Zwei Anlagen so nah beieinander"]
-    predicted = Predictor(str(out)).predict(sources, batch_size=1, generation={}, progress=False)
+    predicted = Predictor(str(out)).predict(sources, batch_size=1, decoding=Decoding(), progress=False)
     card = card_predictions(released["bert2bert_wmt"], "bert2bert_wmt", sources, max_new_tokens=NEW_TOKENS)
     assert predicted == [c.strip() for c in card]

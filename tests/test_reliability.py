@@ -15,8 +15,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 
-from src.errors import UserError
-from src.outputs import atomic_write_text, write_json
+from src.system.errors import UserError
+from src.system.outputs import atomic_write_text, write_json
 from src.train import train
 from tests.conftest import CACHE, REPO, run_cli, synthetic_overrides
 
@@ -85,7 +85,7 @@ def test_sigkill_then_rerun_resumes_and_matches_an_uninterrupted_run(tiny, tmp_p
     assert got["train"]["resumed_from"] == "checkpoints/last.ckpt" and got["train"]["steps"] == 20
     # same batches, same dropout masks, same optimizer state: identical on CPU, in fp32 and in bf16 autocast
     assert got["test"] == want["test"]
-    assert got["val"] == want["val"]
+    assert got["validation"] == want["validation"]
 
 
 def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes(tiny, tmp_path):
@@ -136,7 +136,7 @@ def test_same_seed_same_metrics(tiny, tmp_path, precision):
     a = train(compose_run(tiny, tmp_path / "a", f"trainer.precision={precision}"))
     b = train(compose_run(tiny, tmp_path / "b", f"trainer.precision={precision}"))
     assert a["precision"] == precision
-    assert a["test"] == b["test"] and a["val"] == b["val"]
+    assert a["test"] == b["test"] and a["validation"] == b["validation"]
     c = train(compose_run(tiny, tmp_path / "c", f"trainer.precision={precision}", "seed=7"))
     assert c["test"]["loss"] != a["test"]["loss"]
 

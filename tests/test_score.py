@@ -41,7 +41,7 @@ def test_scores_worked_out_by_hand_and_json_on_the_last_line(tmp_path):
             {"source": "a b", "prediction": "a b", "reference": "a c"},
         ],
     )
-    proc = score_cli(str(f), "metrics=[exact,sari]")
+    proc = score_cli(str(f), "--metrics", "exact", "sari")
     assert proc.returncode == 0, proc.stderr
     scores = json.loads(proc.stdout.strip().splitlines()[-1])
     assert scores["exact"] == pytest.approx(50.0)
@@ -51,7 +51,7 @@ def test_scores_worked_out_by_hand_and_json_on_the_last_line(tmp_path):
 def test_text_is_used_as_given_case_and_spacing_count(tmp_path, capsys):
     # an uncased model's output is not forgiven: "the cat" is not "The cat"
     f = write(tmp_path / "p.jsonl", [{"source": "s", "prediction": "the cat", "reference": "The cat"}])
-    assert scores_of(capsys, str(f), "metrics=[exact,bleu_nltk]")["exact"] == 0.0
+    assert scores_of(capsys, str(f), "--metrics", "exact", "bleu_nltk")["exact"] == 0.0
 
 
 def test_a_copy_of_the_source_scores_tensor2tensor_sari_on_those_strings(tmp_path, capsys):
@@ -60,7 +60,7 @@ def test_a_copy_of_the_source_scores_tensor2tensor_sari_on_those_strings(tmp_pat
     )
     reference = "Street Rod is the first in a series of two games . <::::> It was released for the PC and Commodore Amiga in 1989 ."
     f = write(tmp_path / "p.jsonl", [{"source": source, "prediction": source, "references": [reference]}])
-    scores = scores_of(capsys, str(f), "metrics=[sari]")
+    scores = scores_of(capsys, str(f), "--metrics", "sari")
     assert scores["sari"] == pytest.approx(sari(source, source, [reference]), abs=1e-4)
     assert 55 < scores["sari"] < 75  # keeps most, deletes nothing, adds nothing the reference added
 
@@ -70,16 +70,16 @@ def test_several_references_take_the_best_match(tmp_path, capsys):
         tmp_path / "p.jsonl",
         [{"source": "a b", "prediction": "the cat sat", "references": ["a dog ran", "the cat sat"]}],
     )
-    scores = scores_of(capsys, str(f), "metrics=[exact,rouge2,bleu_nltk]")
+    scores = scores_of(capsys, str(f), "--metrics", "exact", "rouge2", "bleu_nltk")
     assert scores["exact"] == 100.0 and scores["rouge2"] == pytest.approx(100.0)
 
 
 @pytest.mark.parametrize(
     ("rows", "args", "needle"),
     [
-        ([{"prediction": "a"}], ["metrics=[exact]"], "lacks `prediction` or a reference"),
-        ([{"prediction": "a", "reference": "a"}], ["metrics=[sari]"], "sari needs a `source`"),
-        ([{"prediction": "a", "reference": "a"}], ["metrics=[meteor]"], "unknown metrics ['meteor']"),
+        ([{"prediction": "a"}], ["--metrics", "exact"], "lacks `prediction` or a reference"),
+        ([{"prediction": "a", "reference": "a"}], ["--metrics", "sari"], "sari needs a `source`"),
+        ([{"prediction": "a", "reference": "a"}], ["--metrics", "meteor"], "unknown metrics ['meteor']"),
         ([{"prediction": "a", "reference": "a"}], [], "which metrics?"),
     ],
 )
@@ -91,6 +91,6 @@ def test_bad_input_is_one_clear_error(tmp_path, capsys, rows, args, needle):
 
 
 def test_bad_input_from_the_command_line_exits_2_without_a_traceback(tmp_path):
-    proc = score_cli(str(write(tmp_path / "p.jsonl", [{"prediction": "a"}])), "metrics=[exact]")
+    proc = score_cli(str(write(tmp_path / "p.jsonl", [{"prediction": "a"}])), "--metrics", "exact")
     assert proc.returncode == 2 and "lacks `prediction` or a reference" in proc.stderr
     assert "Traceback" not in proc.stderr

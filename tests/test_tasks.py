@@ -10,8 +10,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from src.analysis.scoring import score
 from src.data.synthetic import make_synthetic
-from src.score import score
 from src.train import train
 from tests.conftest import REPO, compose_train
 

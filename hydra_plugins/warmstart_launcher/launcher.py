@@ -1,6 +1,6 @@
-"""Hydra takes launchers only from the `hydra_plugins` package: this names the project's (src/slurm.py)."""
+"""Hydra takes launchers only from the `hydra_plugins` package: this names the project's (src/run/slurm.py)."""
 
-from src.slurm import ProjectSlurmLauncher
+from src.run.slurm import ProjectSlurmLauncher
 
 
 class SlurmLauncher(ProjectSlurmLauncher):

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Sampler
 from src.data.sources import FieldSpec, load_pairs
 from src.data.synthetic import SPLITS
 from src.data.tokenized import Tokenization, TokenizedSplit, build_or_load
+from src.system.paths import CONF
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class Collator:
 
 
 #: conf/data_common/seq2seq.yaml: every `data=` config's keys, documented, with their defaults (the one copy).
-DATA_DEFAULTS = Path(__file__).resolve().parents[2] / "conf" / "data_common" / "seq2seq.yaml"
+DATA_DEFAULTS = CONF / "data_common" / "seq2seq.yaml"
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,9 @@ class DataConfig:
         """The defaults of conf/data_common/seq2seq.yaml with `keys` over them (for code that composes no config)."""
         from omegaconf import OmegaConf
 
-        return cls(**{**OmegaConf.to_container(OmegaConf.load(DATA_DEFAULTS), resolve=True), **keys})
+        defaults = OmegaConf.to_container(OmegaConf.load(DATA_DEFAULTS), resolve=True)
+        defaults.pop("defaults")  # Hydra's: the decoding schema under `generation`
+        return cls(**{**defaults, **keys})
 
 
 class Seq2SeqDataModule(L.LightningDataModule):

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from src.data.synthetic import SPLITS, make_synthetic
-from src.errors import UserError
 from src.models.checkpoints import hub_reachable
+from src.system.errors import UserError
 
 log = logging.getLogger(__name__)
 LOADERS = ("hub", "jsonl", "synthetic")

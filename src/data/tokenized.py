@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from src.data.sources import SplitStats
+from src.models.special_tokens import special_affixes
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
@@ -105,16 +106,6 @@ class TokenizedSplit:
 
     def label_lengths(self) -> np.ndarray:
         return np.diff(self._lab_off)
-
-
-def special_affixes(tokenizer) -> tuple[list[int], list[int]]:
-    """The special tokens a tokenizer puts before and after one sequence ([CLS] / [SEP], <s> / </s>, none)."""
-    bare = tokenizer("a", add_special_tokens=False)["input_ids"]
-    full = tokenizer("a", add_special_tokens=True)["input_ids"]
-    for i in range(len(full) - len(bare) + 1):
-        if full[i : i + len(bare)] == bare:
-            return full[:i], full[i + len(bare) :]
-    raise ValueError(f"cannot locate the text among {type(tokenizer).__name__}'s special tokens")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from transformers import (
 )
 from transformers.cache_utils import EncoderDecoderCache
 
-from src.errors import UserError
 from src.models.checkpoints import (
     ENCODER_TOKENIZER,
     is_local,
@@ -34,6 +33,8 @@ from src.models.checkpoints import (
 from src.models.decoder_only import DecoderOnlySeq2Seq
 from src.models.sharing import apply_sharing, is_cross_attention
 from src.models.spec import ModelSpec
+from src.models.special_tokens import SPECIAL_KEYS, saved_special_ids, set_special_tokens
+from src.system.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -238,54 +239,6 @@ def _assemble(spec: ModelSpec, enc_cfg, dec_cfg, same_vocab: bool, load: bool):
     keep = "decoder" if spec.pretrained[1] and not spec.pretrained[0] else "encoder"
     note = apply_sharing(model, spec.sharing, same_vocab, keep=keep)
     return model, param_budget(model, pretrained_ids), note
-
-
-SPECIAL_KEYS = ("decoder_start_token_id", "eos_token_id", "pad_token_id")
-
-
-def special_token_ids(decoder_tokenizer) -> dict[str, int]:
-    """Decoder start, EOS and pad for the decoder's family.
-
-    BERT/RoBERTa: start [CLS]/<s>, eos [SEP]/</s>, pad [PAD]/<pad>. GPT-2: start = eos = pad = <|endoftext|>
-    (it has no pad token); targets are given an explicit EOS and padding is masked by length, not by id.
-    A tokenizer's own EOS wins over its separator: BertGeneration's separator is `<::::>`, WikiSplit's text.
-    """
-    tok = decoder_tokenizer
-    ids = {
-        "decoder_start_token_id": tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id,
-        "eos_token_id": tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id,
-        "pad_token_id": tok.pad_token_id,
-    }
-    if None in ids.values():
-        raise UserError(f"decoder tokenizer {type(tok).__name__} lacks a special token: {ids}")
-    return ids
-
-
-def saved_special_ids(model, decoder_tokenizer) -> dict[str, int]:
-    """A saved model's own start / EOS / pad ids (generation_config, else config), its tokenizer's where unset."""
-    ids = {}
-    for key in SPECIAL_KEYS:
-        value = getattr(model.generation_config, key, None)
-        ids[key] = value if value is not None else getattr(model.config, key, None)
-    if None in ids.values():
-        ids = {**special_token_ids(decoder_tokenizer), **{k: v for k, v in ids.items() if v is not None}}
-    return ids
-
-
-def set_special_tokens(
-    model: EncoderDecoderModel, decoder_tokenizer, ids: dict | None = None
-) -> dict[str, int]:
-    """Start, EOS and pad ids (`ids`, else `special_token_ids` of the decoder's tokenizer) on model.config and
-    generation_config."""
-    ids = ids or special_token_ids(decoder_tokenizer)
-    for cfg in (model.config, model.generation_config):
-        for key, value in ids.items():
-            setattr(cfg, key, value)
-    if isinstance(model, EncoderDecoderModel):
-        model.config.vocab_size = model.config.decoder.vocab_size
-    else:  # decoder-only: the start token separates source from target
-        model.decoder_start_token_id = ids["decoder_start_token_id"]
-    return ids
 
 
 def same_vocabulary(tok_a, tok_b) -> bool:

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 from transformers import AutoConfig, AutoTokenizer, PreTrainedConfig
 from transformers.utils import logging as hf_logging
 
-from src.errors import UserError
+from src.system.errors import UserError
 
 #: Where an exported model (python -m src.export) keeps its encoder's tokenizer when it differs from the decoder's.
 ENCODER_TOKENIZER = "encoder_tokenizer"

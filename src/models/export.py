@@ -22,7 +22,10 @@ def export(module: Seq2SeqModule, out: Path, run: dict | None = None, metrics: d
     model = hf_model(module)
     out.mkdir(parents=True, exist_ok=True)
     gen = model.generation_config
-    for key, value in module.generation.items():  # the run's decoding is what generate() does by default
+    for (
+        key,
+        value,
+    ) in module.decoding.kwargs().items():  # the run's decoding is what generate() does by default
         setattr(gen, key, value)
     if (gen.num_beams or 1) == 1:
         gen.early_stopping = False  # a beam-search setting, unused by greedy decoding (and refused beside it)
@@ -72,7 +75,7 @@ def model_card(module: Seq2SeqModule, run: dict, metrics: dict, decoder_only: bo
         f"- data: {data.get('name', '?')}, sources up to {data.get('max_source_length', '?')} tokens, targets up to "
         f"{data.get('max_target_length', '?')}",
         f"- training: {metrics.get('train', {}).get('steps', '?')} steps, seed {run.get('seed', '?')}",
-        f"- decoding (generation_config.json): {json.dumps(module.generation, sort_keys=True)}",
+        f"- decoding (generation_config.json): {json.dumps(module.decoding.kwargs(), sort_keys=True)}",
         "",
         "## Test metrics",
         "",

@@ -12,14 +12,15 @@ import torch
 import torch.nn.functional as F
 from transformers import EncoderDecoderModel
 
-from src.data.tokenized import special_affixes
-from src.errors import UserError
 from src.metrics.health import collapse, output_health
 from src.metrics.text import GenerationMetrics
 from src.models.builder import build, usable_positions
 from src.models.checkpoints import load_tokenizer
+from src.models.decoding import Decoding
 from src.models.optim import build_optimizer
 from src.models.spec import ModelSpec
+from src.models.special_tokens import special_affixes
+from src.system.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class Seq2SeqModule(L.LightningModule):
         self.encoder_tokenizer, self.decoder_tokenizer = made.encoder_tokenizer, made.decoder_tokenizer
         self.arch, self.budget = made.arch, made.budget
         self.source_special_tokens = spec.source_special_tokens
-        self.generation = dict(generation)
+        self.decoding = Decoding.of(generation)  # replaced, never updated: src/models/decoding.py
         scoring = {
             "bleu_lowercase": bleu_lowercase,
             "scored_text": scored_text,
@@ -248,7 +249,7 @@ class Seq2SeqModule(L.LightningModule):
         try:
             out = self._generate(batch)
         except torch.OutOfMemoryError:
-            size, beams = batch["input_ids"].size(0), self.generation.get("num_beams", 1)
+            size, beams = batch["input_ids"].size(0), self.decoding.num_beams or 1
             raise UserError(
                 f"out of memory while generating for a batch of {size} examples with {beams} beams. "
                 f"Fix: lower data.eval_batch_size (now {size}), or data.generation.num_beams."
@@ -257,7 +258,7 @@ class Seq2SeqModule(L.LightningModule):
 
     def _generate(self, batch: dict) -> torch.Tensor:
         return self.model.generate(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **self.generation
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **self.decoding.kwargs()
         )
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict | None:

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from src.errors import UserError
+from src.system.errors import UserError
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -60,8 +60,8 @@ def build_optimizer(
 
     Args:
         fused: one fused kernel for all tensors (True), or torch's multi-tensor `foreach` path (False); None picks
-            fused on CPUs and CUDA GPUs, where it is the faster (README, "Precision"), foreach elsewhere. Gradient
-            clipping and mixed precision work with both (`src.precision.FusedMixedPrecision`).
+            fused on CPUs and CUDA GPUs, where it is the faster (docs/performance.md, "Precision"), foreach elsewhere. Gradient
+            clipping and mixed precision work with both (`src.system.precision.FusedMixedPrecision`).
     """
     groups = param_groups(model, weight_decay)
     if fused is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import nn
 from transformers import EncoderDecoderModel
 
-from src.errors import UserError
+from src.system.errors import UserError
 
 SHARING_MODES = ("none", "embeddings", "shared")
 #: Parameter-name fragments of the decoder's cross-attention (BERT/RoBERTa, GPT-2) and the projection added

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 from omegaconf import OmegaConf
 
-from src.errors import UserError
+from src.system.errors import UserError
 
 WEIGHTS = ("pretrained", "random")
 #: How the paper's released checkpoints are used, from their model cards, by the repository's name: the
@@ -20,7 +20,7 @@ CARD_USAGE = {
 }
 
 
-#: The paper's row of each released model (README, "The paper's released checkpoints"); src.report puts an
+#: The paper's row of each released model (docs/export.md, "The paper's released checkpoints"); src.report puts an
 #: evaluation of one beside that row's figures. The WMT table has no 24-layer row.
 PAPER_ROW = {"roberta2roberta_L-24_": "robertashare 24L", "bert2bert_L-24_wmt_": "bert2bert 24L"}
 

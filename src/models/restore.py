@@ -1,0 +1,59 @@
+"""A checkpoint of `src.train` back as a module, offline: today's layout and the earlier one (before the model spec).
+
+A checkpoint carries the model description (`built`: architecture and tokenizers) and the run's config, so it
+rebuilds without the Hub. `upgrade_run_config` moves keys of an older run config to where they are now.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from src.system.errors import UserError
+
+
+def load_module(ckpt_path: str):
+    """A checkpoint of `src.train` as a Seq2SeqModule, rebuilt offline (it carries its architecture and tokenizers)."""
+    path = Path(ckpt_path).expanduser()
+    if not path.is_file():
+        raise UserError(
+            f"checkpoint {path} does not exist. Fix: ckpt_path=outputs/<run>/checkpoints/last.ckpt"
+        )
+    import torch
+
+    from src.models.module import Seq2SeqModule
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if "seq2seq" in ckpt:  # written before the model spec (2026-11): its description is kept elsewhere
+        return _legacy_module(ckpt)
+    if "built" not in ckpt.get("hyper_parameters", {}):
+        raise UserError(f"{path} was not written by src.train (no model description inside).")
+    return Seq2SeqModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+
+
+def _legacy_module(ckpt: dict):
+    """A checkpoint of the earlier layout (model arguments by checkpoint name, description under `seq2seq`)."""
+    from src.models.module import Seq2SeqModule
+
+    old, extra = ckpt["hyper_parameters"], ckpt["seq2seq"]
+    m = old["model"]
+    spec = {
+        "encoder": None if m.get("decoder_only") else m["encoder_checkpoint"] or m["decoder_checkpoint"],
+        "decoder": m["decoder_checkpoint"] or m["encoder_checkpoint"],
+        "encoder_weights": "pretrained" if m.get("encoder_pretrained", True) else "random",
+        "decoder_weights": "pretrained" if m.get("decoder_pretrained", True) else "random",
+        "sharing": m.get("sharing", "embeddings"),
+    }
+    built = {"arch": extra["arch"], "tokenizers": extra["tokenizers"]}
+    module = Seq2SeqModule(**{**old, "model": spec}, built=built)
+    module.load_state_dict(ckpt["state_dict"])
+    module.run_config = extra.get("config")
+    return module
+
+
+def upgrade_run_config(run: dict) -> dict:
+    """A run config of an earlier layout, with keys that have moved since put where they are now."""
+    for key in ("enable_progress_bar", "skip_nonfinite"):  # were Trainer-group keys; now ours, top-level
+        run.get("trainer", {}).pop(key, None)
+    for key in ("max_steps", "max_epochs"):  # the budget was data.max_steps too; it is trainer.max_steps now
+        run.get("data", {}).pop(key, None)
+    return run

@@ -1,0 +1,173 @@
+"""From a composed config to the objects Lightning runs: the model, the data and the Trainer, in one place.
+
+    config (conf/, Hydra) -> assemble(cfg) -> Seq2SeqModule + Seq2SeqDataModule + lightning.Trainer
+
+`src.train`, `src.eval` and `scripts/benchmark.py` all build through here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from src.data.datamodule import DataConfig, Seq2SeqDataModule
+from src.data.synthetic import SPLITS
+from src.metrics.text import scoring_options
+from src.models.decoding import Decoding
+from src.models.module import Seq2SeqModule
+from src.models.spec import ModelSpec
+from src.paper.protocol import check_protocol
+from src.system.errors import UserError
+from src.system.hardware import resolve_precision
+from src.system.precision import precision_args
+
+log = logging.getLogger(__name__)
+
+
+def build_module(cfg: DictConfig) -> Seq2SeqModule:
+    """The LightningModule: the model spec (encoder/decoder/sharing groups), optimizer, decoding and metrics."""
+    return Seq2SeqModule(
+        model=ModelSpec.from_config(cfg).as_dict(),
+        optimizer=OmegaConf.to_container(cfg.optimizer),
+        generation=Decoding.of(cfg.data.generation).kwargs(),
+        metrics=list(cfg.data.metrics),
+        gen_val_batches=cfg.gen_val_batches,
+        skip_nonfinite=cfg.skip_nonfinite,
+        **scoring_options(cfg.data),
+    )
+
+
+def build_datamodule(data: DictConfig, module: Seq2SeqModule, seed: int) -> Seq2SeqDataModule:
+    """The DataModule from a `data=` config; the tokenizers and special tokens come from the model."""
+    config = DataConfig.defaults(**OmegaConf.to_container(data, resolve=True))  # a key it lacks: the default
+    return Seq2SeqDataModule(
+        config,
+        encoder_tokenizer=module.encoder_tokenizer,
+        decoder_tokenizer=module.decoder_tokenizer,
+        special_ids=module.special_ids,
+        seed=seed,
+        max_source_length=module.source_length(data.max_source_length, data.max_target_length),
+        source_special_tokens=module.source_special_tokens,
+    )
+
+
+def per_device_batch_size(data: DictConfig, devices: int, accumulation: int) -> int:
+    """`data.batch_size`, or the share of `data.global_batch_size` one device takes in one forward pass.
+
+    The global batch (examples per optimizer step) is per-device batch x devices x gradient accumulation; a
+    combination that does not divide it, or a batch_size that contradicts it, is refused.
+    """
+    batch, total = data.get("batch_size"), data.get("global_batch_size")
+    if total is None:
+        if batch is None:
+            raise UserError(
+                "data.batch_size and data.global_batch_size are both null. Fix: set one, e.g. data.batch_size=16."
+            )
+        return batch
+    split = devices * accumulation
+    fits = [a for a in (1, 2, 4, 8, 16, 32, 64) if total % (devices * a) == 0]
+    fix = ", ".join(f"accumulate_grad_batches={a} -> batch {total // (devices * a)}" for a in fits[:5])
+    if total % split:
+        raise UserError(
+            f"data.global_batch_size={total} does not divide into {devices} device(s) x "
+            f"trainer.accumulate_grad_batches={accumulation}. Fix: devices x accumulation must divide {total}"
+            + (f"; with {devices} device(s): {fix}." if fits else ".")
+        )
+    if batch is not None and batch * split != total:
+        raise UserError(
+            f"data.batch_size={batch} x {devices} device(s) x trainer.accumulate_grad_batches={accumulation} = "
+            f"{batch * split} examples per step, not data.global_batch_size={total}. Fix: data.batch_size=null "
+            f"(it follows from the global batch), or with {devices} device(s): {fix}."
+        )
+    return total // split
+
+
+def make_trainer(cfg: DictConfig, precision=None, callbacks=None, **overrides) -> L.Trainer:
+    """The Lightning Trainer from the `trainer=` group.
+
+    Args:
+        precision: the resolved precision (`resolve_precision`); None resolves `trainer.precision` here.
+            Mixed precision is given as a plugin that lets the fused optimizer clip gradients.
+        callbacks: None: every callback of the `callbacks=` group (what --cfg job lists); else these.
+            The progress bar is on when one of them is a progress bar (`progress=rich`).
+    """
+    from lightning.pytorch.callbacks import ProgressBar
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    if precision is None:
+        precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    if callbacks is None:
+        callbacks = [c for c in (instantiate(c) for c in cfg.callbacks.values()) if c is not None]
+    args = OmegaConf.create({k: v for k, v in cfg.trainer.items() if k != "precision"})
+    bar = any(isinstance(c, ProgressBar) for c in callbacks)
+    args_precision = precision_args(precision, cfg.trainer.accelerator)
+    if SLURMEnvironment.detect():  # requeue on a signal is ours (callbacks.SaveOnSignal), not Lightning's
+        plugins = [*args_precision.pop("plugins", []), SLURMEnvironment(auto_requeue=False)]
+        args_precision["plugins"] = plugins
+    overrides = {"enable_progress_bar": bar, **args_precision, **overrides}
+    return instantiate(args, callbacks=callbacks, **overrides)
+
+
+@dataclass
+class Assembly:
+    module: Seq2SeqModule
+    datamodule: Seq2SeqDataModule
+    trainer: L.Trainer
+    precision: str | int
+
+    @property
+    def batch(self) -> dict:
+        """Examples per optimizer step: per device x devices x accumulation (metrics.json's `batch`)."""
+        t, per = self.trainer, self.datamodule.batch_size
+        devices = t.num_devices * t.num_nodes
+        total = per * devices * t.accumulate_grad_batches
+        return {
+            "per_device": per,
+            "devices": devices,
+            "accumulation": t.accumulate_grad_batches,
+            "global": total,
+        }
+
+
+def assemble(
+    cfg: DictConfig, module: Seq2SeqModule | None = None, callbacks=None, splits=SPLITS, **trainer_overrides
+) -> Assembly:
+    """Model, data and Trainer for a composed config; the data are loaded and checked before anything runs.
+
+    Args:
+        module: an already built (or loaded) module; None builds it from the config.
+        callbacks: the Trainer's callbacks; None: the `callbacks=` group's.
+        splits: the splits to load and check now (evaluation needs one).
+        trainer_overrides: Trainer arguments that win over the `trainer=` group (logger, devices, ...).
+    """
+    check_protocol(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    module = module if module is not None else build_module(cfg)
+    datamodule = build_datamodule(cfg.data, module, cfg.seed)
+    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    trainer = make_trainer(cfg, precision, callbacks, **trainer_overrides)
+    if "train" in splits:
+        devices = trainer.num_devices * trainer.num_nodes
+        datamodule.batch_size = per_device_batch_size(cfg.data, devices, trainer.accumulate_grad_batches)
+    datamodule.prepare(splits)  # bad data fails here, before anything is trained or written
+    return Assembly(module, datamodule, trainer, precision)
+
+
+def evaluate(
+    trainer: L.Trainer, module: Seq2SeqModule, datamodule, ckpt_path=None, split: str = "test"
+) -> dict:
+    """Generation metrics on a split ({name: value}, no prefix); predictions stay on module.test_predictions."""
+    loader = datamodule.val_dataloader() if split == "validation" else None
+    (metrics,) = trainer.test(
+        module,
+        dataloaders=loader,
+        datamodule=None if loader is not None else datamodule,
+        ckpt_path=ckpt_path,
+        verbose=False,
+        weights_only=True if ckpt_path else None,
+    )
+    return {k.removeprefix("test/"): float(v) for k, v in metrics.items()}

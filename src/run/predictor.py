@@ -1,0 +1,123 @@
+"""Sources in, predictions out: a trained run or checkpoint of `src.train`, or a directory of `src.export`.
+
+Sources of similar length share a batch; the model's own decoding applies unless a `Decoding` overrides it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from src.data.datamodule import Collator
+from src.data.tokenized import Tokenization, TokenizedSplit
+from src.models.checkpoints import ENCODER_TOKENIZER
+from src.models.decoding import Decoding
+from src.models.module import decode
+from src.models.restore import load_module
+from src.run.record import checkpoint_of
+from src.system.errors import UserError
+
+
+def read_sources(path: str, column: str | None) -> list[str]:
+    text = sys.stdin.read() if path == "-" else Path(path).expanduser().read_text(encoding="utf-8")
+    if path.endswith(".jsonl"):
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        key = column or "source"
+        if rows and key not in rows[0]:
+            raise UserError(
+                f"{path} has no column {key!r} (it has {', '.join(rows[0])}). Fix: --column <name>."
+            )
+        return [str(r[key]) for r in rows]
+    return [line for line in text.splitlines() if line.strip()]
+
+
+class Predictor:
+    """Sources in, predictions out, with a trained module (run or checkpoint) or an exported directory."""
+
+    def __init__(self, model: str):
+        path = Path(model).expanduser()
+        if (path / "config.json").is_file():  # an exported (Hugging Face) directory
+            from transformers import AutoConfig, AutoTokenizer, EncoderDecoderModel, GPT2LMHeadModel
+
+            config = AutoConfig.from_pretrained(path)
+            decoder_only = config.model_type == "gpt2"
+            self.hf = (GPT2LMHeadModel if decoder_only else EncoderDecoderModel).from_pretrained(path).eval()
+            self.tok = AutoTokenizer.from_pretrained(path)
+            enc = path / ENCODER_TOKENIZER
+            self.enc_tok = AutoTokenizer.from_pretrained(enc) if enc.is_dir() else self.tok
+            self.decoder_only, self.module, self.run = decoder_only, None, {}
+            # False: trained on bare sources, which its export recorded (src.models.export)
+            self.source_special_tokens = getattr(config, "warmstart_source_special_tokens", True) is not False
+            g = self.hf.generation_config
+            self.special = {
+                k: getattr(g, k) for k in ("decoder_start_token_id", "eos_token_id", "pad_token_id")
+            }
+            self.max_source = 512
+            return
+        if not path.exists():
+            raise UserError(
+                f"{model} does not exist. Fix: a run directory, a checkpoint, or an exported directory."
+            )
+        self.module = load_module(str(checkpoint_of(path))).eval()
+        self.run = self.module.run_config
+        m, data = self.module, self.run["data"]
+        self.max_source = m.source_length(data["max_source_length"], data["max_target_length"])
+        self.tokenization = Tokenization(
+            m.encoder_tokenizer,
+            m.decoder_tokenizer,
+            self.max_source,
+            data["max_target_length"],
+            m.special_ids["eos_token_id"],
+            m.source_special_tokens,
+        )
+
+    def source_column(self) -> str | None:
+        column = self.run.get("data", {}).get("source_column")
+        return column if isinstance(column, str) else None
+
+    @torch.no_grad()
+    def predict(self, sources: list[str], batch_size: int, decoding: Decoding, progress: bool) -> list[str]:
+        """One prediction a source, in batches of similar lengths; `decoding` over the model's own settings."""
+        order = sorted(range(len(sources)), key=lambda i: -len(sources[i]))  # similar lengths share a batch
+        out: dict[int, str] = {}
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        if progress:
+            from tqdm import tqdm
+
+            batches = tqdm(batches, desc="predict", unit="batch", file=sys.stderr)
+        if self.module is not None:  # the module decodes with its own settings: override them once
+            self.module.decoding = self.module.decoding.override(decoding)
+        for idx in batches:
+            texts = [sources[i] for i in idx]
+            out.update(zip(idx, self._batch(texts, decoding.kwargs()), strict=True))
+        return [out[i] for i in range(len(sources))]
+
+    def _batch(self, texts: list[str], generation: dict) -> list[str]:
+        if self.module is not None:
+            m, ids = self.module, self.module.special_ids
+            split = TokenizedSplit.in_memory(texts, [""] * len(texts), self.tokenization)
+            batch = Collator(
+                split, m.encoder_tokenizer.pad_token_id, ids["pad_token_id"], ids["decoder_start_token_id"]
+            )(list(range(len(texts))))
+            return m.generate(batch)
+        if self.decoder_only:
+            start = self.hf.generation_config.decoder_start_token_id
+            results = []
+            for text in texts:
+                ids = self.tok(text, truncation=True, max_length=self.max_source)["input_ids"] + [start]
+                new = self.hf.generate(torch.tensor([ids]), **generation)[0, len(ids) :]
+                results += decode(self.tok, new[None], self.special)
+            return results
+        enc = self.enc_tok(
+            texts,
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=self.max_source,
+            add_special_tokens=self.source_special_tokens,
+        )
+        new = self.hf.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], **generation)
+        return decode(self.tok, new, self.special)

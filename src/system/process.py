@@ -1,0 +1,104 @@
+"""Process-wide settings and where this process stands (launcher, DDP rank, sweep): one visible place.
+
+Nothing here runs at import time. Every entry point calls `setup_process(cfg)` first; `register_resolvers()`
+is also called before Hydra composes a config (the resolvers are needed to read it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import warnings
+
+from omegaconf import DictConfig, OmegaConf
+
+from src.system.errors import UserError
+from src.system.gpu_lease import lease_device
+from src.system.hardware import keep_freed_host_memory
+
+log = logging.getLogger(__name__)
+
+
+RESOLVERS = {
+    # ${coalesce:a,b}: the first value that is not null (run names: the variant's, else encoder2decoder)
+    "coalesce": lambda *values: next((v for v in values if v is not None), None),
+    # ${model_name:path_or_hub_id}: a saved model's last path part (pretrained_seq2seq runs are named after it)
+    "model_name": lambda ref: None if ref is None else str(ref).rstrip("/").split("/")[-1],
+    # ${short_hash:text}: 8 hex digits naming a sweep job by its overrides, the same on every re-run
+    "short_hash": lambda text: hashlib.sha1(str(text).encode()).hexdigest()[:8],
+}
+
+
+def register_resolvers() -> None:
+    """The project's OmegaConf resolvers (idempotent): configs use them in run and sweep names."""
+    for name, fn in RESOLVERS.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+def setup_process(cfg: DictConfig | None = None) -> None:
+    """What every entry point sets before it builds anything; none of it changes results.
+
+    - the config resolvers (a sweep job in a fresh process reads its config only after this);
+    - tokenizers' own thread pool off (it would deadlock in forked data workers, and warns);
+    - Lightning 2.6's pytree deprecation notice about its own code under torch 2.13 silenced;
+    - transformers' per-tensor loading bars off (the parameter budget summarises a load);
+    - `reuse_host_memory` (default true): glibc keeps freed memory (speed only: see docs/performance.md).
+    """
+    register_resolvers()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    if cfg is not None and cfg.get("reuse_host_memory", True) and keep_freed_host_memory():
+        log.debug("glibc keeps freed memory for reuse (reuse_host_memory=false turns it off)")
+
+
+def is_launching_process() -> bool:
+    """False in the extra processes of a DDP run (they must not write the run's files or open W&B runs).
+
+    Lightning's own launcher marks them with LOCAL_RANK / NODE_RANK; under SLURM every task is started by SLURM
+    and the rank is SLURM_PROCID.
+    """
+    if int(os.environ.get("SLURM_NTASKS", 1)) > 1 and "SLURM_PROCID" in os.environ:
+        return int(os.environ["SLURM_PROCID"]) == 0
+    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+
+
+def is_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def check_ddp_launch(cfg: DictConfig) -> None:
+    """Lightning starts DDP workers by re-running the command, which in a local sweep is the whole sweep."""
+    strategy = str(cfg.trainer.get("strategy", ""))
+    if is_multirun() and "ddp" in strategy and "SLURM_JOB_ID" not in os.environ:
+        raise UserError(
+            "trainer=ddp inside a local sweep (-m) is not supported: Lightning would re-run the whole sweep in each "
+            "worker. Fix: run each job on its own (python -m src.train trainer=ddp ...), or sweep with "
+            "hydra/launcher=slurm, where SLURM starts each job's processes, or use hydra/launcher=local "
+            "(one GPU per job, jobs in parallel)."
+        )
+
+
+def leased_devices(cfg: DictConfig):
+    """A context giving `devices` for the Trainer: a leased GPU index for one-GPU jobs on a multi-GPU machine."""
+    import torch
+
+    t = cfg.trainer
+    one_gpu = str(t.devices) == "1" and t.accelerator in ("auto", "gpu", "cuda")
+    if cfg.get("gpu_lease", True) and one_gpu and torch.cuda.is_available() and torch.cuda.device_count() > 1:
+        return _lease_as_list(torch.cuda.device_count())
+    return contextlib.nullcontext(t.devices)
+
+
+@contextlib.contextmanager
+def _lease_as_list(n: int):
+    with lease_device(n) as index:
+        yield [index]
