@@ -30,8 +30,9 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -q -m slow
 
-# Sweeps on a real SLURM cluster that the tests start on localhost (tests/slurm_cluster.py). Installs Debian's
-# slurm-wlm and munge when they are missing and this is root; elsewhere the tests are skipped with the reason.
+# Sweeps on a real SLURM cluster that the tests start on localhost (tests/helpers/slurm_cluster.py). Installs
+# Debian's slurm-wlm and munge when they are missing and this is root; elsewhere the tests are skipped with the
+# reason.
 test-slurm: setup
 	@if ! command -v sbatch >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		export DEBIAN_FRONTEND=noninteractive; \

@@ -17,7 +17,7 @@ from src.analysis.compare_page import summary_lines, to_html, to_markdown
 from src.metrics.significance import CONFIDENCE, RESAMPLES, SEED
 from src.metrics.text import SUPPORTED
 from src.system.cli import command_parser
-from src.system.errors import report_user_errors
+from src.system.errors import UserError, report_user_errors
 from src.system.outputs import atomic_write_text, write_json
 from src.system.process import setup_process
 
@@ -47,6 +47,20 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """The command line's numbers and --out, before any run is read."""
+    if args.resamples < 1:
+        raise UserError(
+            f"--resamples {args.resamples} is not a number of resamples. Fix: e.g. --resamples 1000."
+        )
+    if not 0 < args.confidence < 1:
+        raise UserError(f"--confidence {args.confidence} is not a level. Fix: between 0 and 1, e.g. 0.95.")
+    if args.limit < 0:
+        raise UserError(f"--limit {args.limit} is negative. Fix: the examples to show, e.g. --limit 500.")
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} is a file, not a directory. Fix: --out a directory.")
+
+
 def default_out(a: Side, b: Side) -> Path:
     name = (
         f"{a.label}-vs-{b.label}" if a.label != b.label else f"{a.path.parent.name}-vs-{b.path.parent.name}"
@@ -58,12 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     setup_process()
     with report_user_errors():
+        check_args(args)
         a, b = load_side(args.run_a), load_side(args.run_b)
         if a.label == b.label:  # one run under two decodings, say: name them by their directories
             a.label, b.label = a.path.parent.name, b.path.parent.name
         result = compare(a, b, args.metric, args.resamples, args.seed, args.confidence)
         out = Path(args.out) if args.out else default_out(a, b)
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(
+                f"cannot write to {out} ({err.strerror or err}). Fix: --out a directory you can write to."
+            ) from None
         atomic_write_text(out / "compare.md", to_markdown(result, args.limit))
         atomic_write_text(out / "compare.html", to_html(result, args.limit))
         write_json(out / "compare.json", result)

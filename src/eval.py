@@ -16,9 +16,11 @@ from omegaconf import DictConfig, OmegaConf
 from src.models.restore import load_module, upgrade_run_config
 from src.models.spec import paper_row
 from src.run.assemble import assemble, evaluate
+from src.run.checks import check_eval_config
 from src.run.loggers import finish_wandb, flatten, log_results_to_wandb, logger_for
 from src.run.record import write_predictions
 from src.system.errors import UserError, report_user_errors
+from src.system.hydra_errors import hydra_entry
 from src.system.outputs import results_table, write_json
 from src.system.process import is_multirun, setup_process
 
@@ -40,6 +42,7 @@ def eval_splits(split, multirun: bool) -> list[str]:
 
 def run_eval(cfg: DictConfig) -> dict:
     """Load the checkpoint and evaluate with the training run's data and decoding settings (or those given)."""
+    check_eval_config(cfg)  # the keys a user types, before anything loads
     splits = eval_splits(cfg.split, is_multirun())
     setup_process(cfg)
     if cfg.pretrained_seq2seq:
@@ -144,6 +147,7 @@ def eval_logger(cfg: DictConfig, run: DictConfig, out: Path, split: str):
     )
 
 
+@hydra_entry  # Hydra's own errors (an unknown key, a missing option) as one line, exit 2
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
     with report_user_errors():

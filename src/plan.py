@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 
 from src.analysis.plan import plan, render
 from src.analysis.sweep import job_devices
 from src.system.cli import command_parser
-from src.system.errors import report_user_errors
+from src.system.errors import UserError, one_line, report_user_errors
 from src.system.outputs import write_json
 from src.system.process import setup_process
 
@@ -35,39 +36,97 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--probe-steps", type=int, default=5, help="timed training steps of the probe (default 5)")
     p.add_argument("--no-probe", action="store_true", help="list jobs and budgets only: no time or memory")
     p.add_argument("--json", help="also write the plan as JSON to this file")
+    p.add_argument(
+        "-m",
+        "--multirun",
+        action="store_true",
+        help="accepted as src.train takes it: a plan is always a sweep's",
+    )
     return p
+
+
+def compose_error(err: Exception) -> UserError:
+    """A Hydra error composing the overrides (an unknown key or group option, bad grammar, a value of the wrong
+    type) as one UserError, said as src.train says it (src.system.hydra_errors.describe)."""
+    from src.system.hydra_errors import describe
+
+    line = describe(err) or (
+        f"these overrides do not compose: {one_line(err).rstrip('.')}. "
+        "Fix: write them as for python -m src.train -m (key=value, a sweep as key=a,b)."
+    )
+    return UserError(line)
+
+
+def planned(overrides: list[str], probe_steps: int, run_probe: bool) -> dict:
+    """`src.analysis.plan.plan`, with what Hydra (or a value of the wrong type) refuses as one UserError."""
+    from hydra.errors import HydraException
+
+    try:
+        result = plan(overrides, probe_steps, run_probe)
+    except HydraException as err:
+        raise compose_error(err) from None
+    except UserError as err:
+        if isinstance(err.__context__, HydraException):  # src.analysis.sweep passed Hydra's whole message on
+            raise compose_error(err.__context__) from None
+        raise
+    except ValueError as err:  # a number given as text (trainer.max_steps=x): no schema types the config
+        if not re.match(r"(invalid literal for int\(\)|could not convert string to float)", str(err)):
+            raise
+        raise UserError(
+            f"an override that should be a number is not ({one_line(err)}). "
+            "Fix: give numbers as numbers, e.g. trainer.max_steps=1000."
+        ) from None
+    for job in result["jobs"]:
+        steps = job.cfg.trainer.max_steps
+        if isinstance(steps, bool) or not str(steps).lstrip("-").isdigit():
+            raise UserError(
+                f"trainer.max_steps={steps} is not a whole number. Fix: trainer.max_steps=1000, say."
+            )
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     setup_process()
     with report_user_errors():
-        result = plan(
+        if not args.no_probe and args.probe_steps < 1:
+            raise UserError(
+                f"--probe-steps {args.probe_steps}: the probe needs a step to time. "
+                "Fix: --probe-steps 5, or --no-probe."
+            )
+        result = planned(
             [o for o in args.overrides if o not in ("-m", "--multirun")], args.probe_steps, not args.no_probe
         )
         print(render(result))
         if args.json:
-            write_json(
-                args.json,
-                {
-                    "jobs": [
-                        {
-                            "overrides": j.overrides,
-                            "run_dir": str(j.run_dir),
-                            "state": j.state,
-                            "params": j.budget,
-                            "steps": int(j.cfg.trainer.max_steps),
-                            "devices": job_devices(j.cfg),
-                            "estimate_s": j.estimate_s,
-                        }
-                        for j in result["jobs"]
-                    ],
-                    "probes": result["probes"],
-                    "total_s": result["total_s"],
-                    "device_hours": result["device_hours"],
-                },
-            )
+            try:
+                write_json(args.json, plan_json(result))
+            except OSError as err:
+                raise UserError(
+                    f"cannot write --json {args.json} ({err.strerror or err}). "
+                    "Fix: a path in a directory you can write to."
+                ) from None
     return 0
+
+
+def plan_json(result: dict) -> dict:
+    return {
+        "jobs": [
+            {
+                "overrides": j.overrides,
+                "run_dir": str(j.run_dir),
+                "state": j.state,
+                "params": j.budget,
+                "steps": int(j.cfg.trainer.max_steps),
+                "devices": job_devices(j.cfg),
+                "estimate_s": j.estimate_s,
+            }
+            for j in result["jobs"]
+        ],
+        "probes": result["probes"],
+        "total_s": result["total_s"],
+        "device_hours": result["device_hours"],
+    }
 
 
 if __name__ == "__main__":

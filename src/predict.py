@@ -4,6 +4,8 @@ MODEL: a run directory, a checkpoint of `src.train`, or a directory written by `
 INPUT: a text file (one source a line), a .jsonl file (the source in --column, default the run's
 data.source_column, else `source`), or `-` for standard input. Batches of --batch-size (default the run's
 data.eval_batch_size); a progress bar on a terminal. The decoding flags override the model's own settings.
+One output line per input line, in order: a blank line (or an empty source) is not sent to the model and gives an
+empty prediction; an INPUT with no source at all is an error.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 from dataclasses import fields
 
 from src.models.decoding import Decoding
-from src.run.predictor import Predictor, read_sources
+from src.run.predictor import Predictor, read_input, sources_of
 from src.system.cli import command_parser
 from src.system.errors import UserError, report_user_errors
 from src.system.process import setup_process
@@ -56,14 +58,17 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(
                 f"--batch-size {args.batch_size} is not a batch. Fix: a positive number, e.g. 16."
             )
+        rows = read_input(args.input)  # before the model loads: a bad INPUT costs nothing
         predictor = Predictor(args.model)
-        sources = read_sources(args.input, args.column or predictor.source_column())
+        sources = sources_of(rows, args.input, args.column or predictor.source_column())
         decoding = Decoding.of({f.name: getattr(args, f.name) for f in fields(Decoding)})
         batch = args.batch_size or int(predictor.run.get("data", {}).get("eval_batch_size", 16))
-        predictions = predictor.predict(sources, batch, decoding, progress=sys.stderr.isatty())
+        given = [s for s in sources if s is not None]  # a blank line is not sent to the model
+        predicted = iter(predictor.predict(given, batch, decoding, progress=sys.stderr.isatty()))
+        predictions = ["" if s is None else next(predicted) for s in sources]
     for source, prediction in zip(sources, predictions, strict=True):
         line = (
-            json.dumps({"source": source, "prediction": prediction}, ensure_ascii=False)
+            json.dumps({"source": source or "", "prediction": prediction}, ensure_ascii=False)
             if args.jsonl
             else prediction
         )

@@ -12,7 +12,7 @@ from pathlib import Path
 from src.analysis.report import log_report_to_wandb, write_report
 from src.metrics.significance import RESAMPLES
 from src.system.cli import command_parser
-from src.system.errors import report_user_errors
+from src.system.errors import UserError, report_user_errors
 from src.system.process import setup_process
 
 USAGE = """\
@@ -40,10 +40,32 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """The command line's paths and numbers, before any run is read."""
+    sweep = Path(args.sweep_dir)
+    if not sweep.is_dir():
+        what = "is a file, not a directory" if sweep.exists() else "does not exist"
+        raise UserError(
+            f"{sweep} {what}. Fix: pass a sweep directory, e.g. outputs/sweeps/rothe_grid_demo "
+            "(ls outputs/sweeps/ lists them)."
+        )
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} is a file, not a directory. Fix: --out a directory.")
+    if args.resamples < 1:
+        raise UserError(
+            f"--resamples {args.resamples} is not a number of resamples. Fix: e.g. --resamples 1000."
+        )
+    if args.tolerance is not None and args.tolerance < 0:
+        raise UserError(
+            f"--tolerance {args.tolerance} is negative. Fix: a gap in points, e.g. --tolerance 1.0."
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     setup_process()
     with report_user_errors():
+        check_args(args)
         result = write_report(args.sweep_dir, args.out, args.baseline, args.resamples, args.tolerance)
         if log_report_to_wandb(result, Path(args.sweep_dir), args.wandb):
             print(f"report logged to W&B ({args.wandb}) in group {Path(args.sweep_dir).name}")

@@ -16,7 +16,7 @@ from pathlib import Path
 from src.analysis.scoring import score
 from src.metrics.text import SUPPORTED
 from src.system.cli import command_parser
-from src.system.errors import report_user_errors
+from src.system.errors import UserError, report_user_errors
 from src.system.process import setup_process
 
 USAGE = """\
@@ -57,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         if v is not None
     }
     with report_user_errors():
+        if args.file.is_dir():
+            inside = args.file / "predictions.jsonl"
+            raise UserError(
+                f"{args.file} is a directory. Fix: give its predictions file"
+                + (f", {inside}." if inside.is_file() else ", e.g. outputs/runs/<run>/predictions.jsonl.")
+            )
         scores = score(args.file, args.metrics, **options)
     for name, value in scores.items():
         print(f"{name:>10} {value:8.2f}")

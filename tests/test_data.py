@@ -294,3 +294,33 @@ def test_bad_subset_sizes_name_the_key_and_the_fix(bert_tok, tmp_path, key, valu
     with pytest.raises(UserError, match=needle.replace(".", r"\.") + ".*Fix"):
         dm = datamodule(tok, ids, tmp_path, **{key: value})
         dm.prepare()
+
+
+def test_a_1mb_document_is_truncated_and_counted(tiny, tmp_path):
+
+    data = tmp_path / "data"
+    data.mkdir()
+    long_doc = ("the violin and then the tiger . " * 40000)[:1_000_000]
+    for split in ("train", "validation", "test"):
+        rows = [
+            {"source": long_doc, "target": "instrument then animal"},
+            {"source": "a dog .", "target": "animal"},
+        ]
+        (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tok = load_tokenizer(tiny["bert"])
+    ids = {
+        "decoder_start_token_id": tok.cls_token_id,
+        "eos_token_id": tok.sep_token_id,
+        "pad_token_id": tok.pad_token_id,
+    }
+    config = DataConfig.defaults(
+        name="big",
+        loader="jsonl",
+        path=str(data),
+        max_source_length=64,
+        max_target_length=8,
+        cache_dir=str(tmp_path / "cache"),
+    )
+    dm = Seq2SeqDataModule(config, encoder_tokenizer=tok, decoder_tokenizer=tok, special_ids=ids)
+    split = dm.split("train")
+    assert len(split.source(0)) == 64 and split.stats.truncated_sources == 1

@@ -1,53 +1,20 @@
 """The paper's tasks: every data config composes and runs a training step plus evaluation on a local fixture
-written in the dataset's own schema (column names and nesting as the Hub dataset has them)."""
+written in the dataset's own schema (tests/helpers/task_records.py), the paper's settings in each task config, and
+script-free Hub sources."""
 
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from src.analysis.scoring import score
-from src.data.synthetic import make_synthetic
 from src.train import train
-from tests.conftest import REPO, compose_train
-
-TEXTS = [r["source"] for r in make_synthetic({"train": 40, "validation": 0, "test": 0}, seed=1)["train"]]
-
-
-def record(task: str, i: int) -> dict:
-    """One example in the schema of the task's Hub dataset."""
-    rng = random.Random(i)
-    a, b, c = rng.sample(TEXTS, 3)
-    if task.startswith("cnn_dailymail"):
-        return {"article": f"{a} {b} {c}", "highlights": f"{a}\n{b}", "id": f"{i:04x}"}
-    if task in ("xsum", "gigaword"):
-        return {
-            "document": f"{a.title()} {b}",
-            "summary": a.title(),
-            **({"id": str(i)} if task == "xsum" else {}),
-        }
-    if task.startswith("wmt14"):
-        return {"translation": {"de": f"Der Satz {i} : {a}", "en": a}}
-    if task == "discofuse":
-        fused_into_one = i % 2 == 0
-        return {
-            "connective_string": "and",
-            "discourse_type": "PAIR_CONN",
-            "has_coref_type_pronoun": 0.0,
-            "has_coref_type_nominal": 0.0,
-            "incoherent_first_sentence": a,
-            "incoherent_second_sentence": b,
-            "coherent_first_sentence": f"{a[:-2]} and {b}" if fused_into_one else a,
-            "coherent_second_sentence": "" if fused_into_one else b,
-        }
-    if task == "wikisplit":
-        return {"complex_sentence": f"{a[:-2]} , {b}", "simple_sentence_1": a, "simple_sentence_2": b}
-    raise KeyError(task)
-
+from tests.helpers.commands import REPO, compose_train
+from tests.helpers.task_records import record
+from tests.helpers.tiny_run import tiny_run
 
 TASKS = [
     "cnn_dailymail",
@@ -59,15 +26,7 @@ TASKS = [
     "discofuse",
     "wikisplit",
 ]
-QUICK = [
-    "trainer.max_steps=1",
-    "trainer.val_check_interval=1",
-    "progress=plain",
-    "logger=none",
-    "data.batch_size=4",
-    "data.eval_batch_size=4",
-    "data.generation.num_beams=2",
-]
+QUICK = tiny_run(steps=1, val_every=1, synthetic=False, batch=4, eval_batch=4, new_tokens=None, beams=2)
 
 
 @pytest.mark.parametrize("task", TASKS)

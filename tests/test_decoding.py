@@ -10,7 +10,7 @@ import pytest
 
 from src.models.decoding import KEYS, Decoding
 from src.system.errors import UserError
-from tests.conftest import REPO, compose_train
+from tests.helpers.commands import REPO, compose_train
 
 
 def test_an_override_is_a_new_object_and_leaves_the_original_as_it_was():

@@ -12,7 +12,8 @@ import torch
 from transformers import AutoTokenizer, EncoderDecoderModel, GPT2LMHeadModel
 
 from src.train import train
-from tests.conftest import REPO, compose_train, run_cli, synthetic_overrides
+from tests.helpers.commands import REPO, compose_train, run_cli
+from tests.helpers.tiny_run import synthetic_overrides
 
 RUNS = {  # (overrides, beams): a tied, a shared, a two-vocabulary and a decoder-only model; greedy and beam 4
     "bert2bert-tied": (["sharing=embeddings"], 4),
@@ -21,37 +22,23 @@ RUNS = {  # (overrides, beams): a tied, a shared, a two-vocabulary and a decoder
     "gpt": (["variant=gpt"], 1),
 }
 
-
-QUICK = [
-    "trainer.max_steps=2",
-    "trainer.val_check_interval=2",
-    "optimizer.warmup_steps=1",
-    "progress=plain",
-    "logger=none",
-]
+#: the tiny synthetic task the runs train on (beams: each run's)
+TASK = {"train": 48, "validation": 4, "test": 10, "batch": 8, "eval_batch": 4, "new_tokens": 6}
 
 
 def tiny_task(beams: int) -> list[str]:
-    return synthetic_overrides(
-        train=48, validation=4, test=10, batch=8, eval_batch=4, new_tokens=6, beams=beams
-    )
+    return synthetic_overrides(**TASK, beams=beams)
 
 
 @pytest.fixture(scope="module", params=list(RUNS))
-def trained(request, tiny, tmp_path_factory):
+def trained(request, tiny, tiny_run_overrides, tmp_path_factory):
     overrides, beams = RUNS[request.param]
     out = tmp_path_factory.mktemp(request.param)
     cfg = compose_train(
         *overrides,
         f"checkpoints.bert={tiny['bert']}",
         f"checkpoints.gpt2={tiny['gpt2']}",
-        *tiny_task(beams),
-        "trainer.max_steps=8",
-        "trainer.val_check_interval=4",
-        "optimizer.warmup_steps=2",
-        "optimizer.lr=3e-3",
-        "progress=plain",
-        "logger=none",
+        *tiny_run_overrides(steps=8, val_every=4, warmup=2, lr="3e-3", **TASK, beams=beams),
         f"data.cache_dir={out / 'cache'}",
         f"output_dir={out / 'run'}",
     )
@@ -111,14 +98,16 @@ def test_export_reloads_in_plain_transformers_and_generates_the_runs_predictions
 
 
 @pytest.mark.parametrize("trained", ["bert2gpt", "gpt"], indirect=True)  # two tokenizers; decoder-only
-def test_a_saved_model_is_evaluated_and_fine_tuned_in_the_framework(trained, tmp_path):
+@pytest.mark.slow  # 20-50 s of one worker: make test-slow (CI runs it), the default run stays under 10 min
+def test_a_saved_model_is_evaluated_and_fine_tuned_in_the_framework(trained, tiny_run_overrides, tmp_path):
     """pretrained_seq2seq: the exported directory, scored by src.eval with the run's metrics, and trained further
     by src.train (whose checkpoint then rebuilds offline like any other). An encoder-decoder with two tokenizers
     and the decoder-only model are the two loading paths."""
     name, run, results, cfg = trained
     hf = tmp_path / "hf"
     assert run_cli("src.export", str(run), "--out", str(hf)).returncode == 0
-    data = tiny_task(cfg.data.generation.num_beams)
+    beams = cfg.data.generation.num_beams
+    data = tiny_task(beams)
     proc = run_cli(
         "src.eval", f"pretrained_seq2seq={hf}", "data=synthetic", *data, f"hydra.run.dir={tmp_path / 'eval'}"
     )
@@ -127,7 +116,8 @@ def test_a_saved_model_is_evaluated_and_fine_tuned_in_the_framework(trained, tmp
     assert scored["test"] == pytest.approx(results["test"], rel=1e-5)
     assert scored["params"]["total"] == results["params"]["total"]
 
-    tuned = compose_train(f"pretrained_seq2seq={hf}", *data, *QUICK, f"output_dir={tmp_path / 'tuned'}")
+    quick = tiny_run_overrides(steps=2, val_every=2, warmup=1, **TASK, beams=beams)
+    tuned = compose_train(f"pretrained_seq2seq={hf}", *quick, f"output_dir={tmp_path / 'tuned'}")
     assert (
         tuned.run_name == "hf-synthetic-s42"
     )  # named after the saved model, not the default encoder/decoder

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import REPO
+from tests.helpers.commands import REPO
 
 
 def gpu_check(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
@@ -40,6 +40,7 @@ def assert_every_variant_trained(report: dict) -> None:
     assert sizes["bertshare"] < sizes["bert2bert"] and sizes["gpt"] != sizes["bert2bert"]
 
 
+@pytest.mark.slow  # 20-50 s of one worker: make test-slow (CI runs it), the default run stays under 10 min
 def test_gpu_check_runs_every_variant_and_precision_on_the_cpu(tmp_path):
     proc, report = gpu_check(tmp_path, "--device", "cpu", "--tiny")
     assert report["device"] == "cpu"

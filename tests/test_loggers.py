@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import json
 
-from src.report import main as report_main
-from tests.conftest import run_cli, synthetic_overrides
-from tests.wandb_reader import read_run, run_files
+import pytest
 
-TINY = [
-    *synthetic_overrides(train=32, validation=4, test=4, batch=8, eval_batch=8, new_tokens=4, beams=1),
-    "trainer.max_steps=4",
-    "trainer.val_check_interval=2",
-    "trainer.log_every_n_steps=1",
-    "logger=wandb",
-    "logger.mode=offline",
-]
+from src.report import main as report_main
+from tests.helpers.commands import run_cli
+from tests.helpers.tiny_run import tiny_run
+from tests.helpers.wandb_reader import read_run, run_files
+
+TINY = tiny_run(log_every=1, progress=None, logger="wandb")
 SECRET = "local-0123456789abcdef0123456789abcdef01234567"
 
 
@@ -86,6 +82,7 @@ def test_a_run_logs_config_tags_history_tables_and_never_the_api_key(tiny, tmp_p
             assert SECRET.encode() not in file.read_bytes(), file
 
 
+@pytest.mark.slow  # 20-50 s of one worker: make test-slow (CI runs it), the default run stays under 10 min
 def test_a_resumed_run_continues_the_same_wandb_run(tiny, tmp_path):
     args = [*tiny_models(tiny), f"hydra.run.dir={tmp_path}", *TINY]
     assert run_cli("src.train", *args).returncode == 0
@@ -101,6 +98,7 @@ def test_a_resumed_run_continues_the_same_wandb_run(tiny, tmp_path):
     assert len(run_files(tmp_path)) == 2 and len(ids) == 1
 
 
+@pytest.mark.slow  # 20-50 s of one worker: make test-slow (CI runs it), the default run stays under 10 min
 def test_a_sweep_is_one_group_with_one_run_per_job_and_failures_marked(tiny, tmp_path):
     proc = run_cli(
         "src.train",
@@ -125,6 +123,7 @@ def test_a_sweep_is_one_group_with_one_run_per_job_and_failures_marked(tiny, tmp
     assert statuses == ["completed", "failed"]
 
 
+@pytest.mark.slow  # 20-50 s of one worker: make test-slow (CI runs it), the default run stays under 10 min
 def test_evaluation_is_a_wandb_run_of_job_type_eval(tiny, tmp_path):
     run_dir = tmp_path / "run"
     assert run_cli("src.train", *tiny_models(tiny), f"hydra.run.dir={run_dir}", *TINY).returncode == 0
@@ -142,6 +141,7 @@ def test_evaluation_is_a_wandb_run_of_job_type_eval(tiny, tmp_path):
     assert any(k.startswith("test/predictions/") for k in run.history_keys)
 
 
+@pytest.mark.slow  # 20-50 s of one worker: make test-slow (CI runs it), the default run stays under 10 min
 def test_log_model_uploads_the_exported_model_not_checkpoints(tiny, tmp_path):
     proc = run_cli(
         "src.train", *tiny_models(tiny), f"hydra.run.dir={tmp_path}", *TINY, "logger.log_model=true"

@@ -16,7 +16,7 @@ from src.models.optim import build_optimizer
 from src.models.sharing import is_cross_attention
 from src.models.spec import ModelSpec
 from src.system.errors import UserError
-from tests.conftest import REPO
+from tests.helpers.commands import REPO
 
 ENCODERS = ("rnd", "bert", "roberta", "minilm")
 DECODERS = ("rnd", "bert", "roberta", "gpt2", "minilm")

@@ -2,8 +2,8 @@
 
 For every task config and every decoder tokenizer family (WordPiece cased and uncased, byte-level BPE as GPT-2 and
 RoBERTa use it, SentencePiece as the paper's released BertGeneration models use it), on rows in the Hub datasets'
-own surface format (tests/hub_rows.py). The tokenizers other than the real MiniLM (uncased WordPiece) are trained
-in the test session on those rows, so none of them meets an unknown character.
+own surface format (tests/helpers/hub_rows.py). The tokenizers other than the real MiniLM (uncased WordPiece) are
+trained in the test session on those rows, so none of them meets an unknown character.
 """
 
 from __future__ import annotations
@@ -33,8 +33,10 @@ from src.models.checkpoints import load_tokenizer
 from src.models.module import decode
 from src.models.special_tokens import special_token_ids
 from src.train import train
-from tests.conftest import MINILM, TINY, _merges_from, compose_train, wordpiece_vocab
-from tests.hub_rows import ROWS, TASKS, all_texts, write_task_dir
+from tests.helpers.checkpoints import MINILM, TINY, merges_from, wordpiece_vocab
+from tests.helpers.commands import compose_train
+from tests.helpers.hub_rows import ROWS, TASKS, all_texts, write_task_dir
+from tests.helpers.tiny_run import tiny_run
 
 FAMILIES = ("wordpiece_cased", "wordpiece_uncased", "gpt2", "roberta", "sentencepiece")
 
@@ -63,7 +65,7 @@ def decoders(tmp_path_factory) -> dict[str, str]:
                 vocab_size=1500, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
             ),
         )
-        cls(vocab=bpe.get_vocab(), merges=_merges_from(bpe)).save_pretrained(root / name)
+        cls(vocab=bpe.get_vocab(), merges=merges_from(bpe)).save_pretrained(root / name)
 
     # the released roberta2roberta / bert2bert_L-24_wmt layout: BertGenerationTokenizer over a SentencePiece model
     model = root / "spiece"
@@ -193,17 +195,10 @@ def test_a_model_that_memorised_hub_format_examples_scores_near_100(task, tiny_u
         f"encoder.checkpoint={tiny_uncased}",
         f"decoder.checkpoint={tiny_uncased}",
         f"output_dir={tmp_path / 'run'}",
-        "trainer.max_steps=250",
-        "trainer.val_check_interval=250",
-        "optimizer.lr=3e-3",
-        "optimizer.warmup_steps=10",
+        *tiny_run(
+            steps=250, val_every=250, warmup=10, lr="3e-3", progress="none", synthetic=False, new_tokens=48
+        ),
         "optimizer.weight_decay=0",
-        "data.batch_size=8",
-        "data.eval_batch_size=8",
-        "data.generation.num_beams=1",
-        "data.generation.max_new_tokens=48",
-        "logger=none",
-        "progress=none",
     )
     results = train(cfg)
     assert results["test"]["exact"] >= 99.9 and results["test"]["sari"] >= 99.9, results["test"]

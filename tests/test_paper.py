@@ -16,8 +16,9 @@ from src.paper.variants import VARIANTS, paper_variants
 from src.run.assemble import build_datamodule, build_module, per_device_batch_size
 from src.system.errors import UserError
 from src.train import train
-from tests.conftest import REPO, compose_train, run_cli
-from tests.test_tasks import record
+from tests.helpers.commands import REPO, compose_train, run_cli
+from tests.helpers.task_records import record
+from tests.helpers.tiny_run import tiny_run
 
 # From rothe2020.md and the issue: the checkpoint behind "BERT", the global batch and the length penalty per task.
 PAPER = {
@@ -205,14 +206,7 @@ def test_a_paper_run_spreads_the_global_batch_over_accumulation(tiny, tmp_path):
         f"data.cache_dir={tmp_path / 'cache'}",
         "data.global_batch_size=8",
         "trainer.accumulate_grad_batches=2",
-        "trainer.max_steps=2",
-        "trainer.val_check_interval=2",
-        "progress=plain",
-        "logger=none",
-        "optimizer.warmup_steps=2",
-        "data.eval_batch_size=4",
-        "data.generation.max_new_tokens=6",
-        "data.generation.num_beams=2",
+        *tiny_run(steps=2, warmup=2, synthetic=False, batch=None, eval_batch=4, new_tokens=6, beams=2),
         f"output_dir={tmp_path / 'run'}",
     )
     results = train(cfg)

@@ -1,8 +1,8 @@
 """The paper's released checkpoints, evaluated as they are, on tiny local imitations of their Hub layouts.
 
-tests/released.py writes google/roberta2roberta_L-24_* (BertGeneration encoder and decoder sharing one parameter
-set, SentencePiece tokenizer) and google/bert2bert_L-24_wmt_* (not shared, WordPiece vocab.txt, used with
-add_special_tokens=False and named pad / eos / bos tokens), and predicts with plain transformers as the model
+tests/helpers/released.py writes google/roberta2roberta_L-24_* (BertGeneration encoder and decoder sharing one
+parameter set, SentencePiece tokenizer) and google/bert2bert_L-24_wmt_* (not shared, WordPiece vocab.txt, used
+with add_special_tokens=False and named pad / eos / bos tokens), and predicts with plain transformers as the model
 cards say. The real checkpoints (24 layers, hidden 1024) are not reachable here: only these layouts are tested.
 """
 
@@ -24,9 +24,10 @@ from src.models.restore import load_module
 from src.models.spec import ModelSpec
 from src.system.errors import UserError
 from src.train import train
-from tests.conftest import compose_train, run_cli
-from tests.hub_rows import all_texts, write_task_dir
-from tests.released import WMT_TOKENIZER_KWARGS, card_predictions, make_released
+from tests.helpers.commands import compose_train, run_cli
+from tests.helpers.hub_rows import all_texts, write_task_dir
+from tests.helpers.released import WMT_TOKENIZER_KWARGS, card_predictions, make_released
+from tests.helpers.tiny_run import tiny_run
 
 #: (imitation, the Hub repository it imitates, the task it was fine-tuned on, the Hub dataset of that task)
 RELEASED = {
@@ -128,14 +129,9 @@ def test_a_tied_released_model_is_one_parameter_set_also_after_the_projects_chec
         f"data.path={released['wikisplit']}",
         f"data.cache_dir={tmp_path / 'cache'}",
         f"output_dir={tmp_path / 'run'}",
-        "trainer.max_steps=1",
-        "trainer.val_check_interval=1",
-        "data.batch_size=2",
-        "data.eval_batch_size=2",
-        "data.generation.num_beams=1",
-        "data.generation.max_new_tokens=4",
-        "logger=none",
-        "progress=none",
+        *tiny_run(
+            steps=1, val_every=1, progress="none", synthetic=False, batch=2, eval_batch=2, new_tokens=4
+        ),
     )
     results = train(cfg)
     assert results["params"]["total"] == made.budget.total

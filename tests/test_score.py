@@ -10,7 +10,7 @@ import pytest
 
 from src.metrics.sari import sari
 from src.score import main
-from tests.conftest import REPO
+from tests.helpers.commands import REPO
 
 
 def score_cli(*args: str) -> subprocess.CompletedProcess:

@@ -1,4 +1,4 @@
-"""Sweeps on a real SLURM cluster started for these tests (tests/slurm_cluster.py): `pytest -m slurm`.
+"""Sweeps on a real SLURM cluster started for these tests (tests/helpers/slurm_cluster.py): `pytest -m slurm`.
 
 Skipped with one line where SLURM is not installed; `.ci/run` installs it and runs them.
 """
@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-from tests.conftest import CACHE, REPO, run_cli, synthetic_overrides
-from tests.slurm_cluster import Cluster, missing
+from tests.helpers.commands import CACHE, REPO, run_cli
+from tests.helpers.slurm_cluster import Cluster, missing
+from tests.helpers.tiny_run import tiny_run
 
 pytestmark = [pytest.mark.slurm, pytest.mark.skipif(missing() is not None, reason=str(missing()))]
 
@@ -27,14 +28,18 @@ SLURM = [
     "hydra.launcher.mem_gb=1",
     "hydra.launcher.timeout_min=15",
 ]
-TINY = [
-    *synthetic_overrides(train=48, validation=4, test=8, batch=4, eval_batch=4, new_tokens=4, beams=1),
-    "trainer.val_check_interval=5",
-    "trainer.log_every_n_steps=5",
-    "progress=plain",
-    "optimizer.warmup_steps=2",
-    "optimizer.lr=1e-3",
-]
+TINY = tiny_run(
+    steps=None,
+    val_every=5,
+    log_every=5,
+    warmup=2,
+    lr="1e-3",
+    logger=None,
+    train=48,
+    test=8,
+    batch=4,
+    eval_batch=4,
+)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +73,7 @@ def test_a_sweep_runs_as_slurm_jobs_records_a_failure_and_a_rerun_submits_only_w
         f"decoder.checkpoint={tiny['bert']}",
         "sharing=none,embeddings,shared",
         f"hydra.sweep.dir={sweep}",
-        "+callbacks.fail._target_=tests.slurm_helpers.FailOn",
+        "+callbacks.fail._target_=tests.helpers.slurm_helpers.FailOn",
         "+callbacks.fail.sharing=shared",
         "trainer.max_steps=6",
         "logger=none",
@@ -144,7 +149,7 @@ def test_a_preempted_job_saves_resumes_and_the_sweep_waits_for_its_result(cluste
         *common,
         "seed=42",
         f"hydra.sweep.dir={sweep}",
-        "+callbacks.pause._target_=tests.slurm_helpers.PauseOnce",
+        "+callbacks.pause._target_=tests.helpers.slurm_helpers.PauseOnce",
         "+callbacks.pause.step=8",
         f"+callbacks.pause.marker={marker}",
     )

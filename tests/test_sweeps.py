@@ -1,5 +1,6 @@
-"""Launchers: one GPU per parallel job (leases), the joblib launcher with 2 jobs, DDP with 2 CPU processes,
-the SLURM and Optuna configs."""
+"""Sweeps: one GPU per parallel job (leases), the local launcher with 2 jobs at once, the SLURM and Optuna configs,
+an Optuna search, DDP inside a local sweep refused, and a failing job that does not stop its sweep (a re-run skips
+finished jobs). On a real SLURM cluster: test_slurm.py."""
 
 from __future__ import annotations
 
@@ -11,16 +12,12 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from src.analysis.report import write_report
 from src.system.gpu_lease import lease_device
-from tests.conftest import REPO, run_cli, synthetic_overrides
+from tests.helpers.commands import REPO, run_cli
+from tests.helpers.tiny_run import tiny_run
 
-TINY = [
-    *synthetic_overrides(train=32, validation=4, test=6, batch=4, eval_batch=4, new_tokens=4, beams=1),
-    "trainer.max_steps=4",
-    "trainer.val_check_interval=2",
-    "progress=plain",
-    "logger=none",
-]
+TINY = tiny_run(test=6, batch=4, eval_batch=4)
 
 
 def _hold(lock_dir, hold_s, out):
@@ -30,6 +27,7 @@ def _hold(lock_dir, hold_s, out):
     out.put(("released", time.monotonic()))
 
 
+@pytest.mark.slow  # 20-50 s of one worker: make test-slow (CI runs it), the default run stays under 10 min
 def test_each_job_leases_its_own_device_and_waits_when_all_are_busy(tmp_path):
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
@@ -48,6 +46,7 @@ def test_each_job_leases_its_own_device_and_waits_when_all_are_busy(tmp_path):
     assert len(acquired) == 1 and acquired[0][1] >= released  # the third job waited for a free device
 
 
+@pytest.mark.slow  # 20-50 s of one worker: make test-slow (CI runs it), the default run stays under 10 min
 def test_local_launcher_runs_two_jobs_in_parallel(tiny, tmp_path):
     proc = run_cli(
         "src.train",
@@ -59,7 +58,7 @@ def test_local_launcher_runs_two_jobs_in_parallel(tiny, tmp_path):
         "sharing=none,embeddings",
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
         # each job waits at the start of training until both have arrived: jobs run one after another fail
-        "+callbacks.rendezvous._target_=tests.rendezvous.Rendezvous",
+        "+callbacks.rendezvous._target_=tests.helpers.rendezvous.Rendezvous",
         f"+callbacks.rendezvous.dir={tmp_path / 'arrived'}",
         "+callbacks.rendezvous.parties=2",
         "+callbacks.rendezvous.timeout_s=60",
@@ -70,27 +69,6 @@ def test_local_launcher_runs_two_jobs_in_parallel(tiny, tmp_path):
     assert all(r["status"] == "completed" for r in runs), [r.get("error") for r in runs]
     assert sorted(r["sharing"] for r in runs) == ["embeddings", "none"]
     assert len(list((tmp_path / "arrived").iterdir())) == 2
-
-
-def test_ddp_with_two_cpu_processes_writes_one_run_directory(tiny, tmp_path):
-    run_dir = tmp_path / "run"
-    proc = run_cli(
-        "src.train",
-        "trainer=ddp",
-        "trainer.accelerator=cpu",
-        "trainer.devices=2",
-        f"encoder.checkpoint={tiny['bert']}",
-        f"decoder.checkpoint={tiny['bert']}",
-        f"hydra.run.dir={run_dir}",
-        *TINY,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert [p.name for p in tmp_path.iterdir()] == ["run"]
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["status"] == "completed" and metrics["train"]["steps"] == 4
-    rows = (run_dir / "predictions.jsonl").read_text().splitlines()
-    assert len(rows) == 6  # both processes' shards, gathered, sampler padding dropped
-    assert len({json.loads(r)["source"] for r in rows}) == 6
 
 
 def test_slurm_and_optuna_configs_compose():
@@ -111,6 +89,7 @@ def test_slurm_and_optuna_configs_compose():
         assert set(sweeper.params) == {"optimizer.lr", "optimizer.warmup_steps", "data.batch_size"}
 
 
+@pytest.mark.slow  # 20-50 s of one worker: make test-slow (CI runs it), the default run stays under 10 min
 def test_optuna_sweep_optimises_the_returned_metric(tiny, tmp_path):
     proc = run_cli(
         "src.train",
@@ -146,3 +125,46 @@ def test_ddp_inside_a_local_sweep_is_refused_with_the_alternatives(tiny, tmp_pat
     for path in tmp_path.glob("*/metrics.json"):
         metrics = json.loads(path.read_text())
         assert metrics["status"] == "failed" and "hydra/launcher=slurm" in metrics["error"]
+
+
+def sweep(tiny, sweep_dir, *extra):
+    return run_cli(
+        "src.train",
+        "-m",
+        f"encoder.checkpoint={tiny['bert']}",
+        "decoder=gpt2",
+        f"decoder.checkpoint={tiny['gpt2']}",
+        "sharing=embeddings,shared",
+        f"hydra.sweep.dir={sweep_dir}",
+        *tiny_run(steps=2),
+        *extra,
+    )
+
+
+@pytest.mark.slow  # 20-50 s of one worker: make test-slow (CI runs it), the default run stays under 10 min
+def test_a_failing_job_does_not_stop_the_sweep_and_a_rerun_skips_finished_jobs(tiny, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    first = sweep(tiny, sweep_dir)
+    assert first.returncode == 0, first.stderr[-3000:]
+    runs = {p.parent.name: json.loads(p.read_text()) for p in sweep_dir.glob("*/metrics.json")}
+    assert len(runs) == 2 and all(name.startswith("bert2gpt2-synthetic-s42-") for name in runs)
+    statuses = sorted(r["status"] for r in runs.values())
+    assert statuses == ["completed", "failed"]
+    failed = next(r for r in runs.values() if r["status"] == "failed")
+    assert "sharing=shared" in failed["error"]
+    failed_dir = next(d for d, r in runs.items() if r["status"] == "failed")
+    assert (sweep_dir / failed_dir / "error.txt").is_file()
+    ok_dir = next(d for d, r in runs.items() if r["status"] == "completed")
+    stamp = (sweep_dir / ok_dir / "metrics.json").stat().st_mtime_ns
+
+    again = sweep(tiny, sweep_dir)
+    assert again.returncode == 0
+    assert "already completed" in again.stderr + again.stdout
+    assert (sweep_dir / ok_dir / "metrics.json").stat().st_mtime_ns == stamp  # not re-run
+
+    report = write_report(sweep_dir)
+    assert report["runs"] == 2 and report["failed"] == 1
+    md = (sweep_dir / "report.md").read_text()
+    assert "failed: UserError" in md and "| completed |" in md
+    assert (sweep_dir / "report.csv").read_text().count("\n") == 3
+    assert (sweep_dir / "report.png").read_bytes()[:4] == b"\x89PNG"

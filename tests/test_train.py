@@ -1,4 +1,6 @@
-"""End to end through real subprocesses of `python -m src.train` / `python -m src.eval`, and Hydra composition."""
+"""src.train and src.eval end to end through real subprocesses: the run directory, checkpoints that rebuild
+offline, eval reproducing the test metrics, sharing, each precision, DDP with two CPU processes, and the errors a
+user may hit."""
 
 from __future__ import annotations
 
@@ -7,82 +9,26 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from src.metrics.text import canonical
 from src.models.module import Seq2SeqModule
-from tests.conftest import REPO, compose_train, run_cli, synthetic_overrides
+from tests.helpers.commands import run_cli
+from tests.helpers.tiny_run import tiny_run
 
-TINY_DATA = [
-    *synthetic_overrides(train=64, validation=8, test=12, batch=8, eval_batch=8, new_tokens=6, beams=2),
-]
-QUICK = [
-    "trainer.max_steps=6",
-    "trainer.val_check_interval=3",
-    "trainer.log_every_n_steps=2",
-    "optimizer.warmup_steps=2",
-    "optimizer.lr=1e-3",
-    "progress=plain",
-]
-
-
-def config_groups() -> list[tuple[str, str]]:
-    """(group, option) for every option of every group train.yaml selects from, read from conf/."""
-    defaults = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "train.yaml").defaults)
-    groups = []
-    for entry in defaults:
-        if isinstance(entry, str) or "${" in str(next(iter(entry.values()))):
-            continue  # _self_, and the paper's per-task settings (chosen by data=: tests/test_protocol.py)
-        groups.append(next(iter(entry)).removeprefix("optional ").split("@")[0])
-    groups.append("hydra/launcher")
-    return [(g, p.stem) for g in groups for p in sorted((REPO / "conf" / g).glob("*.yaml"))]
-
-
-#: What each option needs beside it to be a whole run (experiment=paper runs one cell of the paper's tables).
-PAPER_CELL = ["data=xsum", "variant=bert2bert"]
-COMPANIONS = {("experiment", "paper"): PAPER_CELL, ("experiment", "rothe_grid"): PAPER_CELL}
-COMPANIONS[("paper", "rothe2020")] = PAPER_CELL
-#: conf/ folders that are not groups of their own: files other configs include, or facts the code reads.
-LIBRARIES = {"model", "arch", "data_common", "hydra"}
-
-
-def test_every_conf_folder_is_a_group_or_a_library():
-    folders = {p.name for p in (REPO / "conf").iterdir() if p.is_dir()}
-    assert folders == {g.split("/")[0] for g, _ in config_groups()} | LIBRARIES
-
-
-@pytest.mark.parametrize("group,option", config_groups())
-def test_every_option_composes_and_feeds_what_it_configures(group, option):
-    import inspect
-
-    import lightning as L
-    from hydra.utils import get_method
-
-    from src.data.datamodule import DataConfig
-    from src.models.spec import ModelSpec
-    from src.paper.protocol import check_protocol
-
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        overrides = [f"{group}={option}", *COMPANIONS.get((group, option), [])]
-        cfg = compose("train", overrides=overrides, return_hydra_config=group.startswith("hydra"))
-    cfg.output_dir = "/tmp/x"
-    assert cfg.run_name.endswith(f"-s{cfg.seed}")  # the run's name (and directory) resolves
-    # every data key is a DataConfig field (no key the code ignores, none missing)
-    DataConfig(**OmegaConf.to_container(cfg.data, resolve=True))
-    # every trainer key is an argument of lightning.Trainer
-    trainer_args = set(inspect.signature(L.Trainer).parameters)
-    assert set(cfg.trainer) - {"_target_"} <= trainer_args, set(cfg.trainer) - trainer_args
-    for name, callback in cfg.callbacks.items():
-        assert callable(get_method(callback._target_)), name
-    ModelSpec.from_config(cfg)  # the model groups resolve into one spec
-    check_protocol(cfg)
-
-
-def test_demo_experiment_composes_offline_minilm():
-    cfg = compose_train("experiment=demo")
-    assert cfg.encoder.checkpoint.startswith("pkg://") and cfg.decoder.checkpoint.startswith("pkg://")
-    assert cfg.eval_before_training is True and cfg.trainer.max_steps > 0
+TINY = tiny_run(
+    steps=6,
+    val_every=3,
+    log_every=2,
+    warmup=2,
+    lr="1e-3",
+    logger=None,
+    train=64,
+    validation=8,
+    test=12,
+    new_tokens=6,
+    beams=2,
+)
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +41,7 @@ def trained_run(tiny, tmp_path_factory) -> Path:
         f"decoder.checkpoint={tiny['gpt2']}",
         f"hydra.run.dir={run_dir}",
         "logger=csv",
-        *TINY_DATA,
-        *QUICK,
+        *TINY,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir
@@ -176,8 +121,7 @@ def test_shared_sharing_survives_a_training_checkpoint(tiny, tmp_path):
         "sharing=shared",
         f"hydra.run.dir={tmp_path}",
         "logger=none",
-        *TINY_DATA,
-        *QUICK,
+        *TINY,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     module = Seq2SeqModule.load_from_checkpoint(tmp_path / "checkpoints/last.ckpt")
@@ -192,7 +136,7 @@ def test_shared_sharing_survives_a_training_checkpoint(tiny, tmp_path):
 
 # Each CPU kind resolves precision=auto differently (README, "Precision"); these runs set bf16-mixed, so the GPU's
 # code path runs on every machine (bf16 autocast works on any x86 CPU, only slower without AVX512-BF16/AMX).
-# Explicit 32-true end-to-end runs are in test_reliability (same seed, kill and resume).
+# Explicit 32-true end-to-end runs are in test_train_faults (same seed, kill and resume).
 @pytest.mark.parametrize(
     ("precision", "extra"),
     [
@@ -219,8 +163,7 @@ def test_training_end_to_end_in_each_precision(tiny, tmp_path, precision, extra)
         "eval_before_training=true",
         f"hydra.run.dir={tmp_path}",
         "logger=none",
-        *TINY_DATA,
-        *QUICK,
+        *TINY,
         *(e.format(**tiny) for e in extra),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -230,6 +173,28 @@ def test_training_end_to_end_in_each_precision(tiny, tmp_path, precision, extra)
     assert metrics["test"]["loss"] < metrics["test_before_training"]["loss"] - 0.1  # it learned
     ckpt = torch.load(tmp_path / "checkpoints/last.ckpt", weights_only=True, map_location="cpu")
     assert all(torch.isfinite(t).all() for t in ckpt["state_dict"].values() if t.is_floating_point())
+
+
+@pytest.mark.slow  # 20-50 s of one worker: make test-slow (CI runs it), the default run stays under 10 min
+def test_ddp_with_two_cpu_processes_writes_one_run_directory(tiny, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_cli(
+        "src.train",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        f"encoder.checkpoint={tiny['bert']}",
+        f"decoder.checkpoint={tiny['bert']}",
+        f"hydra.run.dir={run_dir}",
+        *tiny_run(test=6, batch=4, eval_batch=4),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["train"]["steps"] == 4
+    rows = (run_dir / "predictions.jsonl").read_text().splitlines()
+    assert len(rows) == 6  # both processes' shards, gathered, sampler padding dropped
+    assert len({json.loads(r)["source"] for r in rows}) == 6
 
 
 # ---- errors a user may hit: one clear message, no traceback ------------------------------------------------

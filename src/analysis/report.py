@@ -171,9 +171,7 @@ def significance(
         return {}, None
     if baseline is not None and not any(baseline in (g["label"], g["runs"][0].get("variant")) for g in done):
         names = sorted({g["label"] for g in done})
-        raise SystemExit(
-            f"error: --baseline {baseline} is not a row of this sweep. Fix: one of {', '.join(names)}."
-        )
+        raise UserError(f"--baseline {baseline} is not a row of this sweep. Fix: one of {', '.join(names)}.")
     intervals, label = {}, baseline
     for data in dict.fromkeys(g["data"] for g in done):  # each data set against its own baseline row
         rows = [g for g in done if g["data"] == data]
@@ -289,9 +287,7 @@ def write_report(
     paper's figure, in points, beyond which a row is flagged (default: conf/paper's `tolerance`)."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
-        raise SystemExit(
-            f"error: {sweep_dir} is not a directory. Fix: pass a sweep directory under outputs/sweeps/."
-        )
+        raise UserError(f"{sweep_dir} is not a directory. Fix: pass a sweep directory under outputs/sweeps/.")
     out = Path(out_dir) if out_dir else sweep_dir
     out.mkdir(parents=True, exist_ok=True)
     runs = load_runs(sweep_dir)

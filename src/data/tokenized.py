@@ -131,16 +131,22 @@ class Tokenization:
         }
 
     def pairs(self, sources, targets, stats: SplitStats):
-        """(source ids, label ids); counts truncated sources and targets into `stats`."""
+        """(source ids, label ids); counts truncated sources and targets into `stats`.
+
+        Texts are tokenized whole and cut here, so that each cut is counted (and logged once per split);
+        verbose=False: the tokenizer's own "Token indices sequence length is longer than the specified maximum
+        sequence length" warning would be about ids that never reach the model.
+        """
         enc, dec, max_target = self.encoder_tokenizer, self.decoder_tokenizer, self.max_target_length
         prefix, suffix = special_affixes(enc) if self.source_special_tokens else ([], [])
         keep = self.max_source_length - len(prefix) - len(suffix)
         src_ids, lab_ids = [], []
         for start in range(0, len(sources), _CHUNK):
-            for ids in enc(sources[start : start + _CHUNK], add_special_tokens=False)["input_ids"]:
+            chunk = slice(start, start + _CHUNK)
+            for ids in enc(sources[chunk], add_special_tokens=False, verbose=False)["input_ids"]:
                 stats.truncated_sources += len(ids) > keep
                 src_ids.append(prefix + ids[:keep] + suffix)
-            for ids in dec(targets[start : start + _CHUNK], add_special_tokens=False)["input_ids"]:
+            for ids in dec(targets[chunk], add_special_tokens=False, verbose=False)["input_ids"]:
                 stats.truncated_targets += len(ids) > max_target - 1
                 lab_ids.append(ids[: max_target - 1] + [self.eos_id])
         return src_ids, lab_ids

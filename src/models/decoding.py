@@ -50,11 +50,29 @@ class Decoding:
         """The set values, as `generate` keyword arguments."""
         return {k: v for k, v in asdict(self).items() if v is not None}
 
+    def generate_kwargs(self, generation_config=None) -> dict:
+        """`kwargs()` as a `generate` call takes them: without the beam-search-only settings (BEAM_ONLY) when the
+        decoding is greedy, where generate ignores them and warns "The following generation flags are not valid
+        and may be ignored: ['early_stopping']". Greedy is num_beams=1 here, or num_beams unset and the model's
+        `generation_config` (when given) decoding with one beam; unset and no config given, they are kept (the
+        model's default may be beam search). The outputs are the same either way.
+        """
+        given = self.kwargs()
+        beams = self.num_beams
+        if beams is None and generation_config is not None:
+            beams = getattr(generation_config, "num_beams", None) or 1
+        if beams == 1:
+            for key in BEAM_ONLY:
+                given.pop(key, None)
+        return given
+
     def __str__(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in sorted(self.kwargs().items())) or "generate's defaults"
 
 
 KEYS = tuple(f.name for f in fields(Decoding))
+#: settings only beam search reads (transformers 5 warns when they are set beside num_beams=1)
+BEAM_ONLY = ("early_stopping", "length_penalty")
 
 
 def register_schema() -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
+import os
+import shutil
+import uuid
 from pathlib import Path
 
 from src.models.checkpoints import ENCODER_TOKENIZER
 from src.models.module import Seq2SeqModule, tokenizer_files
+from src.system.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -17,15 +22,84 @@ def hf_model(module: Seq2SeqModule):
     return module.model.decoder if module.model.encoder is None else module.model
 
 
+#: what an export writes, hence what replacing one (`python -m src.export --force`) replaces: the model and its
+#: decoding, the tokenizers (the decoder's files of any kind; the encoder's in encoder_tokenizer/) and the card
+EXPORT_NAMES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "chat_template.jinja",
+    "chat_template.json",
+    ENCODER_TOKENIZER,
+    "README.md",
+)
+SHARDS = "model-*-of-*.safetensors"  # the weights of a large model, in pieces
+
+
+def is_export_file(name: str) -> bool:
+    """Whether `name` (an entry of a directory) is one an export writes."""
+    return name in EXPORT_NAMES or fnmatch.fnmatch(name, SHARDS)
+
+
 def export(module: Seq2SeqModule, out: Path, run: dict | None = None, metrics: dict | None = None) -> Path:
-    """Write `module` as a Hugging Face model directory (see the module docstring); returns `out`."""
+    """Write `module` as a Hugging Face model directory (see the module docstring); returns `out`.
+
+    The files are written into a new sibling directory first, then moved into place: `out` never holds a
+    half-written export. A new `out` is that directory, renamed; into an existing one only the export's own files
+    (`EXPORT_NAMES`) go, replacing those of an earlier export, and every other file there is left as it was
+    (`python -m src.export` refuses a non-empty directory unless --force)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file, not a directory. Fix: choose a new directory to export to.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.export-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        write_export(module, staging, run or {}, metrics or {})
+        if out.exists():
+            move_into(staging, out)
+            staging.rmdir()
+        else:
+            staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log.info("exported to %s", out)
+    return out
+
+
+def move_into(staging: Path, out: Path) -> None:
+    """Put the export in `staging` into the existing directory `out`: an earlier export's files (and any of the new
+    ones' names) go first, then the new ones are renamed in, config.json last (what marks a directory as a model);
+    every other file is left alone."""
+    new = {entry.name for entry in staging.iterdir()}
+    for entry in sorted(out.iterdir()):
+        if is_export_file(entry.name) or entry.name in new:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    for entry in sorted(staging.iterdir(), key=lambda p: p.name == "config.json"):
+        entry.rename(out / entry.name)
+
+
+def write_export(module: Seq2SeqModule, out: Path, run: dict, metrics: dict) -> None:
+    """The export's files, written into the (new, empty) directory `out`."""
     model = hf_model(module)
-    out.mkdir(parents=True, exist_ok=True)
     gen = model.generation_config
-    for (
-        key,
-        value,
-    ) in module.decoding.kwargs().items():  # the run's decoding is what generate() does by default
+    # the run's decoding is what generate() does by default (greedy: without the beam-search-only settings)
+    for key, value in module.decoding.generate_kwargs(gen).items():
         setattr(gen, key, value)
     if (gen.num_beams or 1) == 1:
         gen.early_stopping = False  # a beam-search setting, unused by greedy decoding (and refused beside it)
@@ -42,9 +116,10 @@ def export(module: Seq2SeqModule, out: Path, run: dict | None = None, metrics: d
         module.decoder_tokenizer
     ):
         module.encoder_tokenizer.save_pretrained(out / ENCODER_TOKENIZER)
-    (out / "README.md").write_text(model_card(module, run or {}, metrics or {}, decoder_only))
-    log.info("exported to %s", out)
-    return out
+    (out / "README.md").write_text(model_card(module, run, metrics, decoder_only))
+    unknown = sorted(p.name for p in out.iterdir() if not is_export_file(p.name))
+    if unknown:  # replaced by the next export of this kind, but left behind by one that does not write them
+        log.debug("export files EXPORT_NAMES does not list: %s", ", ".join(unknown))
 
 
 def model_card(module: Seq2SeqModule, run: dict, metrics: dict, decoder_only: bool) -> str:

@@ -258,7 +258,9 @@ class Seq2SeqModule(L.LightningModule):
 
     def _generate(self, batch: dict) -> torch.Tensor:
         return self.model.generate(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **self.decoding.kwargs()
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            **self.decoding.generate_kwargs(self.model.generation_config),
         )
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict | None:

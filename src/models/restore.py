@@ -8,25 +8,55 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from src.system.errors import UserError
+from src.system.errors import UserError, one_line
+
+#: what to do about a file that is not a checkpoint of src.train
+CHECKPOINT_FIX = (
+    "give a checkpoint src.train wrote (outputs/runs/<run>/checkpoints/last.ckpt or best.ckpt) or its run "
+    "directory; a copy cut short: copy it again"
+)
 
 
 def load_module(ckpt_path: str):
-    """A checkpoint of `src.train` as a Seq2SeqModule, rebuilt offline (it carries its architecture and tokenizers)."""
+    """A checkpoint of `src.train` as a Seq2SeqModule, rebuilt offline (it carries its architecture and tokenizers).
+
+    A path that is not such a checkpoint (missing, a directory, text, a zip cut short, another program's) is a
+    UserError naming the file and the fix, not a traceback."""
     path = Path(ckpt_path).expanduser()
+    if path.is_dir():
+        raise UserError(
+            f"checkpoint {path} is a directory. Fix: ckpt_path={path / 'checkpoints' / 'last.ckpt'} (or best.ckpt)"
+        )
     if not path.is_file():
         raise UserError(
-            f"checkpoint {path} does not exist. Fix: ckpt_path=outputs/<run>/checkpoints/last.ckpt"
+            f"checkpoint {path} does not exist. Fix: ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt"
         )
+    import pickle
+    import zipfile
+
     import torch
 
     from src.models.module import Seq2SeqModule
 
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as err:
+        # RuntimeError: "PytorchStreamReader failed reading zip archive" (cut short); UnpicklingError: text or
+        # another pickle; EOFError: an empty file
+        reason = "not a zip archive, as torch.save writes" if not zipfile.is_zipfile(path) else one_line(err)
+        raise UserError(
+            f"{path} is not a checkpoint written by src.train ({reason}). Fix: {CHECKPOINT_FIX}."
+        ) from None
+    if not isinstance(ckpt, dict):
+        raise UserError(
+            f"{path} is not a checkpoint written by src.train (it holds a {type(ckpt).__name__}). Fix: {CHECKPOINT_FIX}."
+        )
     if "seq2seq" in ckpt:  # written before the model spec (2026-11): its description is kept elsewhere
         return _legacy_module(ckpt)
     if "built" not in ckpt.get("hyper_parameters", {}):
-        raise UserError(f"{path} was not written by src.train (no model description inside).")
+        raise UserError(
+            f"{path} was not written by src.train (no model description inside). Fix: {CHECKPOINT_FIX}."
+        )
     return Seq2SeqModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
 
 

@@ -1,4 +1,4 @@
-"""Callbacks: throughput and memory, progress display, validation examples for W&B."""
+"""Callbacks: throughput and memory, progress display (a bar of steps, or log lines), W&B validation examples."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import RichProgressBar
 
 from src.models.flops import model_configs, train_flops
 from src.system.errors import UserError
@@ -104,14 +105,86 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
+class StepProgressBar(RichProgressBar):
+    """Lightning's Rich progress bar, with training counted against the step budget: one bar for the whole run,
+    "step 120/300", steps/s (s/step when slower) and the time left, across epochs and from a resumed step.
+
+    Lightning's own counts batches per epoch, and under a step budget (max_epochs=-1) reads "Epoch 0/-2" and
+    "0.00it/s" until its first estimate. With an epoch budget (trainer.max_steps=-1) training is shown by epoch,
+    as Lightning does ("Epoch 3/29"); validation and test bars are Lightning's, in batches.
+    """
+
+    def _by_steps(self) -> bool:
+        return self.trainer.max_steps is not None and self.trainer.max_steps > 0
+
+    @property
+    def total_train_batches(self) -> int | float:
+        return self.trainer.max_steps if self._by_steps() else super().total_train_batches
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        if self._by_steps():
+            text = "Training"
+        else:
+            epochs = self.trainer.max_epochs
+            text = f"Epoch {current_epoch}" + (f"/{epochs - 1}" if epochs is not None and epochs > 0 else "")
+        return f"{text:{len(self.validation_description)}}"  # as wide as "Validation": no flicker
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if not self._by_steps():
+            return super().on_train_epoch_start(trainer, pl_module)
+        if self.is_disabled or self.progress is None:
+            return None
+        if self.train_progress_bar_id is None:  # once a run: the steps bar goes on over epochs
+            self._initialize_train_progress_bar_id()
+        self._update(self.train_progress_bar_id, trainer.global_step)
+        return None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not self._by_steps():
+            return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if self.is_disabled:
+            return None
+        if self.train_progress_bar_id is None:  # resumed mid-epoch
+            self._initialize_train_progress_bar_id()
+        self._update(self.train_progress_bar_id, trainer.global_step)  # optimizer steps, not batches
+        self._update_metrics(trainer, pl_module)
+        self.refresh()
+        return None
+
+    def configure_columns(self, trainer) -> list:
+        from rich.progress import ProgressColumn
+        from rich.text import Text
+
+        bar = self
+
+        def is_training(task) -> bool:
+            return task.id == bar.train_progress_bar_id and bar._by_steps()
+
+        class Count(ProgressColumn):  # "step 120/300" for training, "3/4" for validation and test batches
+            def render(self, task) -> Text:
+                total = "--" if task.total in (None, float("inf")) else int(task.total)
+                done = f"{int(task.completed)}/{total}"
+                return Text(f"step {done}" if is_training(task) else done, style=bar.theme.batch_progress)
+
+        class Speed(ProgressColumn):  # nothing until there is an estimate (Lightning shows 0.00it/s)
+            def render(self, task) -> Text:
+                one, many = ("step", "steps") if is_training(task) else ("batch", "batches")
+                speed = task.speed
+                if not speed:
+                    return Text("")
+                text = f"{speed:.2f} {many}/s" if speed >= 1 else f"{1 / speed:.1f} s/{one}"
+                return Text(text, style=bar.theme.processing_speed)
+
+        swap = {"BatchesProcessedColumn": Count(), "ProcessingSpeedColumn": Speed()}  # Lightning's, by name
+        return [swap.get(type(c).__name__, c) for c in super().configure_columns(trainer)]
+
+
 def progress(mode: str = "auto", every_n_steps: int = 50) -> L.Callback | None:
     """The `progress=auto|rich|plain|none` callback: a Rich bar on a terminal (auto), log lines, or none."""
     if mode == "auto":
         mode = "rich" if sys.stderr.isatty() else "plain"
     if mode == "rich":
-        from lightning.pytorch.callbacks import RichProgressBar
-
-        return RichProgressBar(leave=True)
+        return StepProgressBar(leave=True)
     if mode == "plain":
         return PlainProgress(every_n_steps)
     if mode != "none":
@@ -202,15 +275,16 @@ def slurm_job_id() -> str | None:
 
 
 class SaveOnSignal(L.Callback):
-    """On SIGTERM (preemption, `scontrol requeue`), SIGUSR1 or SIGUSR2 (submitit's warning before the time limit):
-    finish the current step, save checkpoints/last.ckpt, then stop with `Interrupted`. Under SLURM the job is
-    requeued (`scontrol requeue`) and resumes; `src.train.run` then exits without a result, so the sweep that
-    submitted it waits for the resumed job."""
+    """On Ctrl-C (SIGINT), SIGTERM (preemption, `scontrol requeue`), SIGUSR1 or SIGUSR2 (submitit's warning before
+    the time limit): finish the current step, save checkpoints/last.ckpt, then stop with `Interrupted`. Under SLURM
+    the job is requeued (`scontrol requeue`) and resumes; `src.train.run` then exits without a result, so the sweep
+    that submitted it waits for the resumed job. A second Ctrl-C stops at once (Python's KeyboardInterrupt). The
+    handlers are in place while training runs; before and after it, the signals do what they did before."""
 
-    SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2")
+    SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2")
 
     def __init__(self, last_path: str):
-        self.last_path, self.received = last_path, None
+        self.last_path, self.received, self.previous = last_path, None, {}
 
     def on_train_start(self, trainer, pl_module) -> None:
         import signal
@@ -219,11 +293,29 @@ class SaveOnSignal(L.Callback):
         if threading.current_thread() is not threading.main_thread():
             return
         for name in self.SIGNALS:
-            signal.signal(getattr(signal, name), self._handle)
+            number = getattr(signal, name)
+            self.previous[number] = signal.signal(number, self._handle)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._restore()
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        import signal
+
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+        self.previous = {}
 
     def _handle(self, signum, frame) -> None:
         import signal
 
+        if signum == signal.SIGINT and self.received == "SIGINT":
+            raise KeyboardInterrupt  # the second Ctrl-C: stop now, without the checkpoint of this step
+        if signum == signal.SIGINT:
+            log.warning("Ctrl-C: saving a checkpoint after this step, then stopping (Ctrl-C again: at once)")
         self.received = signal.Signals(signum).name
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

@@ -141,6 +141,7 @@ def build_logger(
         config=config,
         settings=_wandb_settings(),
     )
+    _drop_unset_anonymous(logger)
     experiment = logger.experiment  # starts the run now, so its id and directory are known
     if mode != "disabled":
         id_file.write_text(experiment.id)
@@ -153,6 +154,15 @@ def build_logger(
             run_dir,
         )
     return logger
+
+
+def _drop_unset_anonymous(logger) -> None:
+    """Lightning's WandbLogger hands `wandb.init` anonymous=None even when it was not asked for; wandb (0.31)
+    then warns "The anonymous setting has no effect and will be removed in a future version" in every run. The
+    setting does nothing, so it is not passed at all (a value someone did set is left, and warned about)."""
+    init = getattr(logger, "_wandb_init", None)
+    if isinstance(init, dict) and "anonymous" in init and init["anonymous"] is None:
+        del init["anonymous"]
 
 
 def _wandb_settings():

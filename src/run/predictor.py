@@ -18,20 +18,79 @@ from src.models.decoding import Decoding
 from src.models.module import decode
 from src.models.restore import load_module
 from src.run.record import checkpoint_of
-from src.system.errors import UserError
+from src.system.errors import UserError, one_line
 
 
-def read_sources(path: str, column: str | None) -> list[str]:
-    text = sys.stdin.read() if path == "-" else Path(path).expanduser().read_text(encoding="utf-8")
-    if path.endswith(".jsonl"):
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-        key = column or "source"
-        if rows and key not in rows[0]:
-            raise UserError(
-                f"{path} has no column {key!r} (it has {', '.join(rows[0])}). Fix: --column <name>."
-            )
-        return [str(r[key]) for r in rows]
-    return [line for line in text.splitlines() if line.strip()]
+def input_name(path: str) -> str:
+    return "standard input" if path == "-" else path
+
+
+def read_input(path: str) -> list[str | dict | None]:
+    """INPUT line by line: a text line as it is, a .jsonl line as its JSON object, None for a blank line (its
+    prediction is an empty line). A missing or unreadable file, malformed JSON or no source at all is a UserError."""
+    name = input_name(path)
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).expanduser().read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(
+            f"{path} does not exist. Fix: a text file (one source a line), a .jsonl file, or - for standard input."
+        ) from None
+    except IsADirectoryError:
+        raise UserError(
+            f"{path} is a directory. Fix: a text file (one source a line), a .jsonl file, or - for standard input."
+        ) from None
+    except UnicodeDecodeError as err:
+        raise UserError(
+            f"{name} is not UTF-8 text ({err.reason} at byte {err.start}). Fix: one source a line, UTF-8."
+        ) from None
+    except OSError as err:
+        raise UserError(f"cannot read {name} ({err.strerror or err}). Fix: a file you can read.") from None
+    rows: list[str | dict | None] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            rows.append(None)
+        elif path.endswith(".jsonl"):
+            try:
+                row = json.loads(line)
+            except ValueError as err:
+                raise UserError(f"{name}:{n} is not JSON ({err}). Fix: one JSON object a line.") from None
+            if not isinstance(row, dict):
+                raise UserError(
+                    f"{name}:{n} is a JSON {type(row).__name__}, not an object. Fix: one JSON object a line."
+                )
+            rows.append(row)
+        else:
+            rows.append(line)
+    if all(row is None for row in rows):
+        what = "it is empty" if not rows else f"its {len(rows)} lines are blank"
+        fix = (
+            'pipe sources in, one a line: echo "a source ." | python -m src.predict MODEL -'
+            if path == "-"
+            else "one source a line"
+        )
+        raise UserError(f"no sources in {name} ({what}). Fix: {fix}.")
+    return rows
+
+
+def sources_of(rows: list[str | dict | None], path: str, column: str | None) -> list[str | None]:
+    """The source of each row of `read_input` (a .jsonl row's `column`, default `source`); None for a blank line."""
+    key = column or "source"
+    sources: list[str | None] = []
+    for n, row in enumerate(rows, 1):
+        if isinstance(row, dict):
+            if key not in row:
+                raise UserError(
+                    f"{input_name(path)}:{n} has no column {key!r} (it has {', '.join(row) or 'none'}). "
+                    "Fix: --column <name>."
+                )
+            row = "" if row[key] is None else str(row[key])
+        sources.append(row if row is not None and row.strip() else None)
+    return sources
+
+
+def read_sources(path: str, column: str | None) -> list[str | None]:
+    """The sources of INPUT, one a line (None for a blank line): `read_input`, then `sources_of`."""
+    return sources_of(read_input(path), path, column)
 
 
 class Predictor:
@@ -42,12 +101,20 @@ class Predictor:
         if (path / "config.json").is_file():  # an exported (Hugging Face) directory
             from transformers import AutoConfig, AutoTokenizer, EncoderDecoderModel, GPT2LMHeadModel
 
-            config = AutoConfig.from_pretrained(path)
-            decoder_only = config.model_type == "gpt2"
-            self.hf = (GPT2LMHeadModel if decoder_only else EncoderDecoderModel).from_pretrained(path).eval()
-            self.tok = AutoTokenizer.from_pretrained(path)
-            enc = path / ENCODER_TOKENIZER
-            self.enc_tok = AutoTokenizer.from_pretrained(enc) if enc.is_dir() else self.tok
+            try:
+                config = AutoConfig.from_pretrained(path)
+                decoder_only = config.model_type == "gpt2"
+                self.hf = (
+                    (GPT2LMHeadModel if decoder_only else EncoderDecoderModel).from_pretrained(path).eval()
+                )
+                self.tok = AutoTokenizer.from_pretrained(path)
+                enc = path / ENCODER_TOKENIZER
+                self.enc_tok = AutoTokenizer.from_pretrained(enc) if enc.is_dir() else self.tok
+            except (OSError, ValueError, KeyError) as err:  # a file missing, cut short or of another program
+                raise UserError(
+                    f"{model} is not a whole model directory written by src.export ({one_line(err)}). "
+                    "Fix: export the run again (python -m src.export RUN --out DIR --force), or give the run."
+                ) from None
             self.decoder_only, self.module, self.run = decoder_only, None, {}
             # False: trained on bare sources, which its export recorded (src.models.export)
             self.source_special_tokens = getattr(config, "warmstart_source_special_tokens", True) is not False
@@ -90,9 +157,11 @@ class Predictor:
             batches = tqdm(batches, desc="predict", unit="batch", file=sys.stderr)
         if self.module is not None:  # the module decodes with its own settings: override them once
             self.module.decoding = self.module.decoding.override(decoding)
+        # for an exported model (the module path decodes through its own `_generate`)
+        generation = decoding.generate_kwargs(self.hf.generation_config if self.module is None else None)
         for idx in batches:
             texts = [sources[i] for i in idx]
-            out.update(zip(idx, self._batch(texts, decoding.kwargs()), strict=True))
+            out.update(zip(idx, self._batch(texts, generation), strict=True))
         return [out[i] for i in range(len(sources))]
 
     def _batch(self, texts: list[str], generation: dict) -> list[str]:

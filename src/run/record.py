@@ -71,7 +71,8 @@ def finished(cfg: DictConfig, out: Path) -> dict | None:
 
 
 def checkpoint_to_resume(cfg: DictConfig, out: Path) -> str | None:
-    """`ckpt_path` if given (it must exist), else this run's last checkpoint when `resume` is on."""
+    """`ckpt_path` if given (it must exist), else this run's last checkpoint when `resume` is on; either is checked
+    to be whole before training starts. `resume=false` moves the earlier attempt aside (`set_aside`)."""
     if cfg.ckpt_path:
         path = Path(cfg.ckpt_path).expanduser()
         if not path.is_file():
@@ -79,17 +80,60 @@ def checkpoint_to_resume(cfg: DictConfig, out: Path) -> str | None:
                 f"ckpt_path={cfg.ckpt_path} does not exist. Fix: point it at a .ckpt file, "
                 f"e.g. {out / 'checkpoints' / 'last.ckpt'}, or drop it."
             )
+        check_checkpoint_file(
+            path, f"ckpt_path={cfg.ckpt_path}", "point ckpt_path at another checkpoint, or drop it"
+        )
         return str(path)
     last = out / "checkpoints" / "last.ckpt"
+    if not cfg.get("resume", True):
+        set_aside(out)
+        return None
     if not last.is_file():
         return None
-    if cfg.get("resume", True):
-        log.info("resuming from %s (resume=false to start afresh)", last)
-        return str(last)
-    aside = out / f"checkpoints.before-{time.strftime('%Y%m%d-%H%M%S')}"
-    (out / "checkpoints").rename(aside)  # starting afresh never deletes what was written
-    log.info("resume=false: starting afresh; the earlier checkpoints are kept in %s", aside)
-    return None
+    check_checkpoint_file(
+        last, str(last), "delete it to start this run afresh, or resume=false (it is kept aside)"
+    )
+    log.info("resuming from %s (resume=false to start afresh)", last)
+    return str(last)
+
+
+def check_checkpoint_file(path: Path, name: str, fix: str) -> None:
+    """A checkpoint (a zip archive, as torch.save writes it) whose directory reads to the end; else one UserError.
+
+    Lightning writes checkpoints whole (to a temporary file, then renamed: tests/test_train_faults.py), so a
+    damaged one comes from elsewhere (a copy cut short, an older writer): it is named, not loaded into a
+    traceback."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile) as err:
+        raise UserError(f"{name} is not a whole checkpoint ({err}). Fix: {fix}.") from None
+    if not any(n.endswith("data.pkl") for n in names):
+        raise UserError(f"{name} is not a checkpoint written by torch.save. Fix: {fix}.")
+
+
+#: what `set_aside` moves: everything an attempt at a run writes into its directory (Hydra's .hydra/ and the log
+#: stay: they describe the command, which is the same)
+ATTEMPT_FILES = ("metrics.json", "predictions.jsonl", "checkpoints", "error.txt", "hf", "attempts")
+
+
+def set_aside(out: Path) -> Path | None:
+    """Move an earlier attempt's record and checkpoints, together, into `out/previous-<time>/`, so the directory
+    never holds a record that points at checkpoints it no longer has. Nothing is deleted. None if there was none."""
+    present = [n for n in ATTEMPT_FILES if (out / n).exists()]
+    present += sorted(p.name for p in out.glob("predictions.*.jsonl"))
+    if not present:
+        return None
+    aside = out / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"
+    aside.mkdir()
+    for name in present:
+        (out / name).rename(aside / name)
+    log.info(
+        "resume=false: starting afresh; the earlier attempt (%s) is kept in %s", ", ".join(present), aside
+    )
+    return aside
 
 
 def run_identity(cfg: DictConfig) -> dict:
@@ -164,20 +208,87 @@ def show_results(results: dict, out: Path, metrics: list[str]) -> None:
 
 
 def write_failed(out: Path, cfg: DictConfig, err: BaseException) -> None:
-    """Mark the run failed in metrics.json (the grid report shows it) and keep the traceback in error.txt."""
-    write_json(
-        out / "metrics.json",
-        {
-            "status": "failed",
-            **run_identity(cfg),
-            "error": f"{type(err).__name__}: {err}",
-        },
-    )
-    (out / "error.txt").write_text("".join(traceback.format_exception(err)))
+    """Mark the run failed in metrics.json (the grid report shows it) and keep the traceback in error.txt; beside a
+    completed record, which is kept, in attempts/ instead."""
+    record = {"status": "failed", **run_identity(cfg), "error": f"{type(err).__name__}: {err}"}
+    where = _attempt_dir(out, "failed")
+    write_json(where / "metrics.json", record)
+    atomic_write_text(where / "error.txt", "".join(traceback.format_exception(err)))
 
 
 def write_interrupted(out: Path, cfg: DictConfig, reason: str) -> None:
-    write_json(out / "metrics.json", {"status": "interrupted", "run_name": cfg.run_name, "reason": reason})
+    """Mark the run interrupted (it resumes from checkpoints/last.ckpt); beside a completed record, in attempts/."""
+    record = {"status": "interrupted", "run_name": cfg.run_name, "reason": reason}
+    write_json(_attempt_dir(out, "interrupted") / "metrics.json", record)
+
+
+def _attempt_dir(out: Path, what: str) -> Path:
+    """Where an attempt that did not complete writes its record: the run directory, unless that holds a completed
+    run, whose results a later failed or interrupted attempt must not replace."""
+    if completed(out) is None:
+        return out
+    where = out / "attempts" / f"{what}-{time.strftime('%Y%m%d-%H%M%S')}"
+    log.warning("the completed results in %s are kept; this attempt's record is in %s", out, where)
+    return where
+
+
+# ---- one process per run directory ---------------------------------------------------------------------------
+class RunLock:
+    """An exclusive lock on a run directory (flock on `<run>/.lock`), held while one process trains in it. The
+    kernel drops it when that process ends, however it ends, so no stale lock outlives a crash, a kill or a SLURM
+    requeue; the file keeps the holder's pid and start time for the message a second process gets."""
+
+    def __init__(self, out: Path):
+        self.path, self.file = out / ".lock", None
+
+    def __enter__(self) -> RunLock:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "a+")  # noqa: SIM115 (held open for the lock's life)
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise UserError(
+                f"{self.path.parent} is in use by {holder}: a run directory takes one process at a time. "
+                "Fix: wait for it to finish (the same command then resumes or skips it), or run with another "
+                "override for a directory of its own."
+            ) from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"pid {os.getpid()} (since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+        self.file.flush()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()  # closing the descriptor releases the lock
+
+
+# ---- the data a run was trained on ---------------------------------------------------------------------------
+def data_files(cfg: DictConfig) -> dict | None:
+    """The local data files of a run (data.path): {name: [size, mtime_ns]}; None for hub and synthetic data, whose
+    identity is in the config (hence in the run directory's name)."""
+    path = cfg.data.get("path")
+    if not path or not Path(path).expanduser().is_dir():
+        return None
+    files = sorted(Path(path).expanduser().glob("*.jsonl"))
+    return {f.name: [f.stat().st_size, f.stat().st_mtime_ns] for f in files}
+
+
+def check_data_unchanged(cfg: DictConfig, out: Path, done: dict) -> None:
+    """A completed run whose data.path files changed since is not shown as current: one UserError saying so."""
+    recorded, now = done.get("data_files"), data_files(cfg)
+    if recorded is None or now is None or recorded == now:
+        return
+    changed = sorted(n for n in set(recorded) | set(now) if recorded.get(n) != now.get(n))
+    raise UserError(
+        f"the data at data.path={cfg.data.path} changed since the run in {out} completed ({', '.join(changed)}): "
+        "its results are not those of this data. Fix: resume=false to train afresh on it (the earlier run is "
+        "kept aside in its directory), or restore the files."
+    )
 
 
 def checkpoint_of(path: Path) -> Path:
@@ -192,7 +303,8 @@ def checkpoint_of(path: Path) -> Path:
     if (path / "checkpoints" / "last.ckpt").is_file():
         return path / "checkpoints" / "last.ckpt"
     raise UserError(
-        f"{path} is neither a checkpoint nor a run directory with one. Fix: ckpt_path=<run>/checkpoints/best.ckpt"
+        f"{path} is neither a checkpoint nor a run directory with one. "
+        "Fix: give outputs/runs/<run> or outputs/runs/<run>/checkpoints/best.ckpt."
     )
 
 
@@ -221,7 +333,10 @@ def read_predictions(path: Path) -> tuple[list[str], list[str | list[str]], list
         references.append(ref)
         sources.append(row.get("source"))
     if not predictions:
-        raise UserError(f"{path} holds no predictions.")
+        raise UserError(
+            f"{path} holds no predictions. Fix: give a predictions.jsonl with one JSON object a line (prediction, "
+            "reference), e.g. outputs/runs/<run>/predictions.jsonl."
+        )
     return predictions, references, sources if all(s is not None for s in sources) else None
 
 

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import warnings
 
 from omegaconf import DictConfig, OmegaConf
@@ -45,16 +46,66 @@ def setup_process(cfg: DictConfig | None = None) -> None:
     - tokenizers' own thread pool off (it would deadlock in forked data workers, and warns);
     - Lightning 2.6's pytree deprecation notice about its own code under torch 2.13 silenced;
     - transformers' per-tensor loading bars off (the parameter budget summarises a load);
+    - Lightning's console notes that say nothing about this run (`quiet_library_notes`);
     - `reuse_host_memory` (default true): glibc keeps freed memory (speed only: see docs/performance.md).
     """
     register_resolvers()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    quiet_library_notes()
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     if cfg is not None and cfg.get("reuse_host_memory", True) and keep_freed_host_memory():
         log.debug("glibc keeps freed memory for reuse (reuse_host_memory=false turns it off)")
+
+
+#: Lightning's rank-zero INFO lines that a run of this project never needs: the hardware census (the run's device
+#: is in its record and its W&B config; a GPU left unused still warns, as a PossibleUserWarning) and the tips
+#: advertising Lightning's cloud services (litlogger, litmodels). Matched from the start of the message.
+LIGHTNING_NOTES = (
+    r"(GPU|TPU|HPU|IPU) available: ",
+    r"💡 Tip: ",
+)
+#: The loggers `rank_zero_info` writes to (lightning.pytorch's replaces lightning.fabric's when it is imported).
+LIGHTNING_RANK_ZERO_LOGGERS = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+)
+
+
+class _DropMessages(logging.Filter):
+    """Drops records whose message starts with one of `patterns` (regular expressions) at INFO level or below;
+    warnings and errors always pass."""
+
+    def __init__(self, patterns: tuple[str, ...]):
+        super().__init__()
+        self.pattern = re.compile("|".join(f"(?:{p})" for p in patterns))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or not self.pattern.match(record.getMessage())
+
+
+def quiet_library_notes() -> None:
+    """Silence where they start the library notes every run printed that say nothing about it (idempotent).
+
+    Only named messages are dropped; the libraries' other warnings and errors show as before.
+    - Lightning's device census ("GPU available: False, used: False", TPU/HPU/IPU) and its litlogger / litmodels
+      tips: a filter on the logger `rank_zero_info` writes to;
+    - outside a SLURM job, Lightning's "The `srun` command is available on your system but is not used" hint:
+      this project runs on SLURM through hydra/launcher=slurm (docs/clusters.md), never by prefixing `srun`,
+      and a local run on a login node is intended. Inside a SLURM job the hint still shows.
+    """
+    for name in LIGHTNING_RANK_ZERO_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessages) for f in logger.filters):
+            logger.addFilter(_DropMessages(LIGHTNING_NOTES))
+    if "SLURM_JOB_ID" not in os.environ:
+        warnings.filterwarnings(
+            "ignore",
+            message=r"The `srun` command is available on your system but is not used",
+            category=UserWarning,
+        )
 
 
 def is_launching_process() -> bool:

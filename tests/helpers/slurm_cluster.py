@@ -1,9 +1,10 @@
 """A throwaway single-node SLURM cluster on localhost: munged, slurmctld and slurmd, every file in one folder.
 
-    python -m tests.slurm_cluster DIR      # start one by hand (prints the SLURM_CONF to export), Ctrl-C stops it
+    python -m tests.helpers.slurm_cluster DIR   # start one by hand (prints the SLURM_CONF to export)
 
-The tests marked `slurm` start one for the session (tests/conftest.py) and stop it by pid afterwards.
-Needs Debian's `slurm-wlm` and `munge` (`.ci/run` installs them when missing) and root (the daemons run as it).
+Ctrl-C stops it. The tests marked `slurm` start one (tests/test_slurm.py's `cluster` fixture) and stop it by pid
+afterwards. Needs Debian's `slurm-wlm` and `munge` (`.ci/run` installs them when missing) and root (the daemons
+run as it).
 """
 
 from __future__ import annotations
