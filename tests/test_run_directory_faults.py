@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from src.run import record
 from src.system.errors import UserError
-from tests.helpers.commands import CACHE, REPO, run_cli
+from tests.helpers.commands import REPO, run_cli, start_cli
 from tests.helpers.tiny_run import tiny_run
 
 TINY = tiny_run(
@@ -35,15 +35,7 @@ def train_cli(tiny, run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 def start(tiny, run_dir: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "WARMSTART_CACHE": CACHE}
-    return subprocess.Popen(
-        [sys.executable, "-m", "src.train", *models(tiny), f"hydra.run.dir={run_dir}", *TINY, *extra],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    return start_cli("src.train", *models(tiny), f"hydra.run.dir={run_dir}", *TINY, *extra)
 
 
 def read_until(proc: subprocess.Popen, needle: str, timeout: float = 180) -> str:

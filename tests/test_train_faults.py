@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from hydra import compose, initialize_config_dir
 from src.system.errors import UserError
 from src.system.outputs import atomic_write_text, write_json
 from src.train import train
-from tests.helpers.commands import CACHE, REPO, run_cli
+from tests.helpers.commands import CACHE, REPO, run_cli, start_cli
 from tests.helpers.tiny_run import tiny_run
 
 TINY = tiny_run(
@@ -41,15 +40,7 @@ def models(tiny):
 
 
 def start(tiny, run_dir: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "WARMSTART_CACHE": CACHE}
-    return subprocess.Popen(
-        [sys.executable, "-m", "src.train", *models(tiny), f"hydra.run.dir={run_dir}", *TINY, *extra],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    return start_cli("src.train", *models(tiny), f"hydra.run.dir={run_dir}", *TINY, *extra)
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:

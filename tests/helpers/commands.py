@@ -28,6 +28,22 @@ def run_cli(module: str, *overrides: str, timeout: int = 600) -> subprocess.Comp
     )
 
 
+def start_cli(module: str, *overrides: str) -> subprocess.Popen:
+    """`python -m <module> overrides...` started in the background (stdout and stderr as one text stream), for
+    tests that signal or kill it while it runs."""
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "WARMSTART_CACHE": CACHE}
+    env.pop("HYDRA_FULL_ERROR", None)
+    env.pop("WARMSTART_DEBUG", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *overrides],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 def compose_train(*overrides: str, hydra: bool = False):
     """The `src.train` config for these overrides, composed as the command line would (Hydra's config included
     with hydra=True)."""
