@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from src.analysis.report import log_report_to_wandb, write_report
+from src.analysis.report import check_sweep_dir, log_report_to_wandb, write_report
 from src.metrics.significance import RESAMPLES
 from src.system.cli import command_parser
 from src.system.errors import UserError, report_user_errors
@@ -42,13 +42,7 @@ def parser() -> argparse.ArgumentParser:
 
 def check_args(args: argparse.Namespace) -> None:
     """The command line's paths and numbers, before any run is read."""
-    sweep = Path(args.sweep_dir)
-    if not sweep.is_dir():
-        what = "is a file, not a directory" if sweep.exists() else "does not exist"
-        raise UserError(
-            f"{sweep} {what}. Fix: pass a sweep directory, e.g. outputs/sweeps/rothe_grid_demo "
-            "(ls outputs/sweeps/ lists them)."
-        )
+    check_sweep_dir(Path(args.sweep_dir))
     if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
         raise UserError(f"--out {args.out} is a file, not a directory. Fix: --out a directory.")
     if args.resamples < 1:

@@ -274,6 +274,16 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
+def check_sweep_dir(sweep_dir: Path) -> None:
+    """A sweep directory to read, else one UserError saying what it is instead."""
+    if not sweep_dir.is_dir():
+        what = "is a file, not a directory" if sweep_dir.exists() else "does not exist"
+        raise UserError(
+            f"{sweep_dir} {what}. Fix: pass a sweep directory, e.g. outputs/sweeps/rothe_grid_demo "
+            "(ls outputs/sweeps/ lists them)."
+        )
+
+
 def write_report(
     sweep_dir: str | Path,
     out_dir: str | Path | None = None,
@@ -286,8 +296,7 @@ def write_report(
     baseline: the row (variant) every other row is compared with (default: the first); tolerance: the gap to the
     paper's figure, in points, beyond which a row is flagged (default: conf/paper's `tolerance`)."""
     sweep_dir = Path(sweep_dir)
-    if not sweep_dir.is_dir():
-        raise UserError(f"{sweep_dir} is not a directory. Fix: pass a sweep directory under outputs/sweeps/.")
+    check_sweep_dir(sweep_dir)
     out = Path(out_dir) if out_dir else sweep_dir
     out.mkdir(parents=True, exist_ok=True)
     runs = load_runs(sweep_dir)
