@@ -27,7 +27,7 @@ from transformers import (
 )
 
 from src.data.sources import FieldSpec, read_pairs
-from src.data.tokenized import Tokenization, TokenizedSplit
+from src.data.tokenized import FastEncoder, Tokenization, TokenizedSplit
 from src.metrics.text import GenerationMetrics, scoring_options
 from src.models.checkpoints import load_tokenizer
 from src.models.module import decode
@@ -143,6 +143,17 @@ def test_a_perfect_model_scores_100_on_every_metric(decoders, task, family):
     assert got == pytest.approx(expected, abs=1e-4), list(zip(predictions, targets, strict=True))
     for name, value in expected.items():
         assert (value < 100.0) == (not name.startswith("rouge")), (name, value)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_fast_path_gives_the_tokenizers_own_ids(decoders, family):
+    """What the cache tokenizes with (`FastEncoder`: a copy of the Rust backend, no truncation, no padding) equals
+    the tokenizer's own call on every Hub-format text, lowercased ones included; Rust tokenizers take it."""
+    tokenizer = load_tokenizer(decoders[family])
+    texts = texts_for_training()
+    encoder = FastEncoder(tokenizer)
+    assert encoder(texts) == tokenizer(texts, add_special_tokens=False)["input_ids"]
+    assert (encoder.backend is not None) == (getattr(tokenizer, "backend_tokenizer", None) is not None)
 
 
 @pytest.mark.parametrize("task", ["discofuse", "wikisplit", "wmt14_de_en"])

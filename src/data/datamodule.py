@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from src.data.sources import FieldSpec, load_pairs
+from src.data.sources import FieldSpec, pair_stream
 from src.data.synthetic import SPLITS
 from src.data.tokenized import Tokenization, TokenizedSplit, build_or_load
 from src.system.paths import CONF
@@ -56,24 +56,35 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.resume = (
             resume if resume is not None else {}
         )  # {"epoch", "skip"}: set when a checkpoint is restored
+        self._cached: tuple = (None, [])  # ((epoch, rank, world), that epoch's batches)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _batches(self) -> list[np.ndarray]:
-        rng = np.random.default_rng((self.seed, self.epoch))
-        order = rng.permutation(len(self.lengths))
+    def _longest_first(self, chunk: np.ndarray) -> np.ndarray:
+        return chunk[np.lexsort((-self.target_lengths[chunk], -self.lengths[chunk]))]
+
+    def _cut(self, order: np.ndarray) -> list[np.ndarray]:
+        """The shuffled indices as batches: pools sorted longest first, each cut into batches of batch_size."""
         pool = self.batch_size * self.pool
         batches = []
         for start in range(0, len(order), pool):
-            chunk = order[start : start + pool]
-            chunk = chunk[np.lexsort((-self.target_lengths[chunk], -self.lengths[chunk]))]  # longest first
+            chunk = self._longest_first(order[start : start + pool])
             batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        return batches
+
+    def _batches(self) -> list[np.ndarray]:
+        rank, world = _rank_and_world()
+        key = (self.epoch, rank, world)
+        if self._cached[0] == key:  # __len__ and __iter__ of one epoch cut it once
+            return self._cached[1]
+        rng = np.random.default_rng((self.seed, self.epoch))
+        batches = self._cut(rng.permutation(len(self.lengths)))
         perm = rng.permutation(len(batches))
         batches = [batches[i] for i in perm]
-        rank, world = _rank_and_world()
         if world > 1:  # every process gets the same number of batches
             batches = batches[rank : len(batches) - len(batches) % world : world]
+        self._cached = (key, batches)
         return batches
 
     def __iter__(self):
@@ -84,6 +95,62 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(self._batches())
+
+
+class TokenBatchSampler(BucketBatchSampler):
+    """Batches filled up to a token budget (`data.max_tokens`, fairseq's `--max-tokens`), not an example count.
+
+    A batch's size is what the Collator pads it to: examples x (its longest source + its longest label), in
+    tokens, and it holds as many examples as fit in `max_tokens`. An example that alone exceeds the budget is a
+    batch of its own (never dropped, never truncated here); how many there are is logged once. Otherwise as
+    BucketBatchSampler: shuffle, cut into pools of about `pool_batches` batches (by unpadded tokens), sort each
+    pool longest first and fill batches in that order (little padding), shuffle the batches with the same seeded
+    rng, every epoch anew; every example once an epoch; under DDP each process takes every world_size-th batch
+    and the remainder is dropped, so every process gets the same number. `resume` skips batches, as there.
+    """
+
+    def __init__(
+        self,
+        lengths: np.ndarray,
+        max_tokens: int,
+        seed: int = 0,
+        pool_batches: int = 50,
+        resume: dict | None = None,
+        target_lengths: np.ndarray | None = None,
+    ):
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int | np.integer) or max_tokens < 1:
+            raise ValueError(f"max_tokens={max_tokens!r}: a positive number of tokens per batch")
+        super().__init__(lengths, 1, seed, pool_batches, resume, target_lengths)
+        self.max_tokens = int(max_tokens)
+        self.sizes = self.lengths.astype(np.int64) + self.target_lengths.astype(np.int64)
+        self.oversize = int((self.sizes > self.max_tokens).sum())  # each one a batch alone, every epoch
+        if self.oversize:
+            log.warning(
+                "data.max_tokens=%d: %d training example(s) alone exceed it (source + label tokens, longest %d); "
+                "each is a batch of its own",
+                self.max_tokens,
+                self.oversize,
+                self.sizes.max(),
+            )
+
+    def _cut(self, order: np.ndarray) -> list[np.ndarray]:
+        budget, sizes = self.max_tokens, self.sizes[order]
+        starts = np.cumsum(sizes) - sizes  # each example's first token in the shuffled stream
+        pool_of = starts // (budget * self.pool)
+        batches = []
+        for chunk in np.split(order, np.flatnonzero(np.diff(pool_of)) + 1):
+            chunk = self._longest_first(chunk)
+            src, lab = self.lengths[chunk], self.target_lengths[chunk]
+            i = 0
+            while i < len(chunk):
+                # a batch from i is at most budget // (its first example's size) long: no later one is narrower
+                w = min(len(chunk) - i, max(1, budget // max(1, int(src[i]) + int(lab[i]))))
+                width = np.maximum.accumulate(src[i : i + w]) + np.maximum.accumulate(lab[i : i + w])
+                fits = np.arange(1, w + 1) * width <= budget
+                n = max(1, w if fits.all() else int(np.argmin(fits)))  # the first example always goes in
+                batches.append(chunk[i : i + n])
+                i += n
+        return batches
 
 
 class Collator:
@@ -163,6 +230,7 @@ class DataConfig:
     max_target_length: int
     batch_size: int | None
     global_batch_size: int | None
+    max_tokens: int | None  # training batches by token budget (TokenBatchSampler); null: by batch_size
     eval_batch_size: int
     num_workers: int
     limit_train: int | None
@@ -171,6 +239,7 @@ class DataConfig:
     validation_size: int | None
     subset_seed: int
     cache_dir: str
+    parallel_tokenization: bool
     metrics: list
     bleu_lowercase: bool
     scored_text: str
@@ -227,7 +296,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = c.batch_size, c.eval_batch_size or c.batch_size
         self.seed = seed
         self.limits = {"train": c.limit_train, "validation": c.limit_eval, "test": c.limit_eval}
-        self.subsets = {  # kwargs of sources.subsample per split; None: the split whole
+        self.subsets = {  # kwargs of sources.subset_indices per split; None: the split whole
             "train": None
             if c.train_fraction is None
             else {"fraction": c.train_fraction, "seed": c.subset_seed},
@@ -262,13 +331,14 @@ class Seq2SeqDataModule(L.LightningDataModule):
                 name=c.name,
                 split=name,
                 identity=self._identity(kwargs),
-                load_pairs=lambda: load_pairs(**kwargs),
+                read=lambda: pair_stream(**kwargs),
                 tokenization=Tokenization(
                     self.enc_tok,
                     self.dec_tok,
                     *self.max_lengths,
                     self.special_ids["eos_token_id"],
                     self.source_special_tokens,
+                    parallel=c.parallel_tokenization,
                 ),
                 with_texts=name != "train",
             )
@@ -315,12 +385,23 @@ class Seq2SeqDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         data = self.split("train")
-        sampler = BucketBatchSampler(
-            data.source_lengths(),
-            self.batch_size,
-            seed=self.seed,
-            resume=self.order_state,
-            target_lengths=data.label_lengths(),
+        max_tokens = self.config.max_tokens
+        sampler = (
+            BucketBatchSampler(
+                data.source_lengths(),
+                self.batch_size,
+                seed=self.seed,
+                resume=self.order_state,
+                target_lengths=data.label_lengths(),
+            )
+            if max_tokens is None
+            else TokenBatchSampler(  # data.batch_size is not used for training batches then
+                data.source_lengths(),
+                max_tokens,
+                seed=self.seed,
+                resume=self.order_state,
+                target_lengths=data.label_lengths(),
+            )
         )
         return DataLoader(
             range(len(data)),

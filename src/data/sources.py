@@ -111,9 +111,7 @@ def iter_jsonl(path: Path) -> Iterator[dict]:
             yield record
 
 
-def load_hub_split(
-    name: str, config: str | None, split: str, limit: int | None = None, revision: str | None = None
-) -> Iterable[dict]:
+def load_hub_split(name: str, config: str | None, split: str, revision: str | None = None):
     """A split of a Hub dataset through `datasets.load_dataset`; from the local cache when offline.
 
     Args:
@@ -147,26 +145,45 @@ def load_hub_split(
         ) from None
     finally:
         datasets.config.HF_HUB_OFFLINE = was_offline
-    if limit is not None:
-        ds = ds.select(range(min(limit, len(ds))))
     return ds
 
 
-def read_pairs(
+#: pairs per chunk on the way to the tokenizer: bounds the memory of a split to one chunk's texts and ids
+CHUNK = 2048
+
+
+@dataclass
+class PairStream:
+    """A split's (source, target) pairs in chunks, read from the data as they are consumed.
+
+    `stats` fills in as the chunks are read; `total` is the number of rows expected (a progress bar's end), or
+    None where it is not known without reading the data.
+    """
+
+    chunks: Iterator[tuple[list[str], list[str]]]
+    stats: SplitStats
+    total: int | None = None
+
+
+def iter_pairs(
     records: Iterable[dict],
     source: FieldSpec,
     target: FieldSpec,
     where: str,
+    stats: SplitStats,
     lowercase: bool = False,
     limit: int | None = None,
     split: str = "",
-) -> tuple[list[str], list[str], SplitStats]:
-    """(sources, targets, stats) of the first `limit` usable records; a column the schema lacks is an error."""
-    sources, targets, stats = [], [], SplitStats()
-    for i, record in enumerate(records):
-        if limit is not None and len(sources) >= limit:
+) -> Iterator[tuple[str, str]]:
+    """The (source, target) pairs of the first `limit` usable records, counted into `stats` as they pass.
+
+    A column the schema lacks is an error (checked until the first usable record); rows with an empty or
+    non-string field are dropped and counted; a split with no usable row is an error once it is read.
+    """
+    for record in records:
+        if limit is not None and stats.rows >= limit:
             break
-        if i == 0 or stats.rows == 0:
+        if stats.rows == 0:
             for spec, key in ((source, "source_column"), (target, "target_column")):
                 absent = spec.missing(record)
                 if absent is not None:
@@ -178,31 +195,49 @@ def read_pairs(
         if src is None or tgt is None:
             stats.dropped_empty += 1
             continue
-        sources.append(src.lower() if lowercase else src)
-        targets.append(tgt.lower() if lowercase else tgt)
         stats.rows += 1
+        yield (src.lower(), tgt.lower()) if lowercase else (src, tgt)
     if stats.dropped_empty:
         log.warning("%s: dropped %d rows with empty or non-string fields", where, stats.dropped_empty)
-    if not sources:
+    if not stats.rows:
         raise UserError(f"the {split} split is empty: {where} has no usable examples. Fix: give it examples.")
-    return sources, targets, stats
 
 
-def subsample(
-    sources: list[str],
-    targets: list[str],
-    stats: SplitStats,
-    *,
-    fraction: float | None = None,
-    size: int | None = None,
-    seed: int = 0,
+def chunked(pairs: Iterable[tuple[str, str]], size: int = CHUNK) -> Iterator[tuple[list[str], list[str]]]:
+    """(sources, targets) lists of at most `size` pairs each."""
+    sources, targets = [], []
+    for src, tgt in pairs:
+        sources.append(src)
+        targets.append(tgt)
+        if len(sources) == size:
+            yield sources, targets
+            sources, targets = [], []
+    if sources:
+        yield sources, targets
+
+
+def read_pairs(
+    records: Iterable[dict],
+    source: FieldSpec,
+    target: FieldSpec,
+    where: str,
+    lowercase: bool = False,
+    limit: int | None = None,
     split: str = "",
 ) -> tuple[list[str], list[str], SplitStats]:
-    """A seeded random subset of a split, in the split's order: `fraction` of its rows, or at most `size` rows.
+    """(sources, targets, stats) of the first `limit` usable records, as lists (small data: tests, scripts)."""
+    stats = SplitStats()
+    pairs = list(iter_pairs(records, source, target, where, stats, lowercase, limit, split))
+    return [s for s, _ in pairs], [t for _, t in pairs], stats
 
-    The subset depends on `seed` and the rows only, so every variant and run seed of a grid sees the same one.
+
+def subset_indices(
+    n: int, *, fraction: float | None = None, size: int | None = None, seed: int = 0
+) -> np.ndarray | None:
+    """The sorted indices of a seeded random subset of n rows: `fraction` of them, or at most `size`; None: all.
+
+    The subset depends on `seed` and n only, so every variant and run seed of a grid sees the same one.
     """
-    n = len(sources)
     if fraction is not None:
         if not 0 < fraction <= 1:
             raise UserError(
@@ -216,16 +251,73 @@ def subsample(
             )
         k = min(size, n)
     else:
-        return sources, targets, stats
+        return None
     if k >= n:
-        return sources, targets, stats
-    keep = np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+
+
+def _note_subset(stats: SplitStats, n: int, k: int, seed: int, split: str) -> None:
     stats.extra["random_subset"] = {"of": n, "kept": k, "seed": seed}
     log.info("%s: a random subset of %d of %d examples (seed %d)", split, k, n, seed)
-    return [sources[i] for i in keep], [targets[i] for i in keep], stats
 
 
-def load_pairs(
+def _kept(pairs: Iterable[tuple[str, str]], keep: np.ndarray) -> Iterator[tuple[str, str]]:
+    """The pairs whose position is in `keep` (sorted)."""
+    wanted = iter(keep.tolist())
+    nxt = next(wanted, None)
+    for i, pair in enumerate(pairs):
+        if i == nxt:
+            yield pair
+            nxt = next(wanted, None)
+            if nxt is None:
+                return
+
+
+def count_lines(path: Path) -> int:
+    """Newlines in a file, read in blocks (a progress bar's end for a JSONL file; blank lines included)."""
+    n = 0
+    with path.open("rb") as f:
+        while block := f.read(1 << 22):
+            n += block.count(b"\n")
+    return n
+
+
+def iter_dataset(ds, columns: Iterable[str], batch: int = CHUNK) -> Iterator[dict]:
+    """Records of a `datasets` table, a block of rows at a time, only the top-level columns named in `columns`
+    when the table has them all (else every column, so that a missing one is reported with the columns there are).
+
+    A table read whole from its Arrow files (the Hub loader's) is read from those files as streams, not through
+    the memory map, which would leave every page of a multi-GB split resident in the process; anything else
+    (a selection, a table in memory) through `Dataset.iter`.
+    """
+    wanted = {c.split(".")[0] for c in columns}
+    names = [c for c in ds.column_names if c in wanted] if wanted <= set(ds.column_names) else ds.column_names
+    files = [f["filename"] for f in ds.cache_files]
+    if files and ds._indices is None and _arrow_rows(files) == len(ds):
+        import pyarrow as pa
+
+        for file in files:
+            with pa.OSFile(file) as f:
+                for block in pa.ipc.open_stream(f):
+                    yield from block.select(names).to_pylist()
+        return
+    for block in ds.select_columns(names).iter(batch_size=batch):
+        for values in zip(*(block[n] for n in names), strict=True):
+            yield dict(zip(names, values, strict=True))
+
+
+def _arrow_rows(files: list[str]) -> int:
+    import pyarrow as pa
+
+    rows = 0
+    for file in files:
+        with pa.memory_map(file) as f:
+            rows += pa.ipc.open_stream(f).read_all().num_rows  # only the metadata is read from the map
+    return rows
+
+
+def pair_stream(
     *,
     loader: str,
     split: str,
@@ -240,36 +332,79 @@ def load_pairs(
     limit: int | None = None,
     synthetic: dict | None = None,
     subset: dict | None = None,
-):
-    """(sources, targets, stats) of one split.
+    chunk: int = CHUNK,
+) -> PairStream:
+    """One split's pairs in chunks of `chunk`, read from the data as they are consumed (no split is ever held
+    whole: a JSONL file is read line by line, a Hub table a block of rows at a time from its Arrow files).
 
     Args:
         split: train, validation or test; `split_name` is what the dataset calls it (default the same).
         path: a local directory of `<split_name>.jsonl` files in the dataset's schema; wins over the hub.
         limit: the first N usable records only.
-        subset: keyword arguments of `subsample` (a seeded random subset of what `limit` left), or None.
+        subset: keyword arguments of `subset_indices` (a seeded random subset of what `limit` left), or None.
+            Choosing it needs the number of usable rows, so the data is read twice (the first time without
+            keeping anything).
     """
     split_name = split_name or split
+    total = None
     if loader == "synthetic" and not path:
         sizes = {s: int(synthetic[f"num_{s}"]) for s in SPLITS}
         if sizes[split] == 0:
             raise UserError(
                 f"the {split} split is empty: data.synthetic.num_{split}=0. Fix: make it positive."
             )
-        records = make_synthetic(sizes, seed=int(synthetic["seed"]))[split]
-        where = f"synthetic task, {split}"
+
+        def records():
+            return make_synthetic(sizes, seed=int(synthetic["seed"]))[split]
+
+        where, total = f"synthetic task, {split}", sizes[split]
     elif path:
         file = Path(path).expanduser() / f"{split_name}.jsonl"
-        records = iter_jsonl(file)
+
+        def records():
+            return iter_jsonl(file)
+
         where = str(file)
+        total = count_lines(file) if file.is_file() else None
     elif loader == "hub":
-        records = load_hub_split(hub_name, hub_config, split_name, limit, hub_revision)
-        where = f"dataset {hub_name} ({hub_config}), split {split_name}"
+        ds = load_hub_split(hub_name, hub_config, split_name, hub_revision)
+        columns = [*source.columns, *target.columns]
+
+        def records():
+            return iter_dataset(ds, columns, chunk)
+
+        where, total = f"dataset {hub_name} ({hub_config}), split {split_name}", len(ds)
     elif loader == "jsonl":
         raise UserError(
             "data=jsonl needs a directory. Fix: data.path=DIR holding train/validation/test .jsonl"
         )
     else:
         raise UserError(f"unknown data loader {loader!r}; choose one of {', '.join(LOADERS)}")
-    pairs = read_pairs(records, source, target, where, lowercase, limit, split)
-    return subsample(*pairs, **subset, split=split) if subset else pairs
+    if limit is not None and total is not None:
+        total = min(total, limit)
+    stats = SplitStats()
+
+    def pairs(stats: SplitStats) -> Iterator[tuple[str, str]]:
+        return iter_pairs(records(), source, target, where, stats, lowercase, limit, split)
+
+    if subset:
+        counted = SplitStats()
+        for _ in pairs(counted):  # the first pass: how many usable rows there are
+            pass
+        stats.rows, stats.dropped_empty = counted.rows, counted.dropped_empty
+        keep = subset_indices(counted.rows, **subset)
+        if keep is None:
+            return PairStream(chunked(pairs(SplitStats()), chunk), stats, counted.rows)
+        _note_subset(stats, counted.rows, len(keep), subset.get("seed", 0), split)
+        return PairStream(chunked(_kept(pairs(SplitStats()), keep), chunk), stats, len(keep))
+    return PairStream(chunked(pairs(stats), chunk), stats, total)
+
+
+def load_pairs(**kwargs) -> tuple[list[str], list[str], SplitStats]:
+    """(sources, targets, stats) of one split as lists (`pair_stream`'s keyword arguments): for small data."""
+    stream = pair_stream(**kwargs)
+    sources, targets = [], []
+    for src, tgt in stream.chunks:
+        sources += src
+        targets += tgt
+    return sources, targets, stream.stats

@@ -1,25 +1,36 @@
-"""Tokenized splits, cached on disk and memory-mapped, keyed by (data, split, tokenizers, max lengths)."""
+"""Tokenized splits, cached on disk and memory-mapped, keyed by (data, split, tokenizers, max lengths).
+
+A cache miss streams: chunks of pairs are read, tokenized on every core the job has (the fast tokenizer's own
+thread pool) and appended to the entry's files, so memory is bounded by a chunk, not by the split. Processes
+that need the same entry at once (the jobs of a sweep, the ranks of a DDP run) take its lock file in turn: one
+builds the entry, the others wait and read it.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import fcntl
 import hashlib
+import itertools
 import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from src.data.sources import SplitStats
+from src.data.sources import PairStream, SplitStats
 from src.models.special_tokens import special_affixes
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
-_CHUNK = 2048  # examples per tokenizer call: bounds memory on large splits
+CACHE_VERSION = 2  # 2: ids as raw int32 files, written chunk by chunk
+IDS = np.int32
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -32,12 +43,43 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256((body + extra).encode()).hexdigest()[:16]
 
 
-def _ragged(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Flat int32 ids and int64 offsets: sequence i is ids[offsets[i]:offsets[i+1]]."""
-    offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
-    np.cumsum([len(s) for s in seqs], out=offsets[1:])
-    ids = np.fromiter((t for s in seqs for t in s), dtype=np.int32, count=int(offsets[-1]))
-    return ids, offsets
+def _flat(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Flat int32 ids and int64 lengths of a list of sequences."""
+    lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
+    ids = np.fromiter(itertools.chain.from_iterable(seqs), dtype=IDS, count=int(lengths.sum()))
+    return ids, lengths
+
+
+def _offsets(lengths: np.ndarray) -> np.ndarray:
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets
+
+
+def _ids_file(path: Path) -> np.ndarray:
+    """A raw int32 file, memory-mapped (an empty one as an empty array: mmap refuses zero bytes)."""
+    if path.stat().st_size == 0:
+        return np.zeros(0, dtype=IDS)
+    return np.memmap(path, dtype=IDS, mode="r")
+
+
+@contextlib.contextmanager
+def tokenizer_threads(parallel: bool):
+    """The fast tokenizers' own thread pool on (every core the process may use) for the calls inside.
+
+    The process keeps TOKENIZERS_PARALLELISM=false otherwise (src.system.process): a pool used before a data
+    worker forks deadlocks the worker. The setting is read at each call, and a fork after this block finds it
+    set to false, so the child turns the pool off without the tokenizers' warning.
+    """
+    before = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "true" if parallel else "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM")
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = before
 
 
 class TokenizedSplit:
@@ -77,10 +119,10 @@ class TokenizedSplit:
             ]
             texts = ([r["source"] for r in rows], [r["target"] for r in rows])
         return cls(
-            np.load(directory / "source_ids.npy", mmap_mode="r"),
-            np.load(directory / "source_offsets.npy"),
-            np.load(directory / "label_ids.npy", mmap_mode="r"),
-            np.load(directory / "label_offsets.npy"),
+            _ids_file(directory / "source_ids.bin"),
+            _offsets(np.load(directory / "source_lengths.npy")),
+            _ids_file(directory / "label_ids.bin"),
+            _offsets(np.load(directory / "label_lengths.npy")),
             SplitStats(**json.loads((directory / "stats.json").read_text())),
             texts,
         )
@@ -89,8 +131,10 @@ class TokenizedSplit:
     def in_memory(cls, sources: list[str], targets: list[str], tokenization: Tokenization) -> TokenizedSplit:
         """Tokenize pairs without the cache (scripts, tests)."""
         stats = SplitStats(rows=len(sources))
-        src, lab = tokenization.pairs(sources, targets, stats)
-        return cls(*_ragged(src), *_ragged(lab), stats, (list(sources), list(targets)))
+        src, src_lengths, lab, lab_lengths = tokenization.arrays(list(sources), list(targets), stats)
+        return cls(
+            src, _offsets(src_lengths), lab, _offsets(lab_lengths), stats, (list(sources), list(targets))
+        )
 
     def __len__(self) -> int:
         return len(self._src_off) - 1
@@ -108,6 +152,48 @@ class TokenizedSplit:
         return np.diff(self._lab_off)
 
 
+class FastEncoder:
+    """A tokenizer's ids for a batch of texts, without special tokens, as `tokenizer(texts)` gives them.
+
+    Fast (Rust) tokenizers are called through a copy of their backend with no truncation and no padding (a
+    checkpoint's tokenizer.json may carry both) and `encode_batch_fast` (no character offsets); that skips the
+    Python-side conversion of every output into a dict of lists. The first batch is checked against the
+    tokenizer's own call, and a tokenizer whose ids differ (or a Python tokenizer) keeps the plain call.
+    """
+
+    CHECK = 64  # texts of the first batch compared with the tokenizer's own call
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.backend, self.checked = None, False
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            backend = copy.deepcopy(backend)
+            backend.no_truncation()
+            backend.no_padding()
+            backend.encode_special_tokens = bool(getattr(tokenizer, "split_special_tokens", False))
+            self.backend = backend
+            self.encode_batch = getattr(backend, "encode_batch_fast", backend.encode_batch)
+
+    def plain(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+
+    def __call__(self, texts: list[str]) -> list[list[int]]:
+        if self.backend is None:
+            return self.plain(texts)
+        if not self.checked:
+            self.checked = True
+            sample = texts[: self.CHECK]
+            if [e.ids for e in self.encode_batch(sample, add_special_tokens=False)] != self.plain(sample):
+                log.warning(
+                    "%s: the backend's ids differ from the tokenizer's; using the tokenizer's own call",
+                    type(self.tokenizer).__name__,
+                )
+                self.backend = None
+                return self.plain(texts)
+        return [e.ids for e in self.encode_batch(texts, add_special_tokens=False)]
+
+
 @dataclass(frozen=True)
 class Tokenization:
     """How a split becomes ids: the two tokenizers, the max lengths (the target's includes EOS), the EOS id, and
@@ -119,6 +205,8 @@ class Tokenization:
     max_target_length: int
     eos_id: int
     source_special_tokens: bool = True
+    parallel: bool = True  # the fast tokenizers' thread pool on for whole splits (`tokenizer_threads`)
+    _encoders: dict = field(default_factory=dict, compare=False, repr=False)
 
     def key(self) -> dict:
         """What of this decides the ids, for the cache key."""
@@ -130,26 +218,145 @@ class Tokenization:
             **({} if self.source_special_tokens else {"bare_sources": True}),
         }
 
-    def pairs(self, sources, targets, stats: SplitStats):
-        """(source ids, label ids); counts truncated sources and targets into `stats`.
+    def encode(self, side: str, texts: list[str]) -> list[list[int]]:
+        """Ids of `texts` by the encoder's (side "source") or decoder's ("target") tokenizer, no special tokens."""
+        if side not in self._encoders:
+            tokenizer = self.encoder_tokenizer if side == "source" else self.decoder_tokenizer
+            self._encoders[side] = FastEncoder(tokenizer)
+        return self._encoders[side](texts)
 
-        Texts are tokenized whole and cut here, so that each cut is counted (and logged once per split);
-        verbose=False: the tokenizer's own "Token indices sequence length is longer than the specified maximum
-        sequence length" warning would be about ids that never reach the model.
+    def arrays(self, sources, targets, stats: SplitStats):
+        """(source ids, source lengths, label ids, label lengths) as flat arrays; counts truncated sources and
+        targets into `stats`.
+
+        Texts are tokenized whole and cut here, so that each cut is counted (and logged once per split); the
+        tokenizer's own "Token indices sequence length is longer than the specified maximum sequence length"
+        warning would be about ids that never reach the model, and is not asked for.
         """
-        enc, dec, max_target = self.encoder_tokenizer, self.decoder_tokenizer, self.max_target_length
-        prefix, suffix = special_affixes(enc) if self.source_special_tokens else ([], [])
+        prefix, suffix = special_affixes(self.encoder_tokenizer) if self.source_special_tokens else ([], [])
         keep = self.max_source_length - len(prefix) - len(suffix)
-        src_ids, lab_ids = [], []
-        for start in range(0, len(sources), _CHUNK):
-            chunk = slice(start, start + _CHUNK)
-            for ids in enc(sources[chunk], add_special_tokens=False, verbose=False)["input_ids"]:
-                stats.truncated_sources += len(ids) > keep
-                src_ids.append(prefix + ids[:keep] + suffix)
-            for ids in dec(targets[chunk], add_special_tokens=False, verbose=False)["input_ids"]:
-                stats.truncated_targets += len(ids) > max_target - 1
-                lab_ids.append(ids[: max_target - 1] + [self.eos_id])
-        return src_ids, lab_ids
+        ids, lengths = _flat(self.encode("source", sources))
+        stats.truncated_sources += int((lengths > keep).sum())
+        src = _cut(ids, lengths, keep, prefix, suffix)
+        ids, lengths = _flat(self.encode("target", targets))
+        stats.truncated_targets += int((lengths > self.max_target_length - 1).sum())
+        return *src, *_cut(ids, lengths, self.max_target_length - 1, [], [self.eos_id])
+
+    def pairs(self, sources, targets, stats: SplitStats) -> tuple[list[list[int]], list[list[int]]]:
+        """`arrays` as lists of id lists (small inputs)."""
+        src, src_len, lab, lab_len = self.arrays(sources, targets, stats)
+        return (
+            [x.tolist() for x in np.split(src, np.cumsum(src_len)[:-1])],
+            [x.tolist() for x in np.split(lab, np.cumsum(lab_len)[:-1])],
+        )
+
+
+def _cut(ids: np.ndarray, lengths: np.ndarray, keep: int, prefix: list[int], suffix: list[int]):
+    """Each sequence of (flat `ids`, `lengths`) cut to `keep` ids and wrapped in prefix and suffix, vectorised:
+    (flat ids, lengths)."""
+    kept = np.minimum(lengths, keep)
+    position = np.arange(len(ids)) - np.repeat(_offsets(lengths)[:-1], lengths)
+    body = ids[position < keep]
+    out_lengths = kept + len(prefix) + len(suffix)
+    starts = _offsets(out_lengths)[:-1]
+    out = np.empty(int(out_lengths.sum()), dtype=IDS)
+    for j, token in enumerate(prefix):
+        out[starts + j] = token
+    body_position = np.arange(len(body)) - np.repeat(_offsets(kept)[:-1], kept)
+    out[np.repeat(starts + len(prefix), kept) + body_position] = body
+    for j, token in enumerate(suffix):
+        out[starts + len(prefix) + kept + j] = token
+    return out, out_lengths
+
+
+class _EntryWriter:
+    """Appends tokenized chunks to a cache entry's files in a temporary directory."""
+
+    def __init__(self, tmp: Path, with_texts: bool):
+        self.tmp = tmp
+        self.ids = {stem: (tmp / f"{stem}_ids.bin").open("wb") for stem in ("source", "label")}
+        self.lengths: dict[str, list[np.ndarray]] = {"source": [], "label": []}
+        self.texts = (tmp / "texts.jsonl").open("w", encoding="utf-8") if with_texts else None
+        self.rows = 0
+
+    def add(self, src, src_lengths, lab, lab_lengths, sources, targets) -> None:
+        for stem, ids, lengths in (("source", src, src_lengths), ("label", lab, lab_lengths)):
+            ids.tofile(self.ids[stem])
+            self.lengths[stem].append(lengths.astype(np.int32))
+        if self.texts is not None:  # evaluation splits only: a training split's texts would double its size
+            self.texts.writelines(
+                json.dumps({"source": s, "target": t}, ensure_ascii=False) + "\n"
+                for s, t in zip(sources, targets, strict=True)
+            )
+        self.rows += len(src_lengths)
+
+    def close(self) -> None:
+        for f in self.ids.values():
+            f.close()
+        if self.texts is not None:
+            self.texts.close()
+        for stem, parts in self.lengths.items():
+            np.save(
+                self.tmp / f"{stem}_lengths.npy", np.concatenate(parts) if parts else np.zeros(0, np.int32)
+            )
+
+
+class Progress:
+    """Rows tokenized, with rate and ETA: a bar on a terminal, a log line every `every` seconds elsewhere (a
+    SLURM or CI log). Splits under `min_rows` rows stay quiet."""
+
+    def __init__(self, label: str, total: int | None, min_rows: int = 50_000, every: float = 30.0):
+        self.label, self.total, self.every = label, total, every
+        self.quiet = total is not None and total < min_rows
+        self.start = self.last = time.perf_counter()
+        self.done = 0
+        self.bar = None
+        if not self.quiet and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=total,
+                desc=f"tokenizing {label}",
+                unit=" rows",
+                unit_scale=True,
+                file=sys.stderr,
+                leave=False,
+            )
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+            return
+        now = time.perf_counter()
+        if self.quiet or now - self.last < self.every:
+            return
+        self.last = now
+        rate = self.done / (now - self.start)
+        eta = f", about {(self.total - self.done) / rate:.0f}s to go" if self.total and rate else ""
+        of = f" of {self.total}" if self.total else ""
+        log.info("tokenizing %s: %d%s rows (%.0f rows/s%s)", self.label, self.done, of, rate, eta)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@contextlib.contextmanager
+def entry_lock(directory: Path):
+    """The lock file next to a cache entry, held while the entry is built: a second process that needs the
+    same entry waits here, then finds it built. Released when the process ends, however it ends."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with open(directory.parent / f".{directory.name}.lock", "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another process that is tokenizing %s", directory.name)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def build_or_load(
@@ -158,16 +365,16 @@ def build_or_load(
     name: str,
     split: str,
     identity: dict,
-    load_pairs,
+    read,
     tokenization: Tokenization,
     with_texts: bool,
 ) -> TokenizedSplit:
-    """The tokenized split from the cache, or tokenize it (calling `load_pairs()`) and cache it.
+    """The tokenized split from the cache, or tokenize it chunk by chunk (calling `read()`) and cache it.
 
     Args:
         identity: what names the data (file and mtime, hub id and split, synthetic seed and sizes, columns,
             limits); with the tokenizers' fingerprints and max lengths it keys the cache.
-        load_pairs: callable returning (sources, targets, stats); only called on a cache miss.
+        read: callable returning the split's `PairStream`; only called on a cache miss.
     """
     key_data = {"v": CACHE_VERSION, "data": identity, **tokenization.key()}
     key_data["texts"] = with_texts
@@ -176,46 +383,50 @@ def build_or_load(
     if (directory / "stats.json").is_file():
         log.info("%s/%s: tokenization cache hit (%s)", name, split, directory)
         return TokenizedSplit.load(directory, with_texts)
+    with entry_lock(directory):
+        if (directory / "stats.json").is_file():  # built by the process this one waited for
+            log.info("%s/%s: tokenization cache hit (%s), built by another process", name, split, directory)
+            return TokenizedSplit.load(directory, with_texts)
+        _build(directory, key_data, f"{name}/{split}", read, tokenization, with_texts)
+    return TokenizedSplit.load(directory, with_texts)
 
+
+def _build(directory: Path, key_data: dict, label: str, read, tokenization: Tokenization, with_texts: bool):
     start = time.perf_counter()
-    sources, targets, stats = load_pairs()
-    src_ids, lab_ids = tokenization.pairs(sources, targets, stats)
-    directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
     try:
-        for stem, seqs in (("source", src_ids), ("label", lab_ids)):
-            ids, offsets = _ragged(seqs)
-            np.save(tmp / f"{stem}_ids.npy", ids)
-            np.save(tmp / f"{stem}_offsets.npy", offsets)
-        if with_texts:  # evaluation splits only: a training split's texts would double its size on disk
-            with (tmp / "texts.jsonl").open("w", encoding="utf-8") as f:
-                for s, t in zip(sources, targets, strict=True):
-                    f.write(json.dumps({"source": s, "target": t}, ensure_ascii=False) + "\n")
+        stream: PairStream = read()
+        stats, progress = stream.stats, Progress(label, stream.total)
+        writer = _EntryWriter(tmp, with_texts)
+        with tokenizer_threads(tokenization.parallel):
+            for sources, targets in stream.chunks:
+                writer.add(*tokenization.arrays(sources, targets, stats), sources, targets)
+                progress.update(len(sources))
+        writer.close()
+        progress.close()
         (tmp / "stats.json").write_text(json.dumps(stats.__dict__))
         (tmp / "key.json").write_text(json.dumps(key_data, indent=1, default=str))
-        try:
-            os.replace(tmp, directory)  # atomic: another process sees the whole entry or none
-        except OSError:  # another process cached the same split first
-            shutil.rmtree(tmp, ignore_errors=True)
+        if directory.exists():  # an entry left without its stats.json (a build killed before this version)
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)  # atomic: a reader sees the whole entry or none
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    seconds = time.perf_counter() - start
     log.info(
-        "%s/%s: tokenized %d examples in %.1fs (tokenization cache miss; saved to %s)",
-        name,
-        split,
-        len(src_ids),
-        time.perf_counter() - start,
+        "%s: tokenized %d examples in %.1fs (%.0f/s; tokenization cache miss; saved to %s)",
+        label,
+        writer.rows,
+        seconds,
+        writer.rows / max(seconds, 1e-9),
         directory,
     )
     if stats.truncated_sources or stats.truncated_targets:
         log.info(
-            "%s/%s: truncated %d sources to %d tokens and %d targets to %d tokens",
-            name,
-            split,
+            "%s: truncated %d sources to %d tokens and %d targets to %d tokens",
+            label,
             stats.truncated_sources,
             tokenization.max_source_length,
             stats.truncated_targets,
             tokenization.max_target_length,
         )
-    return TokenizedSplit.load(directory, with_texts)
