@@ -57,10 +57,18 @@ def _train(cfg: DictConfig, devices) -> dict:
     logger = make_logger(cfg)  # first, so that a job failing from here on still has its W&B run
     run = assemble(cfg, logger=logger, devices=devices)
     module, datamodule, trainer = run.module, run.datamodule, run.trainer
-    if logger:
-        logger.log_hyperparams({f"params.{k}": v for k, v in module.budget.as_dict().items()})
+    if logger:  # with what the model runs, read back from it (the config holds what was asked for)
+        logger.log_hyperparams(
+            {
+                **{f"params.{k}": v for k, v in module.budget.as_dict().items()},
+                **{f"attention.{k}": v for k, v in module.attention.items() if v is not None},
+                "compiled": module.compiled,
+            }
+        )
     module.run_config = {**OmegaConf.to_container(cfg, resolve=True), "wandb_group": wandb_group(cfg)}
-    results = record.header(cfg, module.budget.as_dict(), run.precision, run.batch)
+    results = record.header(
+        cfg, module.budget.as_dict(), run.precision, run.batch, module.attention, module.compiled
+    )
     results["scoring"] = module.scoring  # what the metrics compared, and sacreBLEU's signatures
     if cfg.eval_before_training:
         probe = make_trainer(

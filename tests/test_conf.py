@@ -46,6 +46,7 @@ def test_every_option_composes_and_feeds_what_it_configures(group, option):
     from src.data.datamodule import DataConfig
     from src.models.spec import ModelSpec
     from src.paper.protocol import check_protocol
+    from src.run.checks import PROJECT_TRAINER_KEYS
 
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         overrides = [f"{group}={option}", *COMPANIONS.get((group, option), [])]
@@ -54,8 +55,8 @@ def test_every_option_composes_and_feeds_what_it_configures(group, option):
     assert cfg.run_name.endswith(f"-s{cfg.seed}")  # the run's name (and directory) resolves
     # every data key is a DataConfig field (no key the code ignores, none missing)
     DataConfig(**OmegaConf.to_container(cfg.data, resolve=True))
-    # every trainer key is an argument of lightning.Trainer
-    trainer_args = set(inspect.signature(L.Trainer).parameters)
+    # every trainer key is an argument of lightning.Trainer, or one of the project's own that make_trainer takes out
+    trainer_args = set(inspect.signature(L.Trainer).parameters) | set(PROJECT_TRAINER_KEYS)
     assert set(cfg.trainer) - {"_target_"} <= trainer_args, set(cfg.trainer) - trainer_args
     for name, callback in cfg.callbacks.items():
         assert callable(get_method(callback._target_)), name

@@ -36,7 +36,7 @@ from src.models.checkpoints import (
 )
 from src.models.decoder_only import DecoderOnlySeq2Seq
 from src.models.sharing import apply_sharing, is_cross_attention
-from src.models.spec import ModelSpec
+from src.models.spec import ModelSpec, check_attention
 from src.models.special_tokens import SPECIAL_KEYS, saved_special_ids, set_special_tokens
 from src.system.errors import UserError
 
@@ -118,6 +118,32 @@ def decoder_only_config(cfg):
     cfg.is_decoder = True
     cfg.add_cross_attention = False
     return cfg
+
+
+def set_attention(cfg, name: str) -> None:
+    """Ask a config (and its sub-configs: an EncoderDecoderConfig's two sides) for attention `name`
+    (`spec.ATTENTION`); the model built from it runs it in self-attention and, in a decoder, cross-attention.
+
+    "auto" leaves transformers its own choice (sdpa where the family has it, else eager). The value is not saved
+    with a config (transformers drops it from config.json and `to_dict`), so every build sets it again.
+    """
+    cfg._attn_implementation = None if name == "auto" else name
+
+
+def attention_used(model) -> dict[str, str | None]:
+    """The attention implementation each side of a built model runs: the `_attn_implementation` of the configs its
+    modules hold (attention layers keep the config they were built with). A side whose modules disagree shows every
+    value, comma-separated; a decoder-only model has no encoder (None)."""
+
+    def side(module) -> str | None:
+        if module is None:
+            return None
+        configs = [getattr(m, "config", None) for m in module.modules()]
+        return ",".join(
+            sorted({str(c._attn_implementation) for c in configs if hasattr(c, "_attn_implementation")})
+        )
+
+    return {"encoder": side(model.encoder), "decoder": side(model.decoder)}
 
 
 def _encoder_kwargs(cfg) -> dict:
@@ -304,6 +330,7 @@ def load_saved(spec: ModelSpec):
         load_tokenizer(str(enc_dir), "encoder", **kwargs) if is_local(resolved) and enc_dir.is_dir() else tok
     )
     cfg = load_config(name, "pretrained_seq2seq")
+    set_attention(cfg, spec.attn_implementation)
     if spec.decoder_only:
         if cfg.model_type not in DECODER_ONLY_TYPES:
             raise UserError(
@@ -385,7 +412,12 @@ def build(
             the meta device: nothing allocated, for the parameter budget.
         arch: the architecture for "random" and "meta" (`Seq2Seq.arch`, or `architecture()` of conf/arch facts).
         tokenizers: (encoder, decoder) tokenizers for "random" / "meta"; the decoder's sets the special tokens.
+
+    Encoder, decoder and cross-attention run `spec.attn_implementation` (refused where this machine cannot run
+    it); "meta" keeps transformers' default, as nothing runs there.
     """
+    if weights != "meta":
+        check_attention(spec.attn_implementation)
     if weights == "checkpoints" and spec.seq2seq:
         model, budget, note, arch, tokenizers = load_saved(spec)
     else:
@@ -397,6 +429,10 @@ def build(
             )
         enc_cfg = config_from_dict(arch["encoder"]) if arch.get("encoder") is not None else None
         dec_cfg = config_from_dict(arch["decoder"])
+        if weights != "meta":
+            for c in (enc_cfg, dec_cfg):
+                if c is not None:
+                    set_attention(c, spec.attn_implementation)
         with torch.device("meta") if weights == "meta" else contextlib.nullcontext():
             model, budget, note = _assemble(
                 spec, enc_cfg, dec_cfg, arch["same_vocab"], load=weights == "checkpoints"

@@ -14,7 +14,7 @@ from transformers import EncoderDecoderModel
 
 from src.metrics.health import collapse, output_health
 from src.metrics.text import GenerationMetrics
-from src.models.builder import build, usable_positions
+from src.models.builder import attention_used, build, usable_positions
 from src.models.checkpoints import load_tokenizer
 from src.models.decoding import Decoding
 from src.models.optim import build_optimizer
@@ -135,6 +135,37 @@ class Seq2SeqModule(L.LightningModule):
         self.nonfinite_skipped = 0
         self.run_config: dict | None = None  # the composed Hydra config, saved inside every checkpoint
         self._tokenizer_files = None
+        self._compiled: dict | None = None  # compile_model(): torch.compile'd loss passes (not submodules)
+
+    @property
+    def attention(self) -> dict[str, str | None]:
+        """`requested`: the spec's attn_implementation; `encoder` / `decoder`: what each side runs, read back from
+        the built model (metrics.json's `attention`)."""
+        return {
+            "requested": self.hparams.model.get("attn_implementation", "sdpa"),
+            **attention_used(self.model),
+        }
+
+    @property
+    def compiled(self) -> bool:
+        return self._compiled is not None
+
+    def compile_model(self, **options) -> None:
+        """torch.compile the teacher-forced pass of the loss (training, validation and test): encoder, projection
+        and decoder stack, or a decoder-only model's forward. Not the LM head on the labelled positions (how many
+        there are depends on the batch) and not generation (a cache and a new length every step).
+
+        The compiled functions share the model's parameters and are kept outside the module's submodules, so
+        checkpoints and state dicts are the same with and without compile. The first batch compiles (seconds to
+        minutes); a batch of another length compiles once more, with dynamic sizes, and then no more.
+
+        Args:
+            options: keyword arguments of torch.compile (mode, backend, dynamic, ...).
+        """
+        self._compiled = {
+            "hidden": torch.compile(self._decoder_hidden, **options),
+            "forward": torch.compile(self._forward, **options),
+        }
 
     def source_length(self, max_source: int, max_target: int) -> int:
         """The longest source this model takes: a decoder-only LM reads source and target within its positions."""
@@ -176,10 +207,11 @@ class Seq2SeqModule(L.LightningModule):
         """
         labels = batch["labels"]
         head = lm_head(self.model)
+        passes = self._compiled or {"hidden": self._decoder_hidden, "forward": self._forward}
         if head is None:  # a decoder we do not know how to split: full logits
-            logits = self._forward(batch).logits  # (B, T, V)
+            logits = passes["forward"](batch).logits  # (B, T, V)
             return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
-        hidden = self._decoder_hidden(batch)  # (B, T, H)
+        hidden = passes["hidden"](batch)  # (B, T, H)
         keep = labels != -100
         logits = head(hidden[keep])  # (N, V): labelled positions only
         return F.cross_entropy(logits.float(), labels[keep])

@@ -6,9 +6,12 @@ rebuilds without the Hub. `upgrade_run_config` moves keys of an older run config
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from src.system.errors import UserError, one_line
+
+log = logging.getLogger(__name__)
 
 #: what to do about a file that is not a checkpoint of src.train
 CHECKPOINT_FIX = (
@@ -57,7 +60,27 @@ def load_module(ckpt_path: str):
         raise UserError(
             f"{path} was not written by src.train (no model description inside). Fix: {CHECKPOINT_FIX}."
         )
-    return Seq2SeqModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    return Seq2SeqModule.load_from_checkpoint(
+        path, map_location="cpu", weights_only=True, **_runnable_attention(ckpt["hyper_parameters"])
+    )
+
+
+def _runnable_attention(hparams: dict) -> dict:
+    """A checkpoint trained with FlashAttention-2 loads with sdpa where that cannot run (no flash_attn, no CUDA):
+    the attention implementation changes how attention is computed, not the weights. {} where nothing changes."""
+    from src.models.spec import check_attention
+
+    spec = hparams.get("model") or {}
+    if spec.get("attn_implementation") != "flash_attention_2":
+        return {}
+    try:
+        check_attention("flash_attention_2")
+    except UserError as err:
+        log.warning(
+            "%s: this checkpoint runs with attn_implementation=sdpa here", str(err).split(". Fix:")[0]
+        )
+        return {"model": {**spec, "attn_implementation": "sdpa"}}
+    return {}
 
 
 def _legacy_module(ckpt: dict):

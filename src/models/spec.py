@@ -9,6 +9,12 @@ from omegaconf import OmegaConf
 from src.system.errors import UserError
 
 WEIGHTS = ("pretrained", "random")
+#: what `attn_implementation` may be: torch's scaled_dot_product_attention (the default), the plain
+#: matmul-softmax-matmul of the original code, FlashAttention-2 (the flash_attn package, a CUDA GPU, fp16/bf16), or
+#: transformers' own pick (sdpa where a family has it, else eager). In transformers 5.24 every family the project
+#: builds has sdpa and flash_attention_2 (BertModel, RobertaModel, GPT2, BertGeneration, and EncoderDecoderModel,
+#: whose cross-attention is the decoder's own attention class): `auto` means sdpa for all of them.
+ATTENTION = ("sdpa", "eager", "flash_attention_2", "auto")
 #: How the paper's released checkpoints are used, from their model cards, by the repository's name: the
 #: google/bert2bert_L-24_wmt_* cards tokenize with add_special_tokens=False and name the pad / eos / bos tokens.
 #: (google/roberta2roberta_L-24_*: BertGenerationTokenizer adds no special tokens; nothing to set.)
@@ -39,6 +45,37 @@ def card_usage(name: str) -> dict:
     return next((dict(v) for prefix, v in CARD_USAGE.items() if _repository(name).startswith(prefix)), {})
 
 
+def check_attention(name, cuda: bool | None = None, key: str = "attn_implementation") -> None:
+    """Refuse an attention implementation this machine cannot run, with the fix (one UserError).
+
+    Args:
+        name: one of `ATTENTION`.
+        cuda: whether the run has a CUDA device; None: whether torch sees one.
+    """
+    if name not in ATTENTION:
+        raise UserError(
+            f"{key}={name} is not valid: {key} is one of {', '.join(ATTENTION)}. Fix: {key}=sdpa (the default)."
+        )
+    if name != "flash_attention_2":
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("flash_attn") is None:
+        raise UserError(
+            f"{key}=flash_attention_2 needs the flash_attn package, which is not installed. Fix: "
+            f"`pip install flash-attn --no-build-isolation` on a machine with a CUDA GPU, or {key}=sdpa (the default)."
+        )
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    if not cuda:
+        raise UserError(
+            f"{key}=flash_attention_2 runs on a CUDA GPU only, and this run has none. Fix: {key}=sdpa (the "
+            "default), or run on a GPU (trainer=gpu)."
+        )
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """An encoder-decoder (or decoder-only) model in the paper's terms.
@@ -56,6 +93,8 @@ class ModelSpec:
         source_special_tokens: wrap sources in the encoder tokenizer's special tokens ([CLS] ... [SEP]); False
             as a model trained without them wants (google/bert2bert_L-24_wmt_*).
         tokenizer_kwargs: keyword arguments for loading a saved model's tokenizer (its model card's).
+        attn_implementation: the attention of encoder, decoder and cross-attention (`ATTENTION`); it changes
+            how attention is computed, not the weights.
     """
 
     encoder: str | None
@@ -68,8 +107,11 @@ class ModelSpec:
     seq2seq: str | None = None
     source_special_tokens: bool = True
     tokenizer_kwargs: dict | None = None
+    attn_implementation: str = "sdpa"
 
     def __post_init__(self):
+        if self.attn_implementation not in ATTENTION:
+            check_attention(self.attn_implementation)  # the UserError naming the valid ones
         for side in ("encoder", "decoder"):
             if getattr(self, f"{side}_weights") not in WEIGHTS:
                 raise UserError(
@@ -97,7 +139,9 @@ class ModelSpec:
 
         A random side that names no checkpoint takes the other side's architecture and vocabulary, else
         `checkpoints.bert`'s (the paper's rnd2rnd); a pretrained side without a checkpoint is refused.
+        `attn_implementation` (top level, default sdpa) is the attention of both sides.
         """
+        attention = cfg.get("attn_implementation") or "sdpa"
         if cfg.get("pretrained_seq2seq"):
             given = (
                 OmegaConf.to_container(cfg.pretrained_usage, resolve=True)
@@ -107,7 +151,7 @@ class ModelSpec:
             usage = {
                 k: v for k, v in given.items() if v is not None
             }  # plain values: checkpoints load weights_only
-            return cls.of_saved_model(cfg.pretrained_seq2seq, **usage)
+            return cls.of_saved_model(cfg.pretrained_seq2seq, attn_implementation=attention, **usage)
         enc, dec = cfg.encoder, cfg.decoder
         decoder_only = enc.name == "none"
         for side, c in (("encoder", enc), ("decoder", dec)):
@@ -124,6 +168,7 @@ class ModelSpec:
             sharing="none" if decoder_only else cfg.sharing.mode,
             encoder_max_positions=enc.get("max_positions"),
             decoder_max_positions=dec.get("max_positions"),
+            attn_implementation=attention,
         )
 
     @classmethod
@@ -132,7 +177,8 @@ class ModelSpec:
 
         Args:
             usage: `source_special_tokens` / `tokenizer_kwargs` (`pretrained_usage.*`); unset: what its export
-                recorded, else its model card's (`CARD_USAGE`), else the tokenizer's own convention.
+                recorded, else its model card's (`CARD_USAGE`), else the tokenizer's own convention; and
+                `attn_implementation`.
         """
         from src.models.checkpoints import load_config
 

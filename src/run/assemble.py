@@ -21,6 +21,7 @@ from src.models.decoding import Decoding
 from src.models.module import Seq2SeqModule
 from src.models.spec import ModelSpec
 from src.paper.protocol import check_protocol
+from src.run.checks import PROJECT_TRAINER_KEYS
 from src.system.errors import UserError
 from src.system.hardware import resolve_precision
 from src.system.precision import precision_args
@@ -59,9 +60,16 @@ def per_device_batch_size(data: DictConfig, devices: int, accumulation: int) -> 
     """`data.batch_size`, or the share of `data.global_batch_size` one device takes in one forward pass.
 
     The global batch (examples per optimizer step) is per-device batch x devices x gradient accumulation; a
-    combination that does not divide it, or a batch_size that contradicts it, is refused.
+    combination that does not divide it, or a batch_size that contradicts it, is refused. With `data.max_tokens`
+    training batches hold as many examples as fit in the token budget and batch_size is not used for them; a
+    global batch (a fixed example count) with it is refused (src.run.checks words it for the command line).
     """
     batch, total = data.get("batch_size"), data.get("global_batch_size")
+    if total is not None and data.get("max_tokens") is not None:
+        raise UserError(
+            f"data.max_tokens={data.max_tokens} and data.global_batch_size={total} contradict: token-budget batches "
+            "have no fixed example count. Fix: data.global_batch_size=null, or data.max_tokens=null."
+        )
     if total is None:
         if batch is None:
             raise UserError(
@@ -102,7 +110,10 @@ def make_trainer(cfg: DictConfig, precision=None, callbacks=None, **overrides) -
         precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     if callbacks is None:
         callbacks = [c for c in (instantiate(c) for c in cfg.callbacks.values()) if c is not None]
-    args = OmegaConf.create({k: v for k, v in cfg.trainer.items() if k != "precision"})
+    # precision goes in resolved (below); the project's own keys (compile: `assemble`) are no Trainer arguments
+    args = OmegaConf.create(
+        {k: v for k, v in cfg.trainer.items() if k != "precision" and k not in PROJECT_TRAINER_KEYS}
+    )
     bar = any(isinstance(c, ProgressBar) for c in callbacks)
     args_precision = precision_args(precision, cfg.trainer.accelerator)
     if SLURMEnvironment.detect():  # requeue on a signal is ours (callbacks.SaveOnSignal), not Lightning's
@@ -121,9 +132,18 @@ class Assembly:
 
     @property
     def batch(self) -> dict:
-        """Examples per optimizer step: per device x devices x accumulation (metrics.json's `batch`)."""
+        """Examples per optimizer step: per device x devices x accumulation (metrics.json's `batch`); with a token
+        budget (`data.max_tokens`) the tokens per device instead, as the example count varies batch to batch."""
         t, per = self.trainer, self.datamodule.batch_size
         devices = t.num_devices * t.num_nodes
+        max_tokens = self.datamodule.config.max_tokens
+        if max_tokens is not None:
+            return {
+                "max_tokens_per_device": max_tokens,
+                "devices": devices,
+                "accumulation": t.accumulate_grad_batches,
+                "max_tokens_global": max_tokens * devices * t.accumulate_grad_batches,
+            }
         total = per * devices * t.accumulate_grad_batches
         return {
             "per_device": per,
@@ -147,6 +167,8 @@ def assemble(
     check_protocol(cfg)
     L.seed_everything(cfg.seed, workers=True)
     module = module if module is not None else build_module(cfg)
+    if cfg.trainer.get("compile") and not module.compiled:  # trainer.compile=true: the loss pass, compiled
+        module.compile_model()
     datamodule = build_datamodule(cfg.data, module, cfg.seed)
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     trainer = make_trainer(cfg, precision, callbacks, **trainer_overrides)

@@ -57,16 +57,22 @@ SET_BY_THE_PROJECT = {
     "plugins": "trainer.precision (mixed precision is given to the Trainer as a plugin)",
 }
 
+#: trainer.* keys that are the project's, not lightning.Trainer's: src.run.assemble takes them out before the Trainer
+#: is made (compile: torch.compile of the model's loss pass, `Seq2SeqModule.compile_model`)
+PROJECT_TRAINER_KEYS = ("compile",)
+
 #: the largest seed Lightning's seed_everything takes (numpy's uint32); outside [0, it] it picks a random seed
 MAX_SEED = 2**32 - 1
 
 
 @functools.cache
 def trainer_arguments() -> frozenset[str]:
-    """The keys trainer.* may hold: lightning.Trainer's arguments, and Hydra's `_target_`."""
+    """The keys trainer.* may hold: lightning.Trainer's arguments, Hydra's `_target_` and the project's own
+    (`PROJECT_TRAINER_KEYS`)."""
     import lightning as L
 
-    return frozenset(inspect.signature(L.Trainer.__init__).parameters) - {"self"} | {"_target_"}
+    own = {"_target_", *PROJECT_TRAINER_KEYS}
+    return frozenset(inspect.signature(L.Trainer.__init__).parameters) - {"self"} | own
 
 
 @functools.cache
@@ -101,6 +107,7 @@ def check_config(cfg: DictConfig) -> None:
     _check_data(cfg)
     _check_optimizer(cfg)
     _check_trainer(cfg)
+    _check_attention(cfg)
     _check_seed(cfg)
     _check_steps_the_data_allow(cfg)
 
@@ -230,6 +237,21 @@ def _check_data(cfg: DictConfig, budgets: bool = True) -> None:
         "examples per optimizer step over all devices",
         "data.global_batch_size=256, or null (data.batch_size decides)",
     )
+    _optional_int(
+        cfg,
+        "data.max_tokens",
+        1,
+        "padded tokens per training batch, examples x (longest source + longest label); null: data.batch_size",
+        "data.max_tokens=4096, or null (batches of data.batch_size examples)",
+    )
+    tokens = _get(cfg, "data.max_tokens")
+    if tokens not in (_ABSENT, None) and total not in (_ABSENT, None):
+        raise UserError(
+            f"data.max_tokens={_shown(tokens)} with data.global_batch_size={_shown(total)}: token-budget batches "
+            "hold as many examples as fit, so no example count per optimizer step can hold. Fix: "
+            f"data.global_batch_size=null{' data.batch_size=16' if batch is None else ''} (batches by tokens), "
+            "or data.max_tokens=null (example-count batches, as the paper presets keep)."
+        )
     valid = "examples per device per forward pass; null only with data.global_batch_size set"
     if (
         batch is None and total in (None, _ABSENT) and budgets
@@ -384,6 +406,45 @@ def _check_trainer(cfg: DictConfig) -> None:
                 "trainer.val_check_interval=200",
             )
     _check_precision(cfg, "trainer.precision")
+    compile_ = _get(cfg, "trainer.compile")
+    if compile_ not in (_ABSENT, None) and not isinstance(compile_, bool):
+        _refuse(
+            "trainer.compile",
+            compile_,
+            "true (torch.compile the model's loss pass) or false",
+            "trainer.compile=false (the default)",
+        )
+
+
+#: precisions whose attention inputs are fp32 or fp64, which FlashAttention-2 does not take
+FULL_PRECISIONS = ("32-true", "32", "64-true", "64")
+
+
+def _check_attention(cfg: DictConfig) -> None:
+    """attn_implementation: one of src.models.spec.ATTENTION (null: sdpa); flash_attention_2 only in fp16/bf16
+    (not trainer.precision=32-true), with the flash_attn package and a CUDA device (not trainer.accelerator=cpu)."""
+    from src.models.spec import ATTENTION, check_attention
+
+    value = _get(cfg, "attn_implementation")
+    if value in (_ABSENT, None):
+        return
+    if value not in ATTENTION:
+        _refuse(
+            "attn_implementation",
+            value,
+            f"one of {', '.join(ATTENTION)}",
+            "attn_implementation=sdpa (the default)",
+        )
+    if value != "flash_attention_2":
+        return
+    precision = _get(cfg, "trainer.precision")
+    if str(precision) in FULL_PRECISIONS:
+        raise UserError(
+            f"attn_implementation=flash_attention_2 computes in fp16/bf16 only, and trainer.precision={precision} "
+            "gives it fp32. Fix: trainer.precision=bf16-mixed (or auto, bf16-mixed on a GPU), or "
+            "attn_implementation=sdpa."
+        )
+    check_attention(value, cuda=False if _get(cfg, "trainer.accelerator") == "cpu" else None)
 
 
 def _check_seed(cfg: DictConfig) -> None:
@@ -446,8 +507,8 @@ def _check_steps_the_data_allow(cfg: DictConfig) -> None:
 
     batch = per_device_batch_size(cfg.data, world, accumulation)
     bound = _training_examples_at_most(cfg)
-    if bound is None:
-        return
+    if bound is None or _get(cfg, "data.max_tokens") not in (_ABSENT, None):
+        return  # token-budget batches: how many the lengths decide, which the config does not show
     examples, source = bound
     batches = math.ceil(examples / batch)
     per_process = batches // world  # each process takes every world-th batch, all the same number

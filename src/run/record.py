@@ -3,8 +3,9 @@ resumes from, failures, and the one reader (`read_metrics`) that report, compare
 and the SLURM launcher use. `src.train` and `src.eval` write the same schema.
 
 <run>/metrics.json       status (running | completed | failed | interrupted), what was run (run_name, variant,
-                         encoder, decoder, sharing, data, seed, params, precision), `scoring`, and the scores of
-                         each evaluated split under its name: `validation` and `test` ({metric: 0-100, loss})
+                         encoder, decoder, sharing, data, seed, params, precision, attention, compile), `scoring`,
+                         and the scores of each evaluated split under its name: `validation` and `test`
+                         ({metric: 0-100, loss})
 <run>/predictions.jsonl  test predictions (source, reference, prediction), the strings the metrics saw
 <run>/checkpoints/       best.ckpt, last.ckpt (each carries the model description and tokenizers)
 <run>/error.txt          the traceback of a failed run
@@ -149,14 +150,29 @@ def run_identity(cfg: DictConfig) -> dict:
     }
 
 
-def header(cfg: DictConfig, budget: dict, precision, batch: dict) -> dict:
-    """The start of metrics.json: what is trained, on what, how."""
+def header(
+    cfg: DictConfig,
+    budget: dict,
+    precision,
+    batch: dict,
+    attention: dict | None = None,
+    compiled: bool = False,
+) -> dict:
+    """The start of metrics.json: what is trained, on what, how.
+
+    Args:
+        attention: `Seq2SeqModule.attention`: the attn_implementation asked for and what encoder and decoder run,
+            read back from the built model.
+        compiled: whether the loss pass runs torch.compile'd (`trainer.compile`).
+    """
     return {
         "status": "running",
         **run_identity(cfg),
         "params": budget,
         "precision": str(precision),
         "batch": batch,  # examples per optimizer step = per_device x devices x accumulation
+        "attention": attention,
+        "compile": compiled,
     }
 
 
