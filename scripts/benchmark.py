@@ -4,6 +4,8 @@
     python -m scripts.benchmark --workloads gigaword --repeats 1
     python -m scripts.benchmark --encoder bert-base-uncased --decoder bert-base-uncased   # a GPU machine
     python -m scripts.benchmark --quick --encoder DIR --decoder DIR                       # tiny models, seconds
+    python -m scripts.benchmark --phases command --repeats 2   # python -m src.train against the in-process loop
+    python -m scripts.benchmark --phases train --variant eager=attn_implementation=eager   # (b) against (b) changed
 
 (a) the recipe: EncoderDecoderModel.from_encoder_decoder_pretrained + Seq2SeqTrainer, inputs and labels padded to
 max_length, Seq2SeqTrainer.predict with predict_with_generate for evaluation.
@@ -32,6 +34,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from scripts.bench.command import command_row, command_seconds, command_table
 from scripts.bench.common import build_init, train_flops_per_sample
 from scripts.bench.harness import child, spawn
 from scripts.bench.workloads import MINILM, QUICK, WORKLOADS, make_workload, read_split
@@ -150,6 +153,64 @@ def precision_table(rows: list[dict]) -> str:
     return markdown_table(header, body)
 
 
+def measure_command(name, spec, tmp, args, precisions, repeats, tokenizer_dir, log) -> list[dict]:
+    """`--phases command`: the in-process loop over 2k steps against `python -m src.train` for k and 2k steps,
+    alternating, per precision (scripts/bench/command.py)."""
+    k = args.command_steps
+    out = []
+    for prec in precisions:
+        loop, command = [], []
+        for rep in range(repeats):
+            job = dict(system="project", phase="train", workload=name, spec={**spec, "steps": 2 * k},
+                       data=str(tmp / name), init=str(tmp / "init"), tokenizer=tokenizer_dir, encoder=args.encoder,
+                       decoder=args.decoder, seed=rep, precision=prec, overrides=list(args.project_override),
+                       recipe_reuse_host_memory=False)  # fmt: skip
+            loop.append(spawn(job, tmp, log))
+            command.append((command_seconds(job, k, tmp), command_seconds(job, 2 * k, tmp)))
+            log(f"{name} command {prec} run {rep + 1}/{repeats}: loop {loop[-1]['seconds_per_step']:.3f} s/step, "
+                f"command {(command[-1][1] - command[-1][0]) / k:.3f} s/step")  # fmt: skip
+        out.append(command_row(name, prec, k, loop, command))
+    return out
+
+
+def variant_row(workload: str, phase: str, precision: str, name: str, overrides: str, runs: dict) -> dict:
+    """A variant of the project against the project itself: samples/s ratio per repeat (paired), and the loss."""
+    base, other = runs["project"], runs[name]
+    ratios = [o["samples_per_s"] / b["samples_per_s"] for b, o in zip(base, other, strict=True)]
+    row = {
+        "workload": workload,
+        "phase": phase,
+        "precision": precision,
+        "variant": name,
+        "overrides": overrides,
+        "samples_per_s": [statistics.median(r["samples_per_s"] for r in rs) for rs in (base, other)],
+        "ratio": statistics.median(ratios),
+        "ratios": ratios,
+    }
+    if phase == "train":
+        row["loss"] = [statistics.median(r["loss"] for r in rs) for rs in (base, other)]
+    else:
+        pairs = list(zip(base[0]["predictions"], other[0]["predictions"], strict=True))
+        row["identical_predictions"] = [sum(a == b for a, b in pairs), len(pairs)]
+    return row
+
+
+def variant_table(rows: list[dict]) -> str:
+    from src.system.outputs import markdown_table
+
+    header = ["workload", "phase", "precision", "variant (overrides)", "project / variant samples/s",
+              "variant speed-up (runs)", "loss project / variant", "identical outputs"]  # fmt: skip
+    body = []
+    for r in rows:
+        a, b = r["samples_per_s"]
+        loss = f"{r['loss'][0]:.4f} / {r['loss'][1]:.4f}" if "loss" in r else ""
+        same = "{}/{}".format(*r["identical_predictions"]) if "identical_predictions" in r else ""
+        spread = ", ".join(f"{x:.2f}" for x in r["ratios"])
+        body.append([r["workload"], r["phase"], r["precision"], f"{r['variant']} ({r['overrides']})",
+                     f"{a:.3g} / {b:.3g}", f"**{r['ratio']:.2f}x** ({spread})", loss, same])  # fmt: skip
+    return markdown_table(header, body)
+
+
 def machine() -> dict:
     import torch
     import transformers
@@ -179,7 +240,14 @@ def main(argv=None) -> int:
     )
     p.add_argument("--decoder", default=MINILM, help="decoder checkpoint (BERT family)")
     p.add_argument("--workloads", default="cnndm,gigaword", help="comma-separated: cnndm, gigaword")
-    p.add_argument("--phases", default="train,eval", help="comma-separated: train, eval")
+    p.add_argument(
+        "--phases",
+        default="train,eval",
+        help="comma-separated: train, eval, command (python -m src.train against the in-process loop, per step)",
+    )
+    p.add_argument(
+        "--command-steps", type=int, default=64, help="k of the command phase: runs of k and 2k steps"
+    )
     p.add_argument("--repeats", type=int, default=3, help="runs per side; the table shows medians")
     p.add_argument("--steps", type=int, default=None, help="training steps per run (default: the workload's)")
     p.add_argument(
@@ -202,6 +270,14 @@ def main(argv=None) -> int:
         "--project-override", action="append", default=[], help="extra src.train override (b only)"
     )
     p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=OVERRIDES",
+        help="another project side, with src.train overrides (space-separated), run after (b) in every repeat and "
+        "compared with it: --variant eager=attn_implementation=eager --variant compile=trainer.compile=true",
+    )
+    p.add_argument(
         "--quick", action="store_true", help="one tiny workload, 3 steps, 1 repeat: checks the script"
     )
     p.add_argument("--out", default="outputs/benchmark/benchmark.json", help="where the JSON goes")
@@ -217,10 +293,11 @@ def main(argv=None) -> int:
     from src.system.hardware import device_peak_tflops, uses_cuda
 
     specs = {"quick": QUICK} if args.quick else {w: WORKLOADS[w] for w in args.workloads.split(",")}
+    variants = dict(v.split("=", 1) for v in args.variant)  # {name: "key=value key=value"}
     repeats = 1 if args.quick else args.repeats
     phases = args.phases.split(",")
     precisions = args.precision.split(",")
-    rows = []
+    rows, variant_rows, command_rows = [], [], []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         tokenizer_dir = build_init(args.encoder, args.decoder, tmp / "init", seed=0)
@@ -231,10 +308,23 @@ def main(argv=None) -> int:
             spec = {**spec, "steps": args.steps or spec["steps"]}
             make_workload(spec, tokenizer, tmp / name, seed=0)
             for phase in phases:
-                runs = {prec: {"recipe": [], "project": []} for prec in precisions}
+                if phase == "command":
+                    command_rows += measure_command(
+                        name, spec, tmp, args, precisions, repeats, tokenizer_dir, log
+                    )
+                    continue
+                runs = {
+                    prec: {"recipe": [], "project": [], **{v: [] for v in variants}} for prec in precisions
+                }
                 for rep in range(repeats):
                     for prec in precisions:
-                        for system in ("recipe", "project"):  # alternating, so drift hits every side alike
+                        for side in (
+                            "recipe",
+                            "project",
+                            *variants,
+                        ):  # alternating: drift hits every side alike
+                            system = "recipe" if side == "recipe" else "project"
+                            extra = variants[side].split() if side in variants else []
                             job = dict(
                                 system=system,
                                 phase=phase,
@@ -247,13 +337,13 @@ def main(argv=None) -> int:
                                 decoder=args.decoder,
                                 seed=rep,
                                 precision=prec,
-                                overrides=args.project_override if system == "project" else [],
+                                overrides=[*args.project_override, *extra] if system == "project" else [],
                                 recipe_reuse_host_memory=args.recipe_reuse_host_memory,
                             )
                             result = spawn(job, tmp, log)
-                            runs[prec][system].append(result)
+                            runs[prec][side].append(result)
                             log(
-                                f"{name} {phase} {prec} {system} run {rep + 1}/{repeats}: "
+                                f"{name} {phase} {prec} {side} run {rep + 1}/{repeats}: "
                                 f"{result['samples_per_s']:.3g} samples/s"
                                 + (f", loss {result['loss']:.4f}" if "loss" in result else "")
                             )
@@ -265,7 +355,10 @@ def main(argv=None) -> int:
                 device = "cuda" if uses_cuda() else "cpu"
                 for prec in precisions:
                     peak = args.peak_tflops or device_peak_tflops(device, prec)
-                    rows.append({**summarise(name, phase, runs[prec], flops, peak), "precision": prec})
+                    pair = {s: runs[prec][s] for s in ("recipe", "project")}
+                    rows.append({**summarise(name, phase, pair, flops, peak), "precision": prec})
+                    for v in variants:
+                        variant_rows.append(variant_row(name, phase, prec, v, variants[v], runs[prec]))
     report = {
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
         "machine": machine(),
@@ -275,13 +368,20 @@ def main(argv=None) -> int:
         "workloads": specs,
         "rows": rows,
         "precision_rows": precision_rows(rows),
+        "variant_rows": variant_rows,
+        "command_rows": command_rows,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
-    print(table(rows))
+    if rows:
+        print(table(rows))
     if report["precision_rows"]:
         print("\n" + precision_table(report["precision_rows"]))
+    if variant_rows:
+        print("\n" + variant_table(variant_rows))
+    if command_rows:
+        print("\n" + command_table(command_rows))
     print(f"\n{report['machine']}\nJSON: {out}")
     return 0
 

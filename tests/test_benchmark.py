@@ -26,6 +26,7 @@ def test_quick_benchmark_compares_recipe_and_project(tiny, tmp_path):
             f"--decoder={tiny['bert']}",
             f"--out={out}",
             "--precision=32-true,bf16-mixed",
+            "--variant=eager=attn_implementation=eager",
         ],
         cwd=REPO,
         capture_output=True,
@@ -59,3 +60,11 @@ def test_quick_benchmark_compares_recipe_and_project(tiny, tmp_path):
         assert row["project"]["ratios"] and all(x > 0 for x in row["project"]["ratios"])
     assert math.isfinite(bf16_train["project"]["loss"]) and bf16_train["project"]["mfu"] > 0
     assert "bf16-mixed vs 32-true" in proc.stdout
+    # a variant of the project against the project, paired: eager attention trains to sdpa's loss and decodes alike
+    variants = {(r["phase"], r["precision"]): r for r in report["variant_rows"]}
+    assert set(variants) == {(p, q) for p in ("train", "eval") for q in ("32-true", "bf16-mixed")}
+    fp32 = variants[("train", "32-true")]
+    assert fp32["variant"] == "eager" and fp32["overrides"] == "attn_implementation=eager"
+    assert abs(fp32["loss"][0] - fp32["loss"][1]) < 1e-4 and fp32["ratio"] > 0
+    assert variants[("eval", "32-true")]["identical_predictions"] == [8, 8]
+    assert "| quick | train | 32-true | eager (attn_implementation=eager) |" in proc.stdout

@@ -77,7 +77,11 @@ def set_bert_special_tokens(model, tokenizer) -> None:
 
 
 # ---- results --------------------------------------------------------------------------------------------------
-def train_result(job: dict, times: list[float], tokens_per_sample: float, model, tokenizer) -> dict:
+def train_result(
+    job: dict, times: list[float], tokens_per_sample: float, model, tokenizer, sizes: list[int] | None = None
+) -> dict:
+    """Speed over steps 2..N (samples: `sizes`, the examples of each step, where batches vary, as with
+    data.max_tokens; else the workload's batch size), peak memory, held-out loss."""
     from src.system.hardware import (
         peak_memory_mb,  # torch only: the recipe process imports nothing else of ours
     )
@@ -86,10 +90,11 @@ def train_result(job: dict, times: list[float], tokens_per_sample: float, model,
     if len(times) != spec["steps"]:
         raise RuntimeError(f"{job['system']} ran {len(times)} steps instead of {spec['steps']}")
     seconds = times[-1] - times[0]
-    samples = (len(times) - 1) * spec["batch_size"]
+    samples = sum(sizes[1:]) if sizes else (len(times) - 1) * spec["batch_size"]
     device = next(model.parameters()).device
     rows = read_split(Path(job["data"]), HELD_OUT)
     return {
+        "seconds_per_step": seconds / (len(times) - 1),
         "samples_per_s": samples / seconds,
         "target_tokens_per_s": samples * tokens_per_sample / seconds,
         "peak_memory_mb": peak_memory_mb(),

@@ -12,11 +12,10 @@ from src.system.paths import REPO
 
 
 # ---- (b) this project -----------------------------------------------------------------------------------------
-def project_config(job: dict, tmp: str):
-    from hydra import compose, initialize_config_dir
-
+def workload_overrides(job: dict, tmp: str) -> list[str]:
+    """The `src.train` overrides that make the benchmark's workload: model, data, batch sizes, steps, optimizer."""
     spec = job["spec"]
-    overrides = [
+    return [
         f"encoder.checkpoint={job['encoder']}",
         f"decoder.checkpoint={job['decoder']}",
         "encoder.pretrained=true",
@@ -31,17 +30,28 @@ def project_config(job: dict, tmp: str):
         f"data.cache_dir={tmp}/cache",
         f"trainer.max_steps={spec['steps']}",
         f"trainer.precision={job['precision']}",
-        "trainer.limit_val_batches=0",
-        "progress=none",
-        "trainer.log_every_n_steps=1000000",
         f"optimizer.lr={LR}",
         "optimizer.warmup_steps=0",
         f"optimizer.weight_decay={WEIGHT_DECAY}",
         f"seed={job['seed']}",
-        "logger=none",
         f"output_dir={tmp}/run",
-        *job.get("overrides", []),
     ]
+
+
+#: what the in-process loop leaves out of the command: validation, the progress display, logging, the logger
+LOOP_ONLY = [
+    "trainer.limit_val_batches=0",
+    "progress=none",
+    "trainer.log_every_n_steps=1000000",
+    "logger=none",
+]
+
+
+def project_config(job: dict, tmp: str):
+    from hydra import compose, initialize_config_dir
+
+    spec = job["spec"]
+    overrides = [*workload_overrides(job, tmp), *LOOP_ONLY, *job.get("overrides", [])]
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     cfg.data.generation = spec["generation"]  # replaced whole: the recipe's settings, nothing of ours left in
@@ -67,16 +77,20 @@ def run_project(job: dict) -> dict:
         if job["phase"] == "train":
             times: list[float] = []
             tokens: list[int] = []
+            sizes: list[int] = []
 
             class StepTimes(L.Callback):
                 def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
                     sync()
                     times.append(time.perf_counter())
                     tokens.append(batch["num_target_tokens"] / batch["input_ids"].size(0))
+                    sizes.append(batch["input_ids"].size(0))
 
             run = assemble(cfg, module, [StepTimes()], ["train"], logger=False, enable_checkpointing=False)
             run.trainer.fit(module, datamodule=run.datamodule)
-            return train_result(job, times, statistics.fmean(tokens), module.model, module.decoder_tokenizer)
+            return train_result(
+                job, times, statistics.fmean(tokens), module.model, module.decoder_tokenizer, sizes
+            )
         run = assemble(cfg, module, [], ["test"], logger=False, enable_checkpointing=False)
         sync()
         start = time.perf_counter()
