@@ -100,8 +100,10 @@ def test_tokenizing_a_long_source_counts_its_cut_without_the_tokenizers_warning(
     tokenization = Tokenization(tokenizer(), tokenizer(), max_source_length=8, max_target_length=4, eos_id=3)
     stats = SplitStats()
     with _transformers_log() as log:
-        (source,), (label,) = tokenization.pairs(["a " * 20], ["b " * 20], stats)
-    assert len(source) == 8 and len(label) == 4 and stats.truncated_sources == stats.truncated_targets == 1
+        _, (source_length,), _, (label_length,) = tokenization.arrays(["a " * 20], ["b " * 20], stats)
+    assert (
+        source_length == 8 and label_length == 4 and stats.truncated_sources == stats.truncated_targets == 1
+    )
     assert "Token indices sequence length" not in log.getvalue()
     with _transformers_log() as log:  # the check is real: the tokenizer warns when asked the plain way
         tokenizer()(["a " * 20], add_special_tokens=False)

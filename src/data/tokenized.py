@@ -242,14 +242,6 @@ class Tokenization:
         stats.truncated_targets += int((lengths > self.max_target_length - 1).sum())
         return *src, *_cut(ids, lengths, self.max_target_length - 1, [], [self.eos_id])
 
-    def pairs(self, sources, targets, stats: SplitStats) -> tuple[list[list[int]], list[list[int]]]:
-        """`arrays` as lists of id lists (small inputs)."""
-        src, src_len, lab, lab_len = self.arrays(sources, targets, stats)
-        return (
-            [x.tolist() for x in np.split(src, np.cumsum(src_len)[:-1])],
-            [x.tolist() for x in np.split(lab, np.cumsum(lab_len)[:-1])],
-        )
-
 
 def _cut(ids: np.ndarray, lengths: np.ndarray, keep: int, prefix: list[int], suffix: list[int]):
     """Each sequence of (flat `ids`, `lengths`) cut to `keep` ids and wrapped in prefix and suffix, vectorised:
