@@ -56,6 +56,19 @@ def build_datamodule(data: DictConfig, module: Seq2SeqModule, seed: int) -> Seq2
     )
 
 
+def refuse_token_budget_with_global_batch(data) -> None:
+    """`data.max_tokens` with `data.global_batch_size` is refused: token-budget batches hold as many examples as
+    fit, so no example count per optimizer step can hold (src.run.checks and per_device_batch_size ask here)."""
+    tokens, total, batch = data.get("max_tokens"), data.get("global_batch_size"), data.get("batch_size")
+    if tokens is not None and total is not None:
+        raise UserError(
+            f"data.max_tokens={tokens} with data.global_batch_size={total}: token-budget batches hold as many "
+            "examples as fit, so no example count per optimizer step can hold. Fix: "
+            f"data.global_batch_size=null{' data.batch_size=16' if batch is None else ''} (batches by tokens), "
+            "or data.max_tokens=null (example-count batches, as the paper presets keep)."
+        )
+
+
 def per_device_batch_size(data: DictConfig, devices: int, accumulation: int) -> int:
     """`data.batch_size`, or the share of `data.global_batch_size` one device takes in one forward pass.
 
@@ -64,12 +77,8 @@ def per_device_batch_size(data: DictConfig, devices: int, accumulation: int) -> 
     training batches hold as many examples as fit in the token budget and batch_size is not used for them; a
     global batch (a fixed example count) with it is refused (src.run.checks words it for the command line).
     """
+    refuse_token_budget_with_global_batch(data)
     batch, total = data.get("batch_size"), data.get("global_batch_size")
-    if total is not None and data.get("max_tokens") is not None:
-        raise UserError(
-            f"data.max_tokens={data.max_tokens} and data.global_batch_size={total} contradict: token-budget batches "
-            "have no fixed example count. Fix: data.global_batch_size=null, or data.max_tokens=null."
-        )
     if total is None:
         if batch is None:
             raise UserError(

@@ -244,14 +244,10 @@ def _check_data(cfg: DictConfig, budgets: bool = True) -> None:
         "padded tokens per training batch, examples x (longest source + longest label); null: data.batch_size",
         "data.max_tokens=4096, or null (batches of data.batch_size examples)",
     )
-    tokens = _get(cfg, "data.max_tokens")
-    if tokens not in (_ABSENT, None) and total not in (_ABSENT, None):
-        raise UserError(
-            f"data.max_tokens={_shown(tokens)} with data.global_batch_size={_shown(total)}: token-budget batches "
-            "hold as many examples as fit, so no example count per optimizer step can hold. Fix: "
-            f"data.global_batch_size=null{' data.batch_size=16' if batch is None else ''} (batches by tokens), "
-            "or data.max_tokens=null (example-count batches, as the paper presets keep)."
-        )
+    if isinstance(_get(cfg, "data"), DictConfig):
+        from src.run.assemble import refuse_token_budget_with_global_batch
+
+        refuse_token_budget_with_global_batch(cfg.data)
     valid = "examples per device per forward pass; null only with data.global_batch_size set"
     if (
         batch is None and total in (None, _ABSENT) and budgets
