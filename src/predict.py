@@ -15,7 +15,7 @@ import json
 import sys
 from dataclasses import fields
 
-from src.models.decoding import Decoding
+from src.models.decoding import LENGTH_PENALTY_FORMS, Decoding
 from src.run.predictor import Predictor, read_input, sources_of
 from src.system.cli import command_parser
 from src.system.errors import UserError, report_user_errors
@@ -37,10 +37,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="sources a batch (default: the run's data.eval_batch_size)")
     decoding = p.add_argument_group("decoding (src/models/decoding.py; default: the model's own)")
     for f in fields(Decoding):  # f.type: the annotation's text, e.g. "Optional[int]"
-        kind = {"int": int, "float": float, "bool": _boolean}[
+        kind = {"int": int, "float": float, "bool": _boolean, "str": str}[
             f.type.removeprefix("Optional[").removesuffix("]")
         ]
-        decoding.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, metavar=f.name.upper())
+        choices = LENGTH_PENALTY_FORMS if f.name == "length_penalty_form" else None
+        decoding.add_argument(
+            f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, choices=choices, metavar=f.name.upper()
+        )
     return p
 
 

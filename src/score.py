@@ -2,8 +2,9 @@
 
 A file inside a run directory is scored as that run was: its metrics, bleu_lowercase, scored_text and
 rouge_stemmer (the options given here win). Each line of FILE is a JSON object with `prediction`, the reference as
-`reference` (a string) or `references` (a list), and `source` (SARI needs it). Prints a table, then the scores as
-one JSON object on the last line.
+`reference` (a string) or `references` (a list), and `source` (SARI needs it). Prints a table, what computed each
+metric (tool and version, the text form scored, the signature), then the scores as one JSON object on the last
+line.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from src.analysis.scoring import score
+from src.analysis.scoring import score_with_provenance
 from src.metrics.text import SUPPORTED
 from src.system.cli import command_parser
 from src.system.errors import UserError, report_user_errors
@@ -63,9 +64,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.file} is a directory. Fix: give its predictions file"
                 + (f", {inside}." if inside.is_file() else ", e.g. outputs/runs/<run>/predictions.jsonl.")
             )
-        scores = score(args.file, args.metrics, **options)
+        scores, provenance = score_with_provenance(args.file, args.metrics, **options)
     for name, value in scores.items():
         print(f"{name:>10} {value:8.2f}")
+    for name, p in provenance.items():
+        print(f"{name}: {p['what']}; {p['tool']}, {p['text']} text, {p['signature']}")
     print(json.dumps(scores))
     return 0
 

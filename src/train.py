@@ -70,6 +70,7 @@ def _train(cfg: DictConfig, devices) -> dict:
         cfg, module.budget.as_dict(), run.precision, run.batch, module.attention, module.compiled
     )
     results["scoring"] = module.scoring  # what the metrics compared, and sacreBLEU's signatures
+    results["generation"] = module.decoding.kwargs()  # the decoding scored (src.eval records it likewise)
     if cfg.eval_before_training:
         probe = make_trainer(
             cfg, run.precision, [], logger=False, enable_checkpointing=False, devices=devices

@@ -58,7 +58,7 @@ def test_greedy_decoding_sends_generate_no_beam_search_settings():
     greedy = beam.override({"num_beams": 1})
     assert greedy.generate_kwargs() == {"num_beams": 1, "max_new_tokens": 8}
     assert greedy.kwargs()["early_stopping"] is True  # the decoding itself (records, exports) is unchanged
-    assert set(BEAM_ONLY) == {"early_stopping", "length_penalty"}
+    assert set(BEAM_ONLY) == {"early_stopping", "length_penalty", "length_penalty_form"}
 
 
 def test_unset_beams_follow_the_models_generation_config():

@@ -83,7 +83,7 @@ def test_paper_settings_are_in_the_task_configs():
         "cnn_dailymail": (512, 128, 128, 300000, ["rouge1", "rouge2", "rougeL", "rougeLsum"]),
         "xsum": (512, 64, 128, 200000, ["rouge1", "rouge2", "rougeL"]),
         "gigaword": (128, 32, 256, 500000, ["rouge1", "rouge2", "rougeL"]),
-        "wmt14_en_de": (128, 128, 256, -1, ["bleu", "bleu_t2t"]),
+        "wmt14_en_de": (128, 128, 256, -1, ["bleu", "bleu_t2t", "sacrebleu"]),
         "discofuse": (128, 128, 256, 300000, ["exact", "sari"]),
         "wikisplit": (128, 128, 256, 300000, ["exact", "sari", "bleu_nltk"]),
     }

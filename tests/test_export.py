@@ -11,12 +11,14 @@ import pytest
 import torch
 from transformers import AutoTokenizer, EncoderDecoderModel, GPT2LMHeadModel
 
+from src.models.decoding import GNMTLengthPenalty
 from src.train import train
 from tests.helpers.commands import REPO, compose_train, run_cli
 from tests.helpers.tiny_run import synthetic_overrides
 
 RUNS = {  # (overrides, beams): a tied, a shared, a two-vocabulary and a decoder-only model; greedy and beam 4
-    "bert2bert-tied": (["sharing=embeddings"], 4),
+    # (the GNMT length penalty, which plain transformers applies when given the penalty as GNMTLengthPenalty)
+    "bert2bert-tied": (["sharing=embeddings", "data.generation.length_penalty_form=gnmt"], 4),
     "bertshare": (["sharing=shared"], 1),
     "bert2gpt": (["decoder=gpt2"], 4),
     "gpt": (["variant=gpt"], 1),
@@ -72,16 +74,29 @@ def test_export_reloads_in_plain_transformers_and_generates_the_runs_predictions
         batch = enc_tok(
             sources, return_tensors="pt", padding=True, truncation=True, max_length=cfg.data.max_source_length
         )
+        g = model.generation_config
+        gnmt = getattr(g, "length_penalty_form", None) == "gnmt"  # as the model card says
+        assert gnmt == (name == "bert2bert-tied") and ("GNMT's" in card) == gnmt
+        penalty = {"length_penalty": GNMTLengthPenalty(g.length_penalty)} if gnmt else {}
         with torch.no_grad():
-            out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        got = [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
+            out = model.generate(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **penalty
+            )
+        got = [
+            t.strip()
+            for t in tok.batch_decode(out, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        ]
         assert model.generation_config.num_beams == cfg.data.generation.num_beams
     assert got == [r["prediction"] for r in expected]
     # src.predict on the exported directory: the same answers, in the input's order
     from src.models.decoding import Decoding
     from src.run.predictor import Predictor
 
-    assert Predictor(str(hf)).predict(sources, 3, Decoding(), progress=False) == got
+    assert Predictor(str(hf)).predict(sources, 3, Decoding(), progress=False) == got  # GNMT read back
+    recorded = json.loads((run / "metrics.json").read_text())[
+        "generation"
+    ]  # the decoding the run was scored with
+    assert recorded.get("length_penalty_form") == ("gnmt" if name == "bert2bert-tied" else None)
     if name == "bertshare":
         assert "reloads the two sides untied" in card
     if name == "bert2bert-tied":  # the command line on the run itself, sources on standard input

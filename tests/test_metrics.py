@@ -7,7 +7,7 @@ import sacrebleu
 from nltk.translate.bleu_score import corpus_bleu
 
 from src.metrics.sari import ngram_set, sari, sari_components
-from src.metrics.text import GenerationMetrics, sentences
+from src.metrics.text import ExampleScorer, GenerationMetrics, canonical, sentences
 
 
 def test_sari_perfect_output_scores_100():
@@ -175,3 +175,81 @@ def test_t2t_bleu_is_sacrebleus_international_uncased_bleu_and_both_carry_signat
     signature = m.scorer.signature()
     assert "tok:intl" in signature["bleu_t2t"] and "case:lc" in signature["bleu_t2t"]
     assert "tok:13a" in signature["bleu"] and signature["text"] == "as_given"
+
+
+# WMT-style detokenized outputs: decimals, thousands, abbreviations, hyphens, quotes, umlauts. A WordPiece decoder
+# writes "well - known" and "3. 5"; byte-level BPE the reference's own spelling.
+WMT_REFS = [
+    'The U.S. economy grew 3.5 percent, says Müller\'s well-known "report".',
+    "Some 1,000 pedestrians cross the B 33 - within view of the Town Hall.",
+]
+WMT_PREDS = [
+    'The U.S. economy grew 3.5 per cent, says Müller\'s well - known " report ".',
+    "About 1,000 pedestrians cross the B 33 - within view of the town hall.",
+]
+
+
+def test_standard_sacrebleu_scores_the_detokenized_text_as_given_whatever_the_scored_form():
+    """`sacrebleu` is sacreBLEU with its defaults on the strings as given: equal to sacrebleu.corpus_bleu on them,
+    under scored_text=canonical too, while `bleu` scores the canonical form (and so differs on these strings)."""
+    standard = sacrebleu.corpus_bleu(WMT_PREDS, [WMT_REFS])
+    got = {}
+    for form in ("canonical", "as_given"):
+        m = GenerationMetrics(["bleu", "sacrebleu"], scored_text=form)
+        m.update(WMT_PREDS[:1], WMT_REFS[:1])
+        m.update(WMT_PREDS[1:], WMT_REFS[1:])  # accumulated in pieces, as over a split
+        got[form] = {k: float(v) for k, v in m.compute().items()}
+        assert got[form]["sacrebleu"] == pytest.approx(standard.score, abs=1e-4), form
+    on_canonical = sacrebleu.corpus_bleu(
+        [canonical(p) for p in WMT_PREDS], [[canonical(r) for r in WMT_REFS]]
+    )
+    assert got["canonical"]["bleu"] == pytest.approx(on_canonical.score, abs=1e-4)
+    assert got["as_given"]["bleu"] == pytest.approx(standard.score, abs=1e-4)
+    assert abs(on_canonical.score - standard.score) > 1.0  # the two forms differ on these strings
+
+
+def test_every_metric_says_its_tool_version_text_and_signature():
+    names = ["rouge2", "exact", "sari", "bleu", "bleu_t2t", "bleu_nltk", "sacrebleu"]
+    provenance = ExampleScorer(names, bleu_lowercase=True).provenance()
+    assert list(provenance) == names
+    assert all(set(p) == {"what", "tool", "text", "signature"} for p in provenance.values())
+    version = sacrebleu.__version__
+    assert provenance["sacrebleu"] == {
+        "what": provenance["sacrebleu"]["what"],
+        "tool": f"sacrebleu {version}",
+        "text": "as_given",
+        "signature": f"nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:{version}",
+    }
+    assert provenance["bleu"]["signature"] == f"nrefs:1|case:lc|eff:no|tok:13a|smooth:exp|version:{version}"
+    assert provenance["bleu"]["text"] == "canonical" and provenance["bleu_t2t"]["text"] == "canonical"
+    assert (
+        provenance["rouge2"]["tool"].startswith("rouge_score ")
+        and "stemmer:yes" in provenance["rouge2"]["signature"]
+    )
+    assert provenance["bleu_nltk"]["tool"].startswith("nltk ")
+    assert ExampleScorer(["exact"], scored_text="as_given").provenance()["exact"]["text"] == "as_given"
+
+
+@pytest.mark.parametrize(
+    ("written", "decoded"),
+    [
+        ("co\u00adoperation in Düsseldorf", "cooperation in Düsseldorf"),  # a soft hyphen: BERT drops it
+        ("zero\u200bwidth", "zerowidth"),  # a zero-width space, dropped alike
+        ("left\u200fmark and \ufffd", "leftmark and"),  # a direction mark; U+FFFD
+        ("東京タワーは高い。", "東 京 タワーは 高 い 。"),  # CJK ideographs one token each (kana are not)
+        ("ＡＢＣ，ﬁne", "ABC , fine"),  # NFKC: full-width forms and ligatures
+    ],
+)
+def test_the_canonical_form_drops_invisible_characters_and_splits_cjk_as_bert_decodes_them(written, decoded):
+    assert canonical(written) == canonical(decoded)
+    assert canonical(canonical(written)) == canonical(written)  # idempotent
+
+
+def test_invisible_characters_and_cjk_spacing_cost_no_points_but_a_wrong_character_does():
+    reference, model_wrote = "東京の co\u00adoperation", "東 京 の cooperation"
+    m = GenerationMetrics(["exact", "bleu"])
+    m.update([model_wrote], [reference])
+    assert {k: float(v) for k, v in m.compute().items()} == {"exact": 100.0, "bleu": pytest.approx(100.0)}
+    m = GenerationMetrics(["exact"])
+    m.update(["京 東 の cooperation"], [reference])
+    assert float(m.compute()["exact"]) == 0.0

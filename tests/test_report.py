@@ -10,6 +10,7 @@ import statistics
 import pytest
 
 from src.analysis.report import build_rows, scoring_lines, write_report
+from src.metrics.text import ExampleScorer
 from src.paper.figures import paper_figures
 from tests.helpers.runs import run_dirs
 
@@ -42,8 +43,8 @@ def test_report_groups_seeds_into_mean_std_and_adds_bootstrap_intervals(seed_swe
     assert "±" in md and ci_col in md
     # what was scored: the canonical text and ROUGE's stemming, as the runs' metrics.json recorded them
     recorded = json.loads((runs[("shared", 1)] / "metrics.json").read_text())["scoring"]
-    assert recorded["scored_text"] == "canonical" and recorded["signature"]["rouge"] in md
-    assert "- `text`: `canonical`" in md
+    assert recorded["scored_text"] == "canonical" and recorded["provenance"]["rouge2"]["signature"] in md
+    assert "- `rouge2`: ROUGE-2 F1" in md and "canonical text" in md
     with open(tmp_path / "report.csv") as f:
         table = list(csv.DictReader(f))
     assert {"rouge2 std", f"{ci_col} low", f"{ci_col} high"} <= set(table[0])
@@ -110,8 +111,19 @@ def test_the_report_compares_wmt_runs_with_the_paper_in_t2t_bleu():
     columns, rows = build_rows([run], paper, resamples=10)
     assert "gap to paper (bleu_t2t)" in columns and rows[0]["paper bleu_t2t"] == 32.7
     assert rows[0]["gap to paper (bleu_t2t)"] == pytest.approx(32.0 - 32.7)
-    # the report says how its beam search normalises lengths, unlike the paper's (GNMT)
-    assert "GNMT" in "".join(scoring_lines([run]))
+    # the report says how its beam search normalised lengths: transformers' unless the run recorded GNMT's
+    assert "log-probability / length^alpha" in "".join(scoring_lines([run]))
     assert "GNMT" not in "".join(scoring_lines([{**run, "data": "xsum"}]))
+    gnmt = {**run, "generation": {"num_beams": 4, "length_penalty": 0.6, "length_penalty_form": "gnmt"}}
+    penalty = [line for line in scoring_lines([gnmt]) if "length penalty" in line]
+    assert len(penalty) == 1 and "((5 + length) / 6)^alpha, as the paper's" in penalty[0]
+    # each BLEU column named: which tool, which text, which signature
+    provenance = ExampleScorer(["bleu", "bleu_t2t", "sacrebleu"], bleu_lowercase=True).provenance()
+    lines = scoring_lines([{**run, "scoring": {"provenance": provenance}}])
+    lines = {line.split("`")[1]: line for line in lines if line.startswith("- `")}
+    assert "canonical text" in lines["bleu"] and "tok:13a" in lines["bleu"] and "case:lc" in lines["bleu"]
+    assert "canonical text" in lines["bleu_t2t"] and "tok:intl" in lines["bleu_t2t"]
+    assert lines["sacrebleu"].startswith("- `sacrebleu`: standard sacreBLEU")
+    assert "as_given text" in lines["sacrebleu"] and "case:mixed" in lines["sacrebleu"]
     # a run from before the canonical form recorded nothing: it was scored as given, and the report says so
     assert scoring_lines([run])[0] == "- `text`: `as_given (unrecorded: an older run)`"

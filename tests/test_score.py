@@ -94,3 +94,25 @@ def test_bad_input_from_the_command_line_exits_2_without_a_traceback(tmp_path):
     proc = score_cli(str(write(tmp_path / "p.jsonl", [{"prediction": "a"}])), "--metrics", "exact")
     assert proc.returncode == 2 and "lacks `prediction` or a reference" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_output_names_each_metrics_tool_text_and_signature(tmp_path, capsys):
+    f = write(
+        tmp_path / "p.jsonl",
+        [{"prediction": "It is a well - known fact .", "reference": "It is a well-known fact."}],
+    )
+    assert main([str(f), "--metrics", "bleu", "sacrebleu"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    said = {line.split(":")[0]: line for line in lines if ": " in line and not line.startswith("{")}
+    import sacrebleu
+
+    version = sacrebleu.__version__
+    assert said["bleu"].endswith(
+        f"sacrebleu {version}, canonical text, nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:{version}"
+    )
+    assert said["sacrebleu"].startswith("sacrebleu: standard sacreBLEU")
+    assert "as_given text" in said["sacrebleu"]
+    scores = json.loads(lines[-1])
+    assert (
+        scores["bleu"] == pytest.approx(100.0) and scores["sacrebleu"] < 60
+    )  # "well - known" costs 13a BLEU

@@ -230,18 +230,32 @@ def _cell(row: dict, column: str) -> str:
 
 
 def scoring_lines(runs: list[dict]) -> list[str]:
-    """What the runs' metrics computed (metrics.json's `scoring`): the scored text and each tool's signature."""
+    """What the runs' metrics computed (metrics.json's `scoring`): per metric, what it is, the tool and version, the
+    text form and the signature (`provenance`; older runs: the scored text and each tool's signature), and the
+    length penalty the beam search ranked with."""
     seen, unrecorded = {}, {"text": "as_given (unrecorded: an older run)"}
-    for run in (r for r in runs if r.get("status") == "completed"):
-        signature = (run.get("scoring") or {}).get("signature") or unrecorded
-        for name, value in signature.items():
-            seen.setdefault(name, set()).add(value)
-    lines = [f"- `{name}`: {' / '.join(f'`{v}`' for v in sorted(values))}" for name, values in seen.items()]
-    if any(str(run.get("data", "")).startswith("wmt14") for run in runs):
-        lines.append(
-            "- length penalty: transformers' beam search divides a hypothesis' log-probability by length^alpha; "
-            "the paper's tensor2tensor decoder by ((5 + length) / 6)^alpha (GNMT), which is not applied here"
-        )
+    completed = [r for r in runs if r.get("status") == "completed"]
+    for run in completed:
+        scoring = run.get("scoring") or {}
+        provenance = scoring.get("provenance")
+        if isinstance(provenance, dict) and provenance:
+            for name, p in provenance.items():
+                seen.setdefault(name, set()).add(
+                    f"{p.get('what')}; {p.get('tool')}, {p.get('text')} text, `{p.get('signature')}`"
+                )
+            continue
+        for name, value in (scoring.get("signature") or unrecorded).items():
+            seen.setdefault(name, set()).add(f"`{value}`")
+    lines = [f"- `{name}`: {' / '.join(sorted(values))}" for name, values in seen.items()]
+    forms = {((r.get("generation") or {}).get("length_penalty_form") or "transformers") for r in completed}
+    if "gnmt" in forms or any(str(run.get("data", "")).startswith("wmt14") for run in runs):
+        said = {
+            "gnmt": "GNMT's, a finished hypothesis' log-probability / ((5 + length) / 6)^alpha, as the paper's "
+            "tensor2tensor decoder",
+            "transformers": "transformers', log-probability / length^alpha; the paper's tensor2tensor decoder "
+            "divides by ((5 + length) / 6)^alpha (GNMT: data.generation.length_penalty_form=gnmt)",
+        }
+        lines += [f"- length penalty: {said[form]}" for form in sorted(forms)]
     return lines
 
 

@@ -11,6 +11,13 @@ from src.system.errors import UserError
 
 def score(path: Path, metrics: list[str] | None = None, **options) -> dict[str, float]:
     """The corpus scores (0-100) of a predictions file; `options` (`SCORING_KEYS`) win over the run's own."""
+    return score_with_provenance(path, metrics, **options)[0]
+
+
+def score_with_provenance(
+    path: Path, metrics: list[str] | None = None, **options
+) -> tuple[dict[str, float], dict[str, dict[str, str]]]:
+    """`score`, and what computed each metric (`ExampleScorer.provenance`: tool and version, text, signature)."""
     settings = run_settings(path)
     metrics = list(metrics or settings.get("metrics") or [])
     if not metrics:
@@ -28,4 +35,4 @@ def score(path: Path, metrics: list[str] | None = None, **options) -> dict[str, 
         scorer.update(predictions, references, sources)
     except ValueError as err:
         raise UserError(f"{path}: {err}.") from None
-    return {k: float(v) for k, v in scorer.compute().items()}
+    return {k: float(v) for k, v in scorer.compute().items()}, scorer.scorer.provenance()

@@ -18,6 +18,12 @@ score alike, while a wrong word or a missing capital still costs points. `as_giv
 | bleu | corpus BLEU by sacreBLEU, 13a tokenization (`bleu_lowercase` for the paper's uncased WMT BLEU) |
 | bleu_t2t | corpus BLEU as tensor2tensor's t2t-bleu reports it: sacreBLEU's international tokenization, uncased |
 | bleu_nltk | corpus BLEU as NLTK computes it (whitespace tokens, case-sensitive), the paper's WikiSplit BLEU |
+| sacrebleu | standard sacreBLEU: default settings (13a, mixed case) on the texts as given, whatever `scored_text` |
+
+`sacrebleu` is the one figure comparable with published sacreBLEU scores: the detokenized output and reference,
+untouched. It moves with the decoder's detokenization (a WordPiece decoder's "well - known" is three 13a tokens),
+which is why the other metrics compare the canonical form. `ExampleScorer.provenance` says, per metric, the tool
+and version, the text form and the signature; metrics.json records it under `scoring.provenance`.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from importlib.metadata import PackageNotFoundError, version
 
 import absl.logging
 import numpy as np
@@ -38,16 +45,43 @@ from src.metrics.sari import sari
 
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 MEAN_METRICS = (*ROUGE_KEYS, "exact", "sari")
-SACREBLEU_METRICS = ("bleu", "bleu_t2t")
+SACREBLEU_METRICS = ("bleu", "bleu_t2t", "sacrebleu")
 BLEU_METRICS = (*SACREBLEU_METRICS, "bleu_nltk")
 SUPPORTED = (*MEAN_METRICS, *BLEU_METRICS)
+#: metrics that score the texts as given whatever `scored_text` says (their definition is the tool's own)
+AS_GIVEN_METRICS = ("sacrebleu",)
 SCORED_TEXT = ("canonical", "as_given")
 #: the keys of a task's data config (and of a run's) that say how it is scored, besides its metrics
 SCORING_KEYS = ("bleu_lowercase", "scored_text", "rouge_stemmer")
 #: the metric a comparison leads with (report chart, decoding choice), the first of these the task has
-PRIMARY = ("rouge2", "sari", "bleu_t2t", "bleu", "bleu_nltk", "exact", "rougeL", "rouge1")
+PRIMARY = ("rouge2", "sari", "bleu_t2t", "bleu", "bleu_nltk", "sacrebleu", "exact", "rougeL", "rouge1")
+#: what each metric is, in a line (metrics.json's provenance, src.report and src.score name a column by it)
+DESCRIPTIONS = {
+    **{
+        k: f"{k.replace('rouge', 'ROUGE-')} F1 (rouge_score's tokenizer: lowercase, ASCII letters and digits)"
+        for k in ROUGE_KEYS
+    },
+    "exact": "exact match",
+    "sari": "SARI, tensor2tensor's sari_hook (the paper's)",
+    "bleu": "corpus BLEU, sacreBLEU 13a",
+    "bleu_t2t": "corpus BLEU as tensor2tensor's t2t-bleu: sacreBLEU intl tokenization, uncased",
+    "bleu_nltk": "corpus BLEU, NLTK (whitespace tokens, case-sensitive), the paper's WikiSplit BLEU",
+    "sacrebleu": "standard sacreBLEU (13a, mixed case) on the detokenized texts: comparable with published "
+    "sacreBLEU scores",
+}
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\D)")  # . ! ? then space, then no digit
 _MARK = re.compile(r"[^\w\s]|_")  # a punctuation mark or symbol: neither letter, digit nor space
+# CJK ideographs, one token each as BERT's tokenizer writes them (the ranges of its _is_chinese_char)
+_CJK = re.compile(
+    "([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002a6df\U0002a700-\U0002ceaf"
+    "\U0002f800-\U0002fa1f])"
+)
+
+
+def _invisible(char: str) -> bool:
+    """A character no decoder writes visibly: a control or format character (soft hyphen, zero-width space,
+    direction marks; not whitespace) or U+FFFD, which BERT's tokenizer drops and byte-level BPE keeps."""
+    return char == "\ufffd" or (unicodedata.category(char)[0] == "C" and not char.isspace())
 
 
 def primary_metric(names) -> str | None:
@@ -62,13 +96,24 @@ def scoring_options(settings) -> dict:
 
 
 def canonical(text: str) -> str:
-    """The scored form of a text: NFKC, every punctuation mark and symbol a token of its own, single spaces.
+    """The scored form of a text: NFKC, invisible characters dropped, every punctuation mark, symbol and CJK
+    ideograph a token of its own, single spaces.
 
     "functions. Finally, an HP" and "functions . Finally , an HP" -> "functions . Finally , an HP";
-    "<::::>" and "< : : : : >" -> "< : : : : >"; "well-known" and "well - known" -> "well - known".
-    Idempotent: canonical(canonical(t)) == canonical(t).
+    "<::::>" and "< : : : : >" -> "< : : : : >"; "well-known" and "well - known" -> "well - known";
+    "co\u00adop" (a soft hyphen) -> "coop"; "東京" and "東 京" -> "東 京". Idempotent.
     """
-    return " ".join(_MARK.sub(r" \g<0> ", unicodedata.normalize("NFKC", text)).split())
+    text = unicodedata.normalize("NFKC", text)
+    if not text.isascii():
+        text = _CJK.sub(r" \1 ", "".join(c for c in text if not _invisible(c)))
+    return " ".join(_MARK.sub(r" \g<0> ", text).split())
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:  # a source checkout that is not installed
+        return "unknown"
 
 
 def quiet_rouge_scorer(keys: list[str], stemmer: bool = True):
@@ -131,7 +176,11 @@ class ExampleScorer:
         self.names, self.scored_text, self.rouge_stemmer = tuple(names), scored_text, rouge_stemmer
         rouge = [k for k in self.names if k in ROUGE_KEYS]
         self._rouge = quiet_rouge_scorer(rouge, rouge_stemmer) if rouge else None
-        sacre = {"bleu": BLEU(lowercase=bleu_lowercase), "bleu_t2t": BLEU(tokenize="intl", lowercase=True)}
+        sacre = {
+            "bleu": BLEU(lowercase=bleu_lowercase),
+            "bleu_t2t": BLEU(tokenize="intl", lowercase=True),
+            "sacrebleu": BLEU(),
+        }
         self._sacrebleu = {k: v for k, v in sacre.items() if k in self.names}
         # the signature's nrefs until examples are scored (every task has one reference)
         for bleu in self._sacrebleu.values():
@@ -140,6 +189,37 @@ class ExampleScorer:
     def scored(self, text: str) -> str:
         """The form in which `text` is scored (`canonical`, or as given)."""
         return canonical(text) if self.scored_text == "canonical" else text
+
+    def text_form(self, name: str) -> str:
+        """The form metric `name` scores: `as_given` for AS_GIVEN_METRICS, else this scorer's `scored_text`."""
+        return "as_given" if name in AS_GIVEN_METRICS else self.scored_text
+
+    def provenance(self) -> dict[str, dict[str, str]]:
+        """Per metric: what it is, the tool and version that computed it, the text form it scored and its
+        signature (sacreBLEU's own for the sacreBLEU metrics)."""
+        out = {}
+        for name in self.names:
+            if name in ROUGE_KEYS:
+                tool = f"rouge_score {_version('rouge-score')}"
+                signature = f"rouge_score|{name}|stemmer:{'yes' if self.rouge_stemmer else 'no'}|tok:default"
+            elif name in SACREBLEU_METRICS:
+                tool, signature = (
+                    f"sacrebleu {_version('sacrebleu')}",
+                    str(self._sacrebleu[name].get_signature()),
+                )
+            elif name == "bleu_nltk":
+                tool = f"nltk {_version('nltk')}"
+                signature = "nltk corpus_bleu|tok:whitespace|case:mixed|smooth:none"
+            else:  # exact, sari: this project's code (src/metrics)
+                tool = f"warmstart {_version('warmstart')} (src/metrics/{'sari' if name == 'sari' else 'text'}.py)"
+                signature = "sari_hook|n:4|beta_del:0" if name == "sari" else "exact|whitespace-normalised"
+            out[name] = {
+                "what": DESCRIPTIONS[name],
+                "tool": tool,
+                "text": self.text_form(name),
+                "signature": signature,
+            }
+        return out
 
     def signature(self) -> dict[str, str]:
         """What was computed, per metric family: the scored text, ROUGE's stemming, sacreBLEU's signatures."""
@@ -169,6 +249,7 @@ class ExampleScorer:
         refs = [[r] if isinstance(r, str) else list(r) for r in references]
         if any(not rs for rs in refs):
             raise ValueError("every prediction needs at least one reference")
+        given = list(predictions), refs  # for AS_GIVEN_METRICS
         predictions = [self.scored(p) for p in predictions]
         refs = [[self.scored(r) for r in rs] for rs in refs]
         sources = sources and [self.scored(s) for s in sources]
@@ -189,10 +270,11 @@ class ExampleScorer:
         if self._sacrebleu and predictions:
             if len({len(rs) for rs in refs}) != 1:
                 raise ValueError("bleu needs the same number of references for every example")
-            streams = [list(stream) for stream in zip(*refs, strict=True)]
             for name, bleu in self._sacrebleu.items():
+                hyps, rs = given if name in AS_GIVEN_METRICS else (predictions, refs)
+                streams = [list(stream) for stream in zip(*rs, strict=True)]
                 bleu.num_refs = len(streams)
-                out[name][:] = bleu._extract_corpus_statistics(predictions, streams)
+                out[name][:] = bleu._extract_corpus_statistics(hyps, streams)
         return out
 
     @staticmethod

@@ -3,6 +3,14 @@
 The fields are the one list of decoding keys: the training config's `data.generation` (conf/data_common) and
 `src.eval`'s are this schema (registered with Hydra as `decoding_schema`), `src.predict`'s flags are made from it,
 and an export writes it to generation_config.json. A changed decoding is a new object (`Decoding.override`).
+
+The length penalty has two forms (`length_penalty_form`): transformers' (a finished beam's log-probability
+divided by len^alpha) and GNMT's, which tensor2tensor and the paper use (divided by ((5 + len) / 6)^alpha; len counts
+the generated tokens, EOS included, as both do). transformers' beam search computes its penalty in two places as
+`length ** length_penalty`, with `length` a Python int; the GNMT form is an alpha (`GNMTLengthPenalty`, a float)
+whose reflected power is GNMT's. Nothing of transformers' search is copied or patched: it runs as it is, cache
+included. `GNMTLengthPenalty.applied` counts the penalties computed, so that a transformers whose search stops
+computing `int ** length_penalty` is detected (`check_applied`) instead of silently decoding with len^alpha.
 """
 
 from __future__ import annotations
@@ -25,6 +33,21 @@ class Decoding:
     length_penalty: Optional[float] = None  # noqa: UP045
     no_repeat_ngram_size: Optional[int] = None  # noqa: UP045  n: no n-gram repeated within an output
     early_stopping: Optional[bool] = None  # noqa: UP045
+    # how length_penalty (alpha) normalises a finished beam's log-probability: "transformers" (len^alpha) or "gnmt"
+    # (((5 + len) / 6)^alpha, tensor2tensor's and the paper's); null: transformers'
+    length_penalty_form: Optional[str] = None  # noqa: UP045
+
+    def __post_init__(self):
+        if self.length_penalty_form not in (None, *LENGTH_PENALTY_FORMS):
+            raise UserError(
+                f"data.generation.length_penalty_form={self.length_penalty_form!r} is not a length penalty form. "
+                f"Fix: data.generation.length_penalty_form={' or '.join(LENGTH_PENALTY_FORMS)}."
+            )
+
+    @property
+    def gnmt(self) -> bool:
+        """Whether beam search normalises by GNMT's ((5 + len) / 6)^alpha."""
+        return self.length_penalty_form == "gnmt"
 
     @classmethod
     def of(cls, settings=None) -> Decoding:
@@ -56,15 +79,29 @@ class Decoding:
         and may be ignored: ['early_stopping']". Greedy is num_beams=1 here, or num_beams unset and the model's
         `generation_config` (when given) decoding with one beam; unset and no config given, they are kept (the
         model's default may be beam search). The outputs are the same either way.
+
+        `length_penalty_form` is no argument of generate: the GNMT form turns the length penalty (this one's, else
+        the config's, else transformers' default 1.0) into a `GNMTLengthPenalty`.
         """
         given = self.kwargs()
+        given.pop("length_penalty_form", None)
         beams = self.num_beams
         if beams is None and generation_config is not None:
             beams = getattr(generation_config, "num_beams", None) or 1
         if beams == 1:
             for key in BEAM_ONLY:
                 given.pop(key, None)
+        elif self.gnmt:
+            alpha = given.get("length_penalty", getattr(generation_config, "length_penalty", None))
+            given["length_penalty"] = GNMTLengthPenalty(1.0 if alpha is None else alpha)
         return given
+
+    def beam_search(self, generation_config=None) -> bool:
+        """Whether `generate` searches with more than one beam (num_beams here, else the config's)."""
+        beams = self.num_beams
+        if beams is None:
+            beams = getattr(generation_config, "num_beams", None) or 1
+        return beams > 1
 
     def __str__(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in sorted(self.kwargs().items())) or "generate's defaults"
@@ -72,7 +109,47 @@ class Decoding:
 
 KEYS = tuple(f.name for f in fields(Decoding))
 #: settings only beam search reads (transformers 5 warns when they are set beside num_beams=1)
-BEAM_ONLY = ("early_stopping", "length_penalty")
+BEAM_ONLY = ("early_stopping", "length_penalty", "length_penalty_form")
+LENGTH_PENALTY_FORMS = ("transformers", "gnmt")
+
+
+class GNMTLengthPenalty(float):
+    """A length penalty alpha that transformers' beam search applies in GNMT's form.
+
+    transformers 5 divides a beam's log-probability by `length ** length_penalty` (`_update_finished_beams` and
+    `_check_early_stop_heuristic` of `GenerationMixin`), `length` an int: int's power gives way to this float's
+    reflected power, which returns ((5 + length) / 6) ** alpha. Everywhere else it is the float alpha (its sign,
+    its JSON). Each penalty computed counts in `GNMTLengthPenalty.applied`.
+    """
+
+    applied = 0  # penalties computed, by every instance (generate copies its settings)
+
+    def __rpow__(self, length):
+        GNMTLengthPenalty.applied += 1
+        return ((5.0 + float(length)) / 6.0) ** float(self)
+
+    def __repr__(self) -> str:
+        return f"GNMTLengthPenalty({float(self)!r})"
+
+
+def gnmt_penalty(length: int, alpha: float) -> float:
+    """GNMT's length penalty (Wu et al. 2016; tensor2tensor's beam search): ((5 + length) / 6) ** alpha."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def check_applied(before: int) -> None:
+    """Raise if no GNMT penalty was computed since `GNMTLengthPenalty.applied` was `before` (read before a beam
+    search with the GNMT form): the installed transformers no longer computes `length ** length_penalty`, so its
+    outputs would be transformers' len^alpha under the GNMT name."""
+    if GNMTLengthPenalty.applied == before:
+        import transformers
+
+        raise UserError(
+            f"transformers {transformers.__version__}'s beam search did not apply the GNMT length penalty "
+            "(it no longer computes `length ** length_penalty`), so the outputs would be ranked by len^alpha. "
+            "Fix: install the transformers version pyproject.toml names, or set "
+            "data.generation.length_penalty_form=transformers."
+        )
 
 
 def register_schema() -> None:

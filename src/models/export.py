@@ -100,7 +100,11 @@ def write_export(module: Seq2SeqModule, out: Path, run: dict, metrics: dict) -> 
     gen = model.generation_config
     # the run's decoding is what generate() does by default (greedy: without the beam-search-only settings)
     for key, value in module.decoding.generate_kwargs(gen).items():
-        setattr(gen, key, value)
+        setattr(gen, key, float(value) if key == "length_penalty" else value)
+    gen._from_model_config = False  # the run's own decoding: reloaded as written (extra keys included)
+    if module.decoding.gnmt and module.decoding.beam_search(gen):
+        # no setting of plain transformers: src.predict reads it, the model card explains it
+        gen.length_penalty_form = "gnmt"
     if (gen.num_beams or 1) == 1:
         gen.early_stopping = False  # a beam-search setting, unused by greedy decoding (and refused beside it)
     decoder_only = module.model.encoder is None
@@ -111,6 +115,8 @@ def write_export(module: Seq2SeqModule, out: Path, run: dict, metrics: dict) -> 
     # transformers 5 reloads an EncoderDecoderModel with its two sides untied, holding equal values.
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     model.save_pretrained(out, state_dict=state)
+    for tokenizer in (module.encoder_tokenizer, module.decoder_tokenizer):
+        tokenizer.clean_up_tokenization_spaces = False  # plain transformers decodes as the run was scored
     module.decoder_tokenizer.save_pretrained(out)
     if not decoder_only and tokenizer_files(module.encoder_tokenizer) != tokenizer_files(
         module.decoder_tokenizer
@@ -120,6 +126,21 @@ def write_export(module: Seq2SeqModule, out: Path, run: dict, metrics: dict) -> 
     unknown = sorted(p.name for p in out.iterdir() if not is_export_file(p.name))
     if unknown:  # replaced by the next export of this kind, but left behind by one that does not write them
         log.debug("export files EXPORT_NAMES does not list: %s", ", ".join(unknown))
+
+
+def penalty_note(module: Seq2SeqModule, generation_config) -> list[str]:
+    """The model card's line on the length penalty the test metrics were scored with."""
+    if not module.decoding.beam_search(generation_config):
+        return []
+    alpha = generation_config.length_penalty
+    if module.decoding.gnmt:
+        return [
+            f"- length penalty: GNMT's, a beam's log-probability / ((5 + length) / 6)^{alpha} (tensor2tensor's and "
+            "the paper's): the test metrics were scored with it. Plain transformers' `generate` divides by "
+            f"length^{alpha} instead, so its beam outputs can differ; `python -m src.predict DIR` applies the "
+            "GNMT form (`length_penalty_form` in generation_config.json)."
+        ]
+    return [f"- length penalty: transformers' (a beam's log-probability / length^{alpha})"]
 
 
 def model_card(module: Seq2SeqModule, run: dict, metrics: dict, decoder_only: bool) -> str:
@@ -151,6 +172,7 @@ def model_card(module: Seq2SeqModule, run: dict, metrics: dict, decoder_only: bo
         f"{data.get('max_target_length', '?')}",
         f"- training: {metrics.get('train', {}).get('steps', '?')} steps, seed {run.get('seed', '?')}",
         f"- decoding (generation_config.json): {json.dumps(module.decoding.kwargs(), sort_keys=True)}",
+        *penalty_note(module, hf_model(module).generation_config),
         "",
         "## Test metrics",
         "",
@@ -174,5 +196,10 @@ def model_card(module: Seq2SeqModule, run: dict, metrics: dict, decoder_only: bo
             "batch = encoder_tokenizer(sources, return_tensors='pt', padding=True, truncation=True)",
             "out = model.generate(**batch)",
         ]
-    lines += ["print(tok.batch_decode(out, skip_special_tokens=True))", "```", ""]
+    lines += [
+        "# scored as decoded without the tokenizer's clean-up of spaces",
+        "print(tok.batch_decode(out, skip_special_tokens=True, clean_up_tokenization_spaces=False))",
+        "```",
+        "",
+    ]
     return "\n".join(lines)

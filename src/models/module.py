@@ -16,7 +16,7 @@ from src.metrics.health import collapse, output_health
 from src.metrics.text import GenerationMetrics
 from src.models.builder import attention_used, build, usable_positions
 from src.models.checkpoints import load_tokenizer
-from src.models.decoding import Decoding
+from src.models.decoding import Decoding, GNMTLengthPenalty, check_applied
 from src.models.optim import build_optimizer
 from src.models.spec import ModelSpec
 from src.models.special_tokens import special_affixes
@@ -42,10 +42,11 @@ def tokenizer_from_files(files: dict[str, bytes]):
 def decode(tokenizer, ids, special: dict[str, int]) -> list[str]:
     """Generated ids (batch, length) -> texts as the user reads them, outer spaces stripped.
 
-    Special tokens are dropped (start, EOS, pad, unknown, mask, the tokenizer's own [CLS]/[SEP]), except one that
-    stands in the task's text: a SentencePiece BertGeneration tokenizer's separator `<::::>` (WikiSplit's), which
-    is neither its start, EOS, pad nor a token it wraps sequences in, is written out. The metrics score these
-    texts in their canonical form (`src.metrics.text.canonical`).
+    Never rewritten: the tokenizer's clean-up of spaces is off. Special tokens are dropped (start, EOS, pad,
+    unknown, mask, the tokenizer's own [CLS]/[SEP]), except one that stands in the task's text: a SentencePiece
+    BertGeneration tokenizer's separator `<::::>` (WikiSplit's), which is neither its start, EOS, pad nor a token
+    it wraps sequences in, is written out. The metrics score these texts in their canonical form
+    (`src.metrics.text.canonical`).
 
     Args:
         special: the model's decoder_start_token_id, eos_token_id and pad_token_id.
@@ -56,7 +57,10 @@ def decode(tokenizer, ids, special: dict[str, int]) -> list[str]:
         drop.discard(sep)
     rows = ids.tolist() if hasattr(ids, "tolist") else ids
     kept = [[t for t in row if t not in drop] for row in rows]
-    return [t.strip() for t in tokenizer.batch_decode(kept, skip_special_tokens=False)]
+    # clean_up_tokenization_spaces=False whatever the tokenizer's saved config says: its clean-up (on in many
+    # checkpoints saved by transformers 4) rewrites "did n't" as "didn't", a word boundary the model did not write
+    texts = tokenizer.batch_decode(kept, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    return [t.strip() for t in texts]
 
 
 def lm_head(model) -> torch.nn.Module | None:
@@ -191,6 +195,7 @@ class Seq2SeqModule(L.LightningModule):
             "scored_text": scorer.scored_text,
             "rouge_stemmer": scorer.rouge_stemmer,
             "signature": scorer.signature(),
+            "provenance": scorer.provenance(),  # per metric: what, tool and version, text form, signature
         }
 
     @property
@@ -278,6 +283,8 @@ class Seq2SeqModule(L.LightningModule):
 
     @torch.no_grad()
     def generate(self, batch: dict) -> list[str]:
+        gnmt = self.decoding.gnmt and self.decoding.beam_search(self.model.generation_config)
+        before = GNMTLengthPenalty.applied
         try:
             out = self._generate(batch)
         except torch.OutOfMemoryError:
@@ -286,6 +293,8 @@ class Seq2SeqModule(L.LightningModule):
                 f"out of memory while generating for a batch of {size} examples with {beams} beams. "
                 f"Fix: lower data.eval_batch_size (now {size}), or data.generation.num_beams."
             ) from None
+        if gnmt:
+            check_applied(before)
         return decode(self.decoder_tokenizer, out, self.special_ids)
 
     def _generate(self, batch: dict) -> torch.Tensor:

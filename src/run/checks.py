@@ -23,6 +23,7 @@ import math
 
 from omegaconf import DictConfig, OmegaConf
 
+from src.models.decoding import LENGTH_PENALTY_FORMS
 from src.system.errors import UserError
 
 _ABSENT = object()
@@ -316,6 +317,14 @@ def _check_data(cfg: DictConfig, budgets: bool = True) -> None:
         "the longest output, in tokens; null: generate's default",
         "data.generation.max_new_tokens=128",
     )
+    form = _get(cfg, "data.generation.length_penalty_form")
+    if form not in (_ABSENT, None, *LENGTH_PENALTY_FORMS):
+        _refuse(
+            "data.generation.length_penalty_form",
+            form,
+            "transformers (log-probability / len^alpha) or gnmt (/ ((5 + len) / 6)^alpha, the paper's)",
+            "data.generation.length_penalty_form=gnmt",
+        )
 
 
 def _check_optimizer(cfg: DictConfig) -> None:

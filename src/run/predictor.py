@@ -14,7 +14,7 @@ import torch
 from src.data.datamodule import Collator
 from src.data.tokenized import Tokenization, TokenizedSplit
 from src.models.checkpoints import ENCODER_TOKENIZER
-from src.models.decoding import Decoding
+from src.models.decoding import Decoding, GNMTLengthPenalty, check_applied
 from src.models.module import decode
 from src.models.restore import load_module
 from src.run.record import checkpoint_of
@@ -119,6 +119,8 @@ class Predictor:
             # False: trained on bare sources, which its export recorded (src.models.export)
             self.source_special_tokens = getattr(config, "warmstart_source_special_tokens", True) is not False
             g = self.hf.generation_config
+            # the length penalty's form the run was scored with (generation_config.json, src.models.export)
+            self.own_decoding = Decoding.of({"length_penalty_form": getattr(g, "length_penalty_form", None)})
             self.special = {
                 k: getattr(g, k) for k in ("decoder_start_token_id", "eos_token_id", "pad_token_id")
             }
@@ -158,10 +160,18 @@ class Predictor:
         if self.module is not None:  # the module decodes with its own settings: override them once
             self.module.decoding = self.module.decoding.override(decoding)
         # for an exported model (the module path decodes through its own `_generate`)
-        generation = decoding.generate_kwargs(self.hf.generation_config if self.module is None else None)
+        generation, gnmt = {}, False
+        if self.module is None:
+            config = self.hf.generation_config
+            decoding = self.own_decoding.override(decoding)
+            generation = decoding.generate_kwargs(config)
+            gnmt = decoding.gnmt and decoding.beam_search(config)
         for idx in batches:
             texts = [sources[i] for i in idx]
+            before = GNMTLengthPenalty.applied
             out.update(zip(idx, self._batch(texts, generation), strict=True))
+            if gnmt:
+                check_applied(before)
         return [out[i] for i in range(len(sources))]
 
     def _batch(self, texts: list[str], generation: dict) -> list[str]:

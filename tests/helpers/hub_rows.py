@@ -1,9 +1,11 @@
 """Rows in the exact surface format of each task's Hub dataset (columns and text as the Hub serves them).
 
-DiscoFuse and WikiSplit are pre-tokenized (punctuation stands apart, `'s` and `n't` detached); CNN/DailyMail
-highlights are newline-separated, some lines ending in " ." and some in no full stop; Gigaword is lowercased and
-pre-tokenized with `-lrb-`, `#` for digits and `UNK`; XSum and WMT14 are ordinary detokenized text with hyphens,
-quotes, apostrophes, umlauts and a sharp s. Written in the style of each dataset's card and first examples.
+DiscoFuse and WikiSplit are pre-tokenized (punctuation stands apart, `'s` and `n't` detached: `did n't`,
+`wo n't`); CNN/DailyMail highlights are newline-separated, some lines ending in " ." and some in no full stop;
+Gigaword is lowercased and pre-tokenized with `-lrb-`, `#` for digits, `UNK` and detached `n't`; XSum and WMT14
+are ordinary detokenized text with hyphens, quotes, apostrophes, umlauts and a sharp s; CNN/DailyMail and XSum
+have accented names (`Arsène`, `Özil`, `Sinn Féin`, `Düsseldorf`). Written in the style of each dataset's card
+and first examples.
 """
 
 from __future__ import annotations
@@ -38,6 +40,15 @@ ROWS: dict[str, list[dict]] = {
             "connective_string": "Finally ,",
             "discourse_type": "PAIR_ANAPHORA",
         },
+        {
+            "incoherent_first_sentence": "Smith could n't attend the ceremony .",
+            "incoherent_second_sentence": "He wo n't receive the award in person .",
+            "coherent_first_sentence": "Smith could n't attend the ceremony , so he wo n't receive the award in "
+            "person .",
+            "coherent_second_sentence": "",
+            "connective_string": ", so",
+            "discourse_type": "PAIR_CONN",
+        },
     ],
     "wikisplit": [
         {
@@ -52,6 +63,12 @@ ROWS: dict[str, list[dict]] = {
             "population was 597,337 at the 2010 census .",
             "simple_sentence_1": "Street Rod Nationals are held in Louisville , Kentucky .",
             "simple_sentence_2": "The city 's population was 597,337 at the 2010 census .",
+        },
+        {
+            "complex_sentence": "The film did n't receive good reviews , but it was n't a commercial failure "
+            "and its sequel wo n't be delayed .",
+            "simple_sentence_1": "The film did n't receive good reviews .",
+            "simple_sentence_2": "However , it was n't a commercial failure and its sequel wo n't be delayed .",
         },
     ],
     "cnn_dailymail": [
@@ -71,6 +88,13 @@ ROWS: dict[str, list[dict]] = {
             "Aim is to determine whether CW were used, not by whom, says U.N. spokesman .",
             "id": "ee8871b15c50d0db17b0179a6d2beab35065f1e9",
         },
+        {
+            "article": "(CNN) -- Arsène Wenger has praised Mesut Özil after the German playmaker scored twice "
+            "against Fortuna Düsseldorf on Saturday.",
+            "highlights": "Arsène Wenger praises Mesut Özil after two goals .\n"
+            "Özil joined from Real Madrid in 2013",
+            "id": "7e2b1d0f6a4c3e5b9d8f1a2c4e6b8d0f2a4c6e8b",
+        },
     ],
     "xsum": [
         {
@@ -85,6 +109,12 @@ ROWS: dict[str, list[dict]] = {
             "summary": "Two tourist buses have been destroyed by fire in a suspected arson attack in "
             "Belfast city centre - the 'worst' in years.",
             "id": "40143035",
+        },
+        {
+            "document": "Sinn Féin's leader met the Taoiseach in Dublin on Monday to discuss the talks.",
+            "summary": "Sinn Féin has said it will not return to power-sharing talks with the DUP until "
+            "its demands are met.",
+            "id": "38964021",
         },
     ],
     "gigaword": [
@@ -102,6 +132,11 @@ ROWS: dict[str, list[dict]] = {
         {
             "document": "UNK 's share price rose #.# percent to ### yen on the tokyo stock exchange .",
             "summary": "UNK shares up #.# percent",
+        },
+        {
+            "document": "the prime minister said on friday he wo n't resign and did n't regret the decision to "
+            "call early elections .",
+            "summary": "prime minister says he wo n't resign",
         },
     ],
     "wmt14": [
