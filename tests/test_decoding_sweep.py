@@ -30,7 +30,9 @@ def test_eval_sweeps_decoding_on_one_checkpoint_and_chooses_on_validation(seed_s
     results = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
     assert [r["generation"]["num_beams"] for r in results] == [1, 2]
     assert all(r["generation"]["no_repeat_ngram_size"] == 2 for r in results)
-    assert all(r["generation"]["length_penalty_form"] == "gnmt" for r in results)  # what the scores were made with
+    assert all(
+        r["generation"]["length_penalty_form"] == "gnmt" for r in results
+    )  # what the scores were made with
     assert all({"validation", "test"} <= set(r) and r["split"] == "test" for r in results)
     with open(sweep / "decoding.csv") as f:
         rows = list(csv.DictReader(f))
