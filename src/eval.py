@@ -18,7 +18,7 @@ from src.models.spec import paper_row
 from src.run.assemble import assemble, evaluate
 from src.run.checks import check_eval_config
 from src.run.loggers import finish_wandb, flatten, log_results_to_wandb, logger_for
-from src.run.record import write_predictions
+from src.run.record import RunLock, run_identity, write_predictions
 from src.system.errors import UserError, report_user_errors
 from src.system.hydra_errors import hydra_entry
 from src.system.outputs import results_table, write_json
@@ -41,8 +41,14 @@ def eval_splits(split, multirun: bool) -> list[str]:
 
 
 def run_eval(cfg: DictConfig) -> dict:
-    """Load the checkpoint and evaluate with the training run's data and decoding settings (or those given)."""
+    """Load the checkpoint and evaluate with the training run's data and decoding settings (or those given); one
+    process at a time in its output directory (`RunLock`)."""
     check_eval_config(cfg)  # the keys a user types, before anything loads
+    with RunLock(Path(cfg.output_dir)):
+        return _run_eval(cfg)
+
+
+def _run_eval(cfg: DictConfig) -> dict:
     splits = eval_splits(cfg.split, is_multirun())
     setup_process(cfg)
     if cfg.pretrained_seq2seq:
@@ -76,7 +82,12 @@ def run_eval(cfg: DictConfig) -> dict:
         if cfg.pretrained_seq2seq
         else {"ckpt_path": str(Path(cfg.ckpt_path).resolve())}
     )
+    try:  # what was trained (a checkpoint of an older layout may not say): src.report shows the row by it
+        identity = run_identity(run)
+    except Exception:  # noqa: BLE001
+        identity = {}
     result = {
+        **identity,
         **what,
         "run_name": run.run_name,
         "params": module.budget.as_dict(),
@@ -94,11 +105,10 @@ def run_eval(cfg: DictConfig) -> dict:
     if (
         cfg.pretrained_seq2seq and "test" in by_split
     ):  # src.report reads it as a row (the paper's, if released)
-        result.update(
-            status="completed",
-            data=run.data.name,
-            variant=paper_row(cfg.pretrained_seq2seq),
-        )
+        result.update(data=run.data.name, variant=paper_row(cfg.pretrained_seq2seq))
+    result["status"] = (
+        "completed"  # every split asked for is scored (src.report counts the directory as done)
+    )
     write_json(out / "metrics.json", result)
     logger = eval_logger(cfg, run, out, last)
     if logger:

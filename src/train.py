@@ -21,10 +21,12 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from src.models.export import export
+from src.models.restore import warm_start
 from src.run import record
 from src.run.assemble import assemble, evaluate, make_trainer
-from src.run.callbacks import Interrupted, Throughput
+from src.run.callbacks import Interrupted, Throughput, requeue_slurm_job
 from src.run.checks import check_config
+from src.run.environment import check_checkpoint_space, check_environment
 from src.run.loggers import finish_wandb, log_results_to_wandb, make_logger, wandb_group
 from src.system.errors import UserError, report_user_errors
 from src.system.hydra_errors import hydra_entry
@@ -36,6 +38,7 @@ from src.system.process import (
     leased_devices,
     setup_process,
 )
+from src.system.signals import StopRequested, received, stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +51,12 @@ def train(cfg: DictConfig) -> dict:
     """
     setup_process(cfg)
     check_ddp_launch(cfg)
-    with leased_devices(cfg) as devices:
-        return _train(cfg, devices)
+    with leased_devices(cfg) as devices, stop_on_signals():  # a signal while loading or tokenizing stops it
+        try:
+            return _train(cfg, devices)
+        except StopRequested as err:
+            requeued = is_launching_process() and requeue_slurm_job(received() or "")
+            raise Interrupted(str(err), requeued=requeued) from None
 
 
 def _train(cfg: DictConfig, devices) -> dict:
@@ -57,6 +64,7 @@ def _train(cfg: DictConfig, devices) -> dict:
     logger = make_logger(cfg)  # first, so that a job failing from here on still has its W&B run
     run = assemble(cfg, logger=logger, devices=devices)
     module, datamodule, trainer = run.module, run.datamodule, run.trainer
+    check_checkpoint_space(out, module.budget.total)  # where not even one checkpoint fits, before training
     if logger:  # with what the model runs, read back from it (the config holds what was asked for)
         logger.log_hyperparams(
             {
@@ -80,6 +88,8 @@ def _train(cfg: DictConfig, devices) -> dict:
         log.info("test results before training:\n%s", results_table(before, [*cfg.data.metrics, "loss"]))
 
     resume_from = record.checkpoint_to_resume(cfg, out)
+    if cfg.get("warm_start_from") and resume_from is None:  # resuming restores this run's own weights instead
+        warm_start(module, cfg.warm_start_from)
     start = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
@@ -91,6 +101,7 @@ def _train(cfg: DictConfig, devices) -> dict:
             ) from None
         raise
     seconds = time.perf_counter() - start
+    module.check_finite(cfg.get("skip_nonfinite_max_share", 0.1))  # the last update too; the skipped share
     budget = int(cfg.trainer.max_steps or -1)
     if budget > 0 and trainer.global_step < budget:  # `completed` means the configured budget was trained
         raise UserError(
@@ -106,6 +117,7 @@ def _train(cfg: DictConfig, devices) -> dict:
     }
     test_ckpt = record.test_checkpoint(trainer, cfg.test_ckpt)
     results["test"] = evaluate(trainer, module, datamodule, ckpt_path=test_ckpt)
+    record.check_finite_scores(results)  # a NaN loss on validation or test: not a completed run
     results["test_outputs"] = module.test_outputs  # distinct share, repeated 3-grams, length ratio
     results["test_checkpoint"] = os.path.relpath(test_ckpt, out) if test_ckpt else None
     results["data_files"] = record.data_files(cfg)  # local data: changed files make the record stale
@@ -125,10 +137,25 @@ def run(cfg: DictConfig) -> float | None:
     Returns:
         The monitored validation metric (what an Optuna sweep optimises), or None.
     """
-    check_config(cfg)  # the keys a user types, before anything loads or is written
     out = Path(cfg.output_dir)
+    try:
+        check_config(cfg)  # the keys a user types, before anything loads or is written
+        check_environment(cfg)  # $TMPDIR, W&B's and the Hub's directories: writable
+    except UserError as err:
+        if not is_multirun():
+            raise
+        record.write_failed(out, cfg, err)  # a sweep survives its bad jobs: recorded, the others run
+        log.error("%s: %s; the sweep goes on", cfg.run_name, err)
+        return None
     done = record.finished(cfg, out)
     if done is not None:
+        record.check_same_run(
+            cfg,
+            record.recorded_made_with(done),
+            f"the completed run in {out}",
+            "run this command in its own directory (drop hydra.run.dir=...), or resume=false to train afresh "
+            "here (the completed run is kept aside)",
+        )
         record.check_data_unchanged(cfg, out, done)
         log.info(
             "%s: already completed in %s, not run again (skip_completed=false or resume=false to redo it)",
@@ -159,7 +186,10 @@ def _run(cfg: DictConfig, out: Path) -> float | None:
     except Exception as err:
         finish_wandb(failed=True)  # one W&B run per job, closed and marked failed
         if is_launching_process():
-            record.write_failed(out, cfg, err)
+            try:
+                record.write_failed(out, cfg, err)
+            except (OSError, UserError) as again:  # the disk that failed the run may refuse its record too
+                log.error("could not record the failure in %s: %s", out, again)
         if not is_multirun():
             raise
         log.error("%s failed (%s); the sweep goes on. Details: %s", cfg.run_name, err, out / "error.txt")

@@ -110,8 +110,18 @@ BAD_VALUES = [
         ["data.generation.max_new_tokens=0"],
         ["data.generation.max_new_tokens=0", "a positive integer", "or null"],
     ),
-    (["data.max_source_length=0"], ["data.max_source_length=0", "a positive integer"]),
-    (["data.max_target_length=-5"], ["data.max_target_length=-5", "a positive integer"]),
+    (
+        ["data.max_source_length=0"],
+        ["data.max_source_length=0", "an integer >= 3", "special tokens included"],
+    ),
+    (["data.max_source_length=1"], ["data.max_source_length=1", "an integer >= 3"]),  # [CLS] x [SEP]
+    (["data.max_target_length=-5"], ["data.max_target_length=-5", "an integer >= 2"]),
+    (["data.max_target_length=1"], ["data.max_target_length=1", "an integer >= 2"]),  # a token and EOS
+    (["trainer.gradient_clip_val=-1"], ["trainer.gradient_clip_val=-1", "a gradient norm >= 0", "Fix:"]),
+    (["trainer.gradient_clip_val=abc"], ["trainer.gradient_clip_val=abc", "a gradient norm >= 0"]),
+    (["monitor_mode=maximum"], ["monitor_mode=maximum", "min or max", "Fix: monitor_mode=min"]),
+    (["skip_nonfinite_max_share=2"], ["skip_nonfinite_max_share=2", "a share in [0, 1]"]),
+    (["ckpt_path=a.ckpt", "warm_start_from=b.ckpt"], ["ckpt_path and warm_start_from are both set", "Fix:"]),
     (["data.limit_train=0"], ["data.limit_train=0", "a positive integer", "or null"]),
     (["data.limit_eval=-1"], ["data.limit_eval=-1", "a positive integer", "or null"]),
     (["data.train_fraction=1.5"], ["data.train_fraction=1.5", "(0, 1]"]),
@@ -154,6 +164,10 @@ GOOD_VALUES = [
     ["+trainer.fast_dev_run=1"],  # any lightning.Trainer argument
     ["+trainer.limit_train_batches=0.5"],
     ["seed=0"],
+    ["trainer.gradient_clip_val=0"],  # no clipping
+    ["trainer.gradient_clip_val=null"],
+    ["monitor_mode=max", "monitor=val/rouge2"],
+    ["skip_nonfinite_max_share=0"],
 ]
 
 

@@ -121,9 +121,12 @@ def test_ddp_inside_a_local_sweep_is_refused_with_the_alternatives(tiny, tmp_pat
         f"hydra.sweep.dir={tmp_path}",
         *TINY,
     )
-    assert proc.returncode == 0  # the sweep itself goes on; each job records why it did not run
-    for path in tmp_path.glob("*/metrics.json"):
-        metrics = json.loads(path.read_text())
+    # the sweep goes on; each job records why it did not run, and the sweep's status and last line say so
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert f"sweep {tmp_path}: 2 jobs, 0 completed, 2 failed" in proc.stdout.splitlines()[-1]
+    records = [json.loads(path.read_text()) for path in tmp_path.glob("*/metrics.json")]
+    assert len(records) == 2
+    for metrics in records:
         assert metrics["status"] == "failed" and "hydra/launcher=slurm" in metrics["error"]
 
 

@@ -91,8 +91,8 @@ def iter_jsonl(path: Path) -> Iterator[dict]:
         )
     with path.open("rb") as f:
         for line_no, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
+            try:  # a byte order mark (some editors write one) opens the first line: not part of the JSON
+                line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
             except UnicodeDecodeError as err:
                 raise UserError(
                     f"{path} line {line_no} is not UTF-8 ({err.reason} at byte {err.start}). "

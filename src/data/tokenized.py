@@ -27,16 +27,25 @@ import numpy as np
 
 from src.data.sources import PairStream, SplitStats
 from src.models.special_tokens import special_affixes
+from src.system.errors import UserError, disk_full, disk_full_error
+from src.system.outputs import file_mode
+from src.system.signals import check_stop
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 2  # 2: ids as raw int32 files, written chunk by chunk
+CACHE_VERSION = 3  # 2: ids as raw int32 files, written chunk by chunk; 3: files.json (sizes, checked at load)
 IDS = np.int32
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
     """A hash of everything that decides a tokenizer's ids: its serialised model, class and special tokens."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    body = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
+    if backend is not None:  # without truncation and padding: a call of the tokenizer sets them, the ids stay
+        serialised = json.loads(backend.to_str())
+        serialised.pop("truncation", None)
+        serialised.pop("padding", None)
+        body = json.dumps(serialised, sort_keys=True)
+    else:
+        body = json.dumps(sorted(tokenizer.get_vocab().items()))
     extra = json.dumps(
         [type(tokenizer).__name__, tokenizer.all_special_tokens, getattr(tokenizer, "do_lower_case", None)]
     )
@@ -235,6 +244,11 @@ class Tokenization:
         """
         prefix, suffix = special_affixes(self.encoder_tokenizer) if self.source_special_tokens else ([], [])
         keep = self.max_source_length - len(prefix) - len(suffix)
+        if keep < 1:
+            raise UserError(
+                f"data.max_source_length={self.max_source_length} leaves no room for a source token beside the "
+                f"encoder tokenizer's {len(prefix) + len(suffix)} special tokens. Fix: data.max_source_length=128."
+            )
         ids, lengths = _flat(self.encode("source", sources))
         stats.truncated_sources += int((lengths > keep).sum())
         src = _cut(ids, lengths, keep, prefix, suffix)
@@ -372,15 +386,61 @@ def build_or_load(
     key_data["texts"] = with_texts
     key = hashlib.sha256(json.dumps(key_data, sort_keys=True, default=str).encode()).hexdigest()[:20]
     directory = Path(cache_dir).expanduser() / f"{name}-{split}-{key}"
-    if (directory / "stats.json").is_file():
+    if (directory / "stats.json").is_file() and entry_damage(directory) is None:
         log.info("%s/%s: tokenization cache hit (%s)", name, split, directory)
         return TokenizedSplit.load(directory, with_texts)
     with entry_lock(directory):
-        if (directory / "stats.json").is_file():  # built by the process this one waited for
+        remove_leftovers(
+            directory
+        )  # temporary folders of builds that were killed (none is running: the lock)
+        damage = entry_damage(directory) if directory.exists() else None
+        if directory.exists() and damage is None:  # built by the process this one waited for
             log.info("%s/%s: tokenization cache hit (%s), built by another process", name, split, directory)
             return TokenizedSplit.load(directory, with_texts)
+        if damage is not None:
+            log.warning(
+                "%s/%s: the tokenization cache entry %s is damaged (%s): rebuilt",
+                name,
+                split,
+                directory,
+                damage,
+            )
         _build(directory, key_data, f"{name}/{split}", read, tokenization, with_texts)
     return TokenizedSplit.load(directory, with_texts)
+
+
+#: an entry's files, each recorded with its size in files.json when the entry is built
+ENTRY_FILES = ("source_ids.bin", "label_ids.bin", "source_lengths.npy", "label_lengths.npy", "stats.json")
+
+
+def entry_damage(directory: Path) -> str | None:
+    """What is wrong with a cache entry, or None when it is whole: every file of files.json there with its
+    recorded size, stats.json readable, and the ids files as long as the lengths say. Costs a few stat calls and
+    two small reads, not a pass over the data."""
+    try:
+        recorded = json.loads((directory / "files.json").read_text())
+        for name, size in recorded.items():
+            actual = (directory / name).stat().st_size
+            if actual != size:
+                return f"{name} has {actual} bytes, {size} when written"
+        SplitStats(**json.loads((directory / "stats.json").read_text()))
+        for stem in ("source", "label"):
+            total = int(np.load(directory / f"{stem}_lengths.npy").astype(np.int64).sum())
+            if (directory / f"{stem}_ids.bin").stat().st_size != total * np.dtype(IDS).itemsize:
+                return f"{stem}_ids.bin does not hold the {total} ids its lengths count"
+    except FileNotFoundError as err:
+        return f"{Path(err.filename).name if err.filename else 'a file'} is missing"
+    except (OSError, ValueError, TypeError) as err:
+        return f"unreadable: {err}"
+    return None
+
+
+def remove_leftovers(directory: Path) -> None:
+    """Remove the temporary folders that killed builds of `directory` left beside it (`.<entry>.XXXX`)."""
+    for leftover in directory.parent.glob(f".{directory.name}.*"):
+        if leftover.is_dir():
+            log.info("removing %s, left by a tokenization that was stopped", leftover)
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _build(directory: Path, key_data: dict, label: str, read, tokenization: Tokenization, with_texts: bool):
@@ -392,17 +452,27 @@ def _build(directory: Path, key_data: dict, label: str, read, tokenization: Toke
         writer = _EntryWriter(tmp, with_texts)
         with tokenizer_threads(tokenization.parallel):
             for sources, targets in stream.chunks:
+                check_stop(
+                    f"tokenizing {label}"
+                )  # a SLURM preemption stops within a chunk, not after the split
                 writer.add(*tokenization.arrays(sources, targets, stats), sources, targets)
                 progress.update(len(sources))
         writer.close()
         progress.close()
         (tmp / "stats.json").write_text(json.dumps(stats.__dict__))
         (tmp / "key.json").write_text(json.dumps(key_data, indent=1, default=str))
-        if directory.exists():  # an entry left without its stats.json (a build killed before this version)
+        sizes = {name: (tmp / name).stat().st_size for name in ENTRY_FILES}
+        if with_texts:
+            sizes["texts.jsonl"] = (tmp / "texts.jsonl").stat().st_size
+        (tmp / "files.json").write_text(json.dumps(sizes))
+        os.chmod(tmp, file_mode(directory=True))  # mkdtemp's 0700 would hide a shared cache from the team
+        if directory.exists():  # a damaged entry, or one left without its stats.json
             shutil.rmtree(directory)
         os.replace(tmp, directory)  # atomic: a reader sees the whole entry or none
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if disk_full(err):
+            raise disk_full_error(directory.parent, f"the tokenization cache entry {directory.name}") from err
         raise
     seconds = time.perf_counter() - start
     log.info(

@@ -63,6 +63,7 @@ def export(module: Seq2SeqModule, out: Path, run: dict | None = None, metrics: d
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is a file, not a directory. Fix: choose a new directory to export to.")
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(out)
     staging = out.parent / f".{out.name}.export-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
@@ -77,6 +78,26 @@ def export(module: Seq2SeqModule, out: Path, run: dict | None = None, metrics: d
         raise
     log.info("exported to %s", out)
     return out
+
+
+def remove_stale_staging(out: Path) -> None:
+    """Remove the staging directories of exports to `out` whose process is gone (a killed export leaves its
+    hundreds of MB beside `out`); one of a process still running is left alone."""
+    for staging in out.parent.glob(f".{out.name}.export-*"):
+        pid = staging.name.removeprefix(f".{out.name}.export-").split("-")[0]
+        if staging.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            log.info("removing %s, left by an export that was stopped", staging)
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def move_into(staging: Path, out: Path) -> None:

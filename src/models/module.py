@@ -137,6 +137,7 @@ class Seq2SeqModule(L.LightningModule):
         self.test_outputs: dict[str, float] = {}  # src.metrics.health of the last test's predictions
         self._val_outputs: list[tuple[str, str]] = []
         self.nonfinite_skipped = 0
+        self.train_batches = 0  # training batches seen (the share of skipped ones: check_finite)
         self.run_config: dict | None = None  # the composed Hydra config, saved inside every checkpoint
         self._tokenizer_files = None
         self._compiled: dict | None = None  # compile_model(): torch.compile'd loss passes (not submodules)
@@ -251,6 +252,7 @@ class Seq2SeqModule(L.LightningModule):
         ).last_hidden_state
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        self.train_batches += 1
         loss = self.loss(batch)
         if not torch.isfinite(loss):
             if self.hparams.skip_nonfinite:
@@ -402,7 +404,32 @@ class Seq2SeqModule(L.LightningModule):
             "built": {"arch": self.arch, "tokenizers": self._tokenizer_files},
         }
         checkpoint["run_config"] = self.run_config
+        checkpoint["nonfinite"] = {"skipped": self.nonfinite_skipped, "batches": self.train_batches}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if self.run_config is None:  # a resumed run keeps the config it was started with this time
             self.run_config = checkpoint.get("run_config")
+        counts = checkpoint.get("nonfinite") or {}  # a resumed run's share of skipped batches counts them all
+        self.nonfinite_skipped = int(counts.get("skipped", 0))
+        self.train_batches = int(counts.get("batches", 0))
+
+    def check_finite(self, max_skipped_share: float) -> None:
+        """After training: refuse (NonFiniteLoss) weights that are not finite (an update after the last loss
+        checked, e.g. the last step's, can make them so) and, with skip_nonfinite, a run that skipped more than
+        `max_skipped_share` of its training batches; such a run is not completed."""
+        step = self.trainer.global_step if self._trainer is not None else 0
+        bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise NonFiniteLoss(
+                f"the model's weights are not finite after step {step} ({len(bad)} tensors, e.g. {bad[0]}): an "
+                "update diverged, and the run is not completed. Fix: lower optimizer.lr or raise "
+                "optimizer.warmup_steps (keep trainer.gradient_clip_val)."
+            )
+        share = self.nonfinite_skipped / max(self.train_batches, 1)
+        if self.nonfinite_skipped and share > max_skipped_share:
+            raise NonFiniteLoss(
+                f"{self.nonfinite_skipped} of {self.train_batches} training batches had a non-finite loss and were "
+                f"skipped ({share:.0%}, more than skip_nonfinite_max_share={max_skipped_share}): the run is not "
+                "completed. Fix: lower optimizer.lr or raise optimizer.warmup_steps, or allow more with "
+                "skip_nonfinite_max_share=..."
+            )

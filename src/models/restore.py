@@ -110,3 +110,43 @@ def upgrade_run_config(run: dict) -> dict:
     for key in ("max_steps", "max_epochs"):  # the budget was data.max_steps too; it is trainer.max_steps now
         run.get("data", {}).pop(key, None)
     return run
+
+
+def warm_start(module, ckpt_path: str) -> None:
+    """Load the model weights of a src.train checkpoint into `module` (`warm_start_from=`): every weight the two
+    models share by name and shape; the optimizer, schedule and step count start afresh. A checkpoint with no
+    weight in common, or one of another shape, is a UserError naming it."""
+    import torch
+
+    path = Path(ckpt_path).expanduser()
+    if not path.is_file():
+        raise UserError(
+            f"warm_start_from={ckpt_path} does not exist. Fix: point it at a .ckpt file of src.train."
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["state_dict"]
+    except Exception as err:  # noqa: BLE001 (a damaged or foreign file: named, not a traceback)
+        raise UserError(
+            f"warm_start_from={ckpt_path} is not a checkpoint written by src.train ({one_line(err)}). "
+            f"Fix: {CHECKPOINT_FIX}."
+        ) from None
+    own = module.state_dict()
+    shared = [k for k in state if k in own]
+    other_shape = [k for k in shared if tuple(state[k].shape) != tuple(own[k].shape)]
+    if not shared or other_shape:
+        what = (
+            f"{len(other_shape)} weights of another shape (e.g. {other_shape[0]})"
+            if other_shape
+            else "no weight"
+        )
+        raise UserError(
+            f"warm_start_from={ckpt_path} has {what} in common with this model. Fix: a checkpoint of a model with "
+            "the same architecture and vocabulary."
+        )
+    module.load_state_dict({k: state[k] for k in shared}, strict=False)
+    log.info(
+        "warm start: %d of %d weights from %s (optimizer, schedule and steps start afresh)",
+        len(shared),
+        len(own),
+        path,
+    )

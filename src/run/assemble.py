@@ -21,6 +21,7 @@ from src.models.decoding import Decoding
 from src.models.module import Seq2SeqModule
 from src.models.spec import ModelSpec
 from src.paper.protocol import check_protocol
+from src.run.callbacks import AtomicCheckpointIO
 from src.run.checks import PROJECT_TRAINER_KEYS
 from src.system.errors import UserError
 from src.system.hardware import resolve_precision
@@ -125,9 +126,11 @@ def make_trainer(cfg: DictConfig, precision=None, callbacks=None, **overrides) -
     )
     bar = any(isinstance(c, ProgressBar) for c in callbacks)
     args_precision = precision_args(precision, cfg.trainer.accelerator)
+    # checkpoints replaced atomically on their own file system (callbacks.AtomicCheckpointIO)
+    plugins = [*args_precision.pop("plugins", []), AtomicCheckpointIO()]
     if SLURMEnvironment.detect():  # requeue on a signal is ours (callbacks.SaveOnSignal), not Lightning's
-        plugins = [*args_precision.pop("plugins", []), SLURMEnvironment(auto_requeue=False)]
-        args_precision["plugins"] = plugins
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    args_precision["plugins"] = plugins
     overrides = {"enable_progress_bar": bar, **args_precision, **overrides}
     return instantiate(args, callbacks=callbacks, **overrides)
 

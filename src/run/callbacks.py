@@ -1,4 +1,5 @@
-"""Callbacks: throughput and memory, progress display (a bar of steps, or log lines), W&B validation examples."""
+"""Callbacks: checkpoints (written atomically beside their place, resolved inside the run directory), throughput and
+memory, progress display (a bar of steps, or log lines), W&B validation examples."""
 
 from __future__ import annotations
 
@@ -9,13 +10,54 @@ import time
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import RichProgressBar
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 
 from src.models.flops import model_configs, train_flops
+from src.system import signals
 from src.system.errors import UserError
 from src.system.hardware import device_peak_tflops, peak_memory_mb
+from src.system.outputs import atomic_file
 
 log = logging.getLogger(__name__)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written as every other file of the project (`src.system.outputs.atomic_file`): into a temporary
+    file in the checkpoint's own directory, fsync-ed, then renamed over it. Lightning's own writer stages the file in
+    $TMPDIR and moves it, which across file systems (a local /tmp, outputs on shared storage) copies straight into
+    last.ckpt: a kill or a full disk then leaves half a checkpoint and the training progress is gone."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError("storage_options are not supported by AtomicCheckpointIO")
+        with atomic_file(path) as f:
+            torch.save(checkpoint, f)
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint whose saved paths are read back inside this run's checkpoint directory.
+
+    Lightning restores `best_model_path` (and, in the same directory, the others) as they were written: a run
+    directory that was copied or moved would test, or resume beside, the original's checkpoints. Each recorded
+    path is taken as its file name in this callback's `dirpath`."""
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        here = self.dirpath
+        if here is None:
+            return super().load_state_dict(state_dict)
+
+        def inside(path):
+            return os.path.join(here, os.path.basename(path)) if path else path
+
+        state = dict(state_dict)
+        state["dirpath"] = here
+        for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            if key in state:
+                state[key] = inside(state[key])
+        if "best_k_models" in state:
+            state["best_k_models"] = {inside(k): v for k, v in state["best_k_models"].items()}
+        super().load_state_dict(state)
 
 
 class Throughput(L.Callback):
@@ -274,6 +316,18 @@ def slurm_job_id() -> str | None:
     return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
 
 
+def requeue_slurm_job(signal_name: str) -> bool:
+    """Under SLURM, have this job run again (`scontrol requeue`); whether it will be. False outside SLURM."""
+    job = slurm_job_id()
+    if not job:
+        return False
+    import subprocess
+
+    # already requeued by SLURM (preemption, `scontrol requeue`) or asked here (a warning signal)
+    done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, check=False)
+    return done.returncode == 0 or "already" in done.stderr.lower() or signal_name == "SIGTERM"
+
+
 class SaveOnSignal(L.Callback):
     """On Ctrl-C (SIGINT), SIGTERM (preemption, `scontrol requeue`), SIGUSR1 or SIGUSR2 (submitit's warning before
     the time limit): finish the current step, save checkpoints/last.ckpt, then stop with `Interrupted`. Under SLURM
@@ -290,6 +344,10 @@ class SaveOnSignal(L.Callback):
         import signal
         import threading
 
+        signals.release()  # from here on, this callback's handlers (and after training, the process's own)
+        # a signal while loading or tokenizing (src.system.signals): stop before the first step
+        if signals.received() is not None:
+            raise Interrupted(f"{signals.received()} received before training started; nothing was trained")
         if threading.current_thread() is not threading.main_thread():
             return
         for name in self.SIGNALS:
@@ -323,15 +381,9 @@ class SaveOnSignal(L.Callback):
             return
         trainer.save_checkpoint(self.last_path)
         log.warning("%s received: saved %s at step %d", self.received, self.last_path, trainer.global_step)
-        job = slurm_job_id()
-        requeued = False
-        if job and trainer.is_global_zero:
-            import subprocess
-
-            # already requeued by SLURM (preemption, `scontrol requeue`) or asked here (a warning signal)
-            done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, check=False)
-            requeued = done.returncode == 0 or "already" in done.stderr.lower() or self.received == "SIGTERM"
-            log.warning("SLURM job %s requeued; it will resume from %s", job, self.last_path)
+        requeued = requeue_slurm_job(self.received) if trainer.is_global_zero else False
+        if requeued:
+            log.warning("SLURM job %s requeued; it will resume from %s", slurm_job_id(), self.last_path)
         raise Interrupted(
             f"{self.received} at step {trainer.global_step}; checkpoint saved to {self.last_path}",
             requeued=requeued,

@@ -110,6 +110,7 @@ def check_config(cfg: DictConfig) -> None:
     _check_trainer(cfg)
     _check_attention(cfg)
     _check_seed(cfg)
+    _check_run_keys(cfg)
     _check_steps_the_data_allow(cfg)
 
 
@@ -269,12 +270,12 @@ def _check_data(cfg: DictConfig, budgets: bool = True) -> None:
         )
     if eval_batch is not None:
         _int_at_least(cfg, "data.eval_batch_size", 1, valid, "data.eval_batch_size=64")
-    for side in ("source", "target"):
+    for side, low in (("source", 3), ("target", 2)):  # [CLS] x [SEP]; one token and EOS
         _int_at_least(
             cfg,
             f"data.max_{side}_length",
-            1,
-            f"the {side} length in tokens",
+            low,
+            f"the {side} length in tokens, special tokens included",
             f"data.max_{side}_length=128",
         )
     _optional_int(
@@ -411,6 +412,14 @@ def _check_trainer(cfg: DictConfig) -> None:
                 "trainer.val_check_interval=200",
             )
     _check_precision(cfg, "trainer.precision")
+    clip = _get(cfg, "trainer.gradient_clip_val")
+    if clip not in (_ABSENT, None) and not (_is_number(clip) and math.isfinite(clip) and clip >= 0):
+        _refuse(
+            "trainer.gradient_clip_val",
+            clip,
+            "a gradient norm >= 0 to clip to (0 or null: no clipping)",
+            "trainer.gradient_clip_val=1.0",
+        )
     compile_ = _get(cfg, "trainer.compile")
     if compile_ not in (_ABSENT, None) and not isinstance(compile_, bool):
         _refuse(
@@ -450,6 +459,26 @@ def _check_attention(cfg: DictConfig) -> None:
             "attn_implementation=sdpa."
         )
     check_attention(value, cuda=False if _get(cfg, "trainer.accelerator") == "cpu" else None)
+
+
+def _check_run_keys(cfg: DictConfig) -> None:
+    """The run-level keys Lightning or the record would take up late: monitor_mode, skip_nonfinite_max_share."""
+    mode = _get(cfg, "monitor_mode")
+    if mode not in (_ABSENT, "min", "max"):
+        _refuse("monitor_mode", mode, "min or max (for the `monitor` metric)", "monitor_mode=min")
+    share = _get(cfg, "skip_nonfinite_max_share")
+    if share not in (_ABSENT,) and not (_is_number(share) and 0 <= share <= 1):
+        _refuse(
+            "skip_nonfinite_max_share",
+            share,
+            "a share in [0, 1] of training batches a run may skip and still complete",
+            "skip_nonfinite_max_share=0.1",
+        )
+    if _get(cfg, "ckpt_path") not in (_ABSENT, None) and _get(cfg, "warm_start_from") not in (_ABSENT, None):
+        raise UserError(
+            "ckpt_path and warm_start_from are both set: ckpt_path resumes a run (its optimizer and step), "
+            "warm_start_from starts a new one from its weights. Fix: set one of them."
+        )
 
 
 def _check_seed(cfg: DictConfig) -> None:

@@ -30,7 +30,14 @@ def read_input(path: str) -> list[str | dict | None]:
     prediction is an empty line). A missing or unreadable file, malformed JSON or no source at all is a UserError."""
     name = input_name(path)
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).expanduser().read_text(encoding="utf-8")
+        # standard input as bytes, decoded here: Python's own decoding of stdin escapes bad bytes (surrogateescape)
+        # under a UTF-8 locale, which would reach the tokenizer as text it cannot encode
+        if path == "-":
+            stdin = getattr(sys.stdin, "buffer", None)  # None: replaced by a text stream (tests, notebooks)
+            raw = stdin.read() if stdin is not None else sys.stdin.read().encode("utf-8", "surrogateescape")
+        else:
+            raw = Path(path).expanduser().read_bytes()
+        text = raw.decode("utf-8-sig")  # a byte order mark is no part of the first source
     except FileNotFoundError:
         raise UserError(
             f"{path} does not exist. Fix: a text file (one source a line), a .jsonl file, or - for standard input."

@@ -23,6 +23,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from src.metrics.text import scoring_options
+from src.models.spec import ModelSpec
 from src.system.errors import UserError
 from src.system.outputs import atomic_write_text, results_table, write_json
 
@@ -84,6 +85,13 @@ def checkpoint_to_resume(cfg: DictConfig, out: Path) -> str | None:
         check_checkpoint_file(
             path, f"ckpt_path={cfg.ckpt_path}", "point ckpt_path at another checkpoint, or drop it"
         )
+        check_same_run(
+            cfg,
+            checkpoint_made_with(path),
+            f"ckpt_path={cfg.ckpt_path}",
+            f"to start from its weights with this command's settings (a new optimizer, step 0), give "
+            f"warm_start_from={cfg.ckpt_path} instead of ckpt_path; to resume it, use the settings it was made with",
+        )
         return str(path)
     last = out / "checkpoints" / "last.ckpt"
     if not cfg.get("resume", True):
@@ -93,6 +101,13 @@ def checkpoint_to_resume(cfg: DictConfig, out: Path) -> str | None:
         return None
     check_checkpoint_file(
         last, str(last), "delete it to start this run afresh, or resume=false (it is kept aside)"
+    )
+    check_same_run(
+        cfg,
+        checkpoint_made_with(last),
+        f"the run directory {out} (checkpoints/last.ckpt)",
+        "run this command in its own directory (drop hydra.run.dir=...), or resume=false to start afresh here "
+        f"(the earlier attempt is kept aside), or warm_start_from={last} in another directory to start from its weights",
     )
     log.info("resuming from %s (resume=false to start afresh)", last)
     return str(last)
@@ -150,6 +165,104 @@ def run_identity(cfg: DictConfig) -> dict:
     }
 
 
+#: the data keys that decide which examples a run sees and how they are tokenized (made_with's `data`)
+DATA_IDENTITY = (
+    "name",
+    "loader",
+    "path",
+    "hub_name",
+    "hub_config",
+    "hub_revision",
+    "splits",
+    "source_column",
+    "target_column",
+    "source_join",
+    "target_join",
+    "lowercase",
+    "max_source_length",
+    "max_target_length",
+    "limit_train",
+    "train_fraction",
+    "subset_seed",
+    "synthetic",
+)
+
+
+def made_with(cfg: DictConfig) -> dict:
+    """What a run's weights and examples come from: the model (checkpoints and tokenizers, which sides are
+    pretrained, sharing, positions) and the data (source, columns, lengths, subsets). A run directory or a
+    checkpoint made with other values holds another run."""
+    if cfg.get("pretrained_seq2seq"):
+        model = {"pretrained_seq2seq": cfg.pretrained_seq2seq}
+    else:
+        spec = ModelSpec.from_config(cfg).as_dict()
+        model = {
+            k: v for k, v in spec.items() if k != "attn_implementation"
+        }  # how attention is computed only
+    data = cfg.get("data") or {}
+    plain = OmegaConf.to_container(data, resolve=True) if isinstance(data, DictConfig) else dict(data)
+    return {"model": model, "data": {k: plain.get(k) for k in DATA_IDENTITY if k in plain}}
+
+
+def differences(before: dict, now: dict, prefix: str = "") -> list[str]:
+    """`key: before -> now` for every leaf that differs between two `made_with` dicts."""
+    out = []
+    for key in sorted(set(before) | set(now)):
+        a, b = before.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+def check_same_run(cfg: DictConfig, recorded: dict | None, where: str, fix: str) -> None:
+    """Refuse to skip, resume or test `where` (a run directory or a checkpoint) for this command when what it was
+    made with (`recorded`: `made_with` of its config) differs from this command's: one UserError listing the
+    differences. Nothing recorded (a run from before the record): the run identity's names are compared."""
+    if not recorded:
+        return
+    now = made_with(cfg)
+    changed = differences(recorded, now) if "model" in recorded else differences(recorded, _names(now, cfg))
+    if changed:
+        shown = "; ".join(changed[:6]) + (f"; and {len(changed) - 6} more" if len(changed) > 6 else "")
+        raise UserError(
+            f"{where} was made with another model or data than this command ({shown}). Fix: {fix}."
+        )
+
+
+def _names(now: dict, cfg: DictConfig) -> dict:
+    """This command's run identity names, to compare with an older metrics.json that recorded only those."""
+    return {k: v for k, v in run_identity(cfg).items() if k in ("encoder", "decoder", "sharing", "data")}
+
+
+def recorded_made_with(done: dict) -> dict | None:
+    """What a metrics.json says its run was made with: `made_with`, else (an older run) its identity's names."""
+    if isinstance(done.get("made_with"), dict):
+        return done["made_with"]
+    names = {k: done.get(k) for k in ("encoder", "decoder", "sharing", "data") if done.get(k) is not None}
+    return names or None
+
+
+def checkpoint_made_with(path: Path) -> dict | None:
+    """`made_with` of the config stored in a checkpoint of src.train (memory-mapped: the weights are not read)."""
+    import torch
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (
+        Exception
+    ):  # a damaged file is named by check_checkpoint_file; an older layout has nothing to compare
+        return None
+    stored = checkpoint.get("run_config") if isinstance(checkpoint, dict) else None
+    if not isinstance(stored, dict):
+        return None
+    try:
+        return made_with(OmegaConf.create(stored))
+    except Exception:  # a config of an older layout: nothing to compare
+        return None
+
+
 def header(
     cfg: DictConfig,
     budget: dict,
@@ -168,6 +281,7 @@ def header(
     return {
         "status": "running",
         **run_identity(cfg),
+        "made_with": made_with(cfg),  # what resuming or skipping this run directory is checked against
         "params": budget,
         "precision": str(precision),
         "batch": batch,  # examples per optimizer step = per_device x devices x accumulation
@@ -184,10 +298,24 @@ def training_summary(
         "steps": trainer.global_step,
         "wall_time_s": round(seconds, 2),
         **throughput,
-        "nonfinite_skipped": module.nonfinite_skipped,
+        "nonfinite_skipped": module.nonfinite_skipped,  # batches skipped for a non-finite loss ...
+        "batches": module.train_batches,  # ... of the training batches seen (resumed runs: all attempts)
         "resumed_from": os.path.relpath(resume_from, out) if resume_from else None,
     }
     return {k.removeprefix("train/"): v for k, v in section.items()}
+
+
+def check_finite_scores(results: dict) -> None:
+    """Refuse to complete a run whose validation or test loss is not finite (its predictions are noise)."""
+    import math
+
+    for split in SPLITS:
+        loss = (results.get(split) or {}).get("loss")
+        if isinstance(loss, float) and not math.isfinite(loss):
+            raise UserError(
+                f"the {split} loss is {loss}: the model's outputs are not finite, and the run is not completed. "
+                "Fix: lower optimizer.lr or raise optimizer.warmup_steps (keep trainer.gradient_clip_val)."
+            )
 
 
 def test_checkpoint(trainer, which: str) -> str | None:
@@ -313,7 +441,13 @@ def checkpoint_of(path: Path) -> Path:
         return path
     metrics = path / "metrics.json"
     if metrics.is_file():
-        tested = json.loads(metrics.read_text()).get("test_checkpoint")
+        try:
+            tested = json.loads(metrics.read_text()).get("test_checkpoint")
+        except (ValueError, AttributeError, OSError):
+            raise UserError(
+                f"{metrics} is not a whole metrics.json (cut short?), so which checkpoint was tested is unknown. "
+                f"Fix: give the checkpoint itself, e.g. {path / 'checkpoints' / 'best.ckpt'}."
+            ) from None
         if tested and (path / tested).is_file():
             return path / tested
     if (path / "checkpoints" / "last.ckpt").is_file():
@@ -344,6 +478,14 @@ def read_predictions(path: Path) -> tuple[list[str], list[str | list[str]], list
             raise UserError(
                 f"{path}:{n} lacks `prediction` or a reference (keys: {', '.join(row) or 'none'}). "
                 "Fix: give `prediction` and `reference` (a string) or `references` (a list)."
+            )
+        refs = [ref] if isinstance(ref, str) else ref
+        if not isinstance(row["prediction"], str) or not (
+            isinstance(refs, list) and refs and all(isinstance(r, str) for r in refs)
+        ):
+            raise UserError(
+                f"{path}:{n}: `prediction` and the reference must be text (prediction is "
+                f'{type(row["prediction"]).__name__}). Fix: strings, e.g. "prediction": "" for an empty one.'
             )
         predictions.append(row["prediction"])
         references.append(ref)

@@ -58,3 +58,34 @@ def report_user_errors(exit_code: int = 2):
             raise
         print(f"error: {one_line(err)}", file=sys.stderr, flush=True)
         raise SystemExit(exit_code) from None
+
+
+class DiskFull(UserError):
+    """A write failed for want of space (or quota) on the file system that holds it."""
+
+
+def disk_full(err: BaseException) -> bool:
+    """Whether `err` says a file system is full: ENOSPC / EDQUOT, or numpy's short write ("N requested and M
+    written"), which carries no errno."""
+    import errno
+
+    return isinstance(err, OSError) and (
+        err.errno in (errno.ENOSPC, errno.EDQUOT) or "requested and" in str(err)
+    )
+
+
+def disk_full_error(where, what: str) -> DiskFull:
+    """The one line for a full disk: which file, which file system, how much is free, and the fix."""
+    import shutil
+    from pathlib import Path
+
+    path = Path(where)
+    probe = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    try:
+        free = f"{shutil.disk_usage(probe).free / 2**20:.0f} MB free"
+    except OSError:
+        free = "free space unknown"
+    return DiskFull(
+        f"the disk holding {path} is full ({free}) while writing {what}; the previous file is kept. "
+        f"Fix: free space on that file system, or write elsewhere (hydra.run.dir=..., data.cache_dir=...)."
+    )

@@ -2,30 +2,108 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
+from src.system.errors import disk_full, disk_full_error
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write to a temporary file beside `path`, then rename: a reader sees the old file or the new one."""
+
+def file_mode(directory: bool = False) -> int:
+    """The permissions a new file (or directory) gets under the process's umask, as open() and mkdir() give them.
+
+    tempfile's mkstemp and mkdtemp create 0600 / 0700 whatever the umask: what is written through them is
+    chmod-ed to this, so a team's shared results and cache stay readable to the others."""
+    return (0o777 if directory else 0o666) & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask sets it: set it back at once
+    os.umask(mask)
+    return mask
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename inside `directory` durable (where the file system supports it)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path, mode: str = "wb", **open_args):
+    """A file object whose content replaces `path` atomically when the block ends: written to a temporary file in
+    the same directory (so on the same file system, whatever $TMPDIR is), flushed, fsync-ed, given the umask's
+    permissions, then renamed over `path`. On any error (a full disk, a kill) `path` keeps its previous content
+    and the temporary file is removed; a SIGKILL can leave a `.<name>.*.tmp` beside it, which
+    `remove_stale_temporaries` clears."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, mode, **open_args) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
+        # before the partial file goes: a writer that reports a full disk in its own words (torch.save's
+        # "unexpected pos") is recognised by the file system having no room left
+        full = disk_full(err) or (isinstance(err, Exception) and _no_room(path.parent))
         Path(tmp).unlink(missing_ok=True)
+        if full:
+            raise disk_full_error(path, path.name) from err
         raise
+    fsync_directory(path.parent)
+
+
+def _no_room(directory: Path) -> bool:
+    """Whether the file system holding `directory` has (almost) no space left: under 64 KiB."""
+    try:
+        return shutil.disk_usage(directory).free < 64 * 1024
+    except OSError:
+        return False
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Replace `path` with `text` atomically (`atomic_file`): a reader sees the old file or the new one."""
+    with atomic_file(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def remove_stale_temporaries(directory: Path, name: str) -> None:
+    """Remove `atomic_file`'s leftovers for `name` in `directory` (`.<name>.*.tmp`, left by a killed process)."""
+    for leftover in directory.glob(f".{name}.*.tmp"):
+        leftover.unlink(missing_ok=True)
+
+
+def strict_json(value):
+    """`value` with every non-finite float (NaN, inf) as None: JSON that every reader accepts (json.dumps would
+    write a bare NaN, which is not JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
 
 
 def write_json(path: str | Path, data: dict) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """`data` as strict JSON (non-finite numbers as null), replaced atomically."""
+    atomic_write_text(path, json.dumps(strict_json(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def markdown_table(header: list[str], rows: list[list], align: str = "") -> str:

@@ -29,6 +29,8 @@ RESOLVERS = {
     "model_name": lambda ref: None if ref is None else str(ref).rstrip("/").split("/")[-1],
     # ${short_hash:text}: 8 hex digits naming a sweep job by its overrides, the same on every re-run
     "short_hash": lambda text: hashlib.sha1(str(text).encode()).hexdigest()[:8],
+    # ${pid:}: this process's id, so that two commands started in the same second get directories of their own
+    "pid": lambda: str(os.getpid()),
 }
 
 

@@ -1,0 +1,132 @@
+"""The machine a run needs, checked before anything loads or trains: one `error:` line naming the place and the fix.
+
+- the temporary directory ($TMPDIR): it must exist and be writable (a tokenizer's files pass through it);
+- W&B's own directories (data, cache, config) when the run logs to W&B: a read-only HOME otherwise fails at the
+  first validation, after training started;
+- the Hugging Face cache when a checkpoint or the data comes from the Hub;
+- free space where checkpoints go, against the size of one checkpoint (weights and optimizer state), once the
+  model is built (`check_checkpoint_space`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from src.system.errors import UserError
+
+#: the free space $TMPDIR needs: tokenizer files pass through it (a few MB each)
+TMP_NEEDED_MB = 64
+
+
+def writable(directory: Path) -> str | None:
+    """Why a file cannot be created in `directory` (or in its nearest existing parent, where it would be made),
+    or None when it can. Tried for real: a read-only file system refuses root too."""
+    probe = next((p for p in (directory, *directory.parents) if p.exists()), None)
+    if probe is None or not probe.is_dir():
+        return "it is not a directory"
+    try:
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".warmstart-probe-"):
+            pass
+    except OSError as err:
+        return err.strerror or str(err)
+    return None
+
+
+def free_mb(directory: Path) -> float | None:
+    probe = next((p for p in (directory, *directory.parents) if p.exists()), None)
+    try:
+        return shutil.disk_usage(probe).free / 2**20 if probe else None
+    except OSError:
+        return None
+
+
+def check_tmpdir() -> None:
+    given = os.environ.get("TMPDIR")
+    where = Path(given) if given else Path(tempfile.gettempdir())
+    if given and not where.is_dir():
+        raise UserError(
+            f"TMPDIR={given} does not exist. Fix: create it, or point TMPDIR at a writable directory (or unset it)."
+        )
+    why = writable(where)
+    if why:
+        raise UserError(
+            f"the temporary directory {where} is not writable ({why}). Fix: TMPDIR=<a writable directory>."
+        )
+    free = free_mb(where)
+    if free is not None and free < TMP_NEEDED_MB:
+        raise UserError(
+            f"the temporary directory {where} has {free:.0f} MB free; a run needs {TMP_NEEDED_MB} MB there. "
+            "Fix: free space there, or TMPDIR=<a directory with room>."
+        )
+
+
+def wandb_directories() -> dict[str, Path]:
+    """Where wandb writes besides the run directory: {its environment variable: directory}."""
+    import wandb.env as wenv
+
+    dirs = {
+        "WANDB_DATA_DIR": Path(wenv.get_data_dir()),
+        "WANDB_CACHE_DIR": Path(wenv.get_cache_dir()),
+    }
+    config = os.environ.get("WANDB_CONFIG_DIR") or str(Path.home() / ".config" / "wandb")
+    dirs["WANDB_CONFIG_DIR"] = Path(config)
+    return dirs
+
+
+def check_wandb() -> None:
+    for variable, directory in wandb_directories().items():
+        why = writable(directory)
+        if why:
+            raise UserError(
+                f"W&B writes to {directory}, which is not writable ({why}; HOME={Path.home()}). "
+                f"Fix: {variable}=<a writable directory>, or logger=csv / logger=none."
+            )
+
+
+def check_hf_cache() -> None:
+    from huggingface_hub import constants
+
+    directory = Path(constants.HF_HUB_CACHE)
+    why = writable(directory)
+    if why:
+        raise UserError(
+            f"the Hugging Face cache {directory} is not writable ({why}; HOME={Path.home()}), and this run loads "
+            "from the Hub. Fix: HF_HOME=<a writable directory>, or local checkpoints and data.path=DIR."
+        )
+
+
+def uses_hub(cfg) -> bool:
+    """Whether the run loads a checkpoint or its data from the Hugging Face Hub (not a local path or package)."""
+    names = [cfg.get("pretrained_seq2seq")]
+    if not cfg.get("pretrained_seq2seq"):
+        names += [cfg.encoder.get("checkpoint"), cfg.decoder.get("checkpoint")]
+    remote = any(
+        isinstance(n, str) and not n.startswith(("pkg://", "/", ".", "~")) and not Path(n).exists()
+        for n in names
+    )
+    data = cfg.get("data") or {}
+    return remote or (data.get("loader") == "hub" and not data.get("path"))
+
+
+def check_environment(cfg) -> None:
+    """Everything above that can be known before the model loads."""
+    check_tmpdir()
+    if (cfg.get("logger") or {}).get("kind") == "wandb" and (cfg.logger.get("mode") or "auto") != "disabled":
+        check_wandb()
+    if uses_hub(cfg):
+        check_hf_cache()
+
+
+def check_checkpoint_space(directory: Path, parameters: int) -> None:
+    """Refuse to train where not even one checkpoint fits: fp32 weights and Adam's two moments, about 12 bytes a
+    parameter (a checkpoint is written beside the one it replaces, so the first needs this much free)."""
+    need = parameters * 12 / 2**20
+    free = free_mb(directory)
+    if free is not None and free < need:
+        raise UserError(
+            f"{directory} has {free:.0f} MB free; one checkpoint of this model takes about {need:.0f} MB. "
+            "Fix: free space there, or write the run elsewhere (hydra.run.dir=...)."
+        )

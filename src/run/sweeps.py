@@ -1,0 +1,46 @@
+"""The end of a training sweep (`python -m src.train -m ...`): how many jobs completed and failed, in its last line,
+and an exit status that says so (1 when any job failed), so that a script or CI running a grid sees a failure."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+
+from src.run.record import read_metrics
+
+log = logging.getLogger(__name__)
+
+
+def job_outcomes(sweep_dir: Path) -> dict[str, list[str]]:
+    """{status: [job directory names]} of a sweep directory's jobs (each a directory with a metrics.json)."""
+    outcomes: dict[str, list[str]] = {}
+    for metrics in sorted(sweep_dir.glob("*/metrics.json")):
+        status = (read_metrics(metrics.parent) or {}).get("status") or "unreadable"
+        outcomes.setdefault(status, []).append(metrics.parent.name)
+    return outcomes
+
+
+class SweepSummary(Callback):
+    """Hydra callback of `src.train` (conf/train.yaml): after a sweep, one line of what its jobs came to."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        outcomes = job_outcomes(sweep_dir)
+        total = sum(len(v) for v in outcomes.values())
+        failed = outcomes.get("failed", [])
+        done = len(outcomes.get("completed", []))
+        other = total - done - len(failed)
+        line = f"sweep {sweep_dir}: {total} jobs, {done} completed, {len(failed)} failed" + (
+            f", {other} not finished" if other else ""
+        )
+        if failed:
+            log.error(
+                "%s (%s; errors in each job's metrics.json). python -m src.report %s",
+                line,
+                ", ".join(failed),
+                sweep_dir,
+            )
+            raise SystemExit(1)
+        log.info("%s. python -m src.report %s", line, sweep_dir)
