@@ -1,4 +1,4 @@
-"""A quiet, readable console: the demo shows the run, not the libraries' notes (issue "Quiet, readable console").
+"""A quiet, readable console: the demo shows the run, not the libraries' notes.
 
 Each note is silenced where it starts (src.system.process.quiet_library_notes, src.data.tokenized, W&B's logger,
 src.models.decoding.generate_kwargs); the libraries' real warnings still show.

@@ -269,15 +269,22 @@ def test_an_update_that_diverges_after_the_last_loss_check_fails_the_run(tiny, t
         run_dir,
         "trainer.max_steps=1",
         "trainer.val_check_interval=1",
-        "optimizer.lr=1e6",
+        "optimizer.lr=1e39",  # the one update overflows the weights: no loss sees it before the check
         "optimizer.warmup_steps=0",
         "trainer.gradient_clip_val=null",
     )
     line = one_error_line(proc)
-    # the weights (an update after the last loss checked) or the validation loss they give: not finite
-    assert "not finite" in line and "not completed" in line and "Fix: lower optimizer.lr" in line
+    # the last update, which no loss checks, is checked: the weights are not finite
+    assert "weights are not finite after step 1" in line and "not completed" in line and "Fix: lower" in line
     failed = strict(run_dir / "metrics.json")
     assert failed["status"] == "failed" and "not finite" in failed["error"]
+
+
+def test_a_non_finite_validation_or_test_loss_is_not_a_completed_run():
+    for split in ("validation", "test"):
+        with pytest.raises(UserError, match=f"the {split} loss is nan.*not completed"):
+            record.check_finite_scores({split: {"loss": float("nan"), "rouge2": 0.0}})
+    record.check_finite_scores({"validation": {"loss": 1.0}, "test": {"loss": 2.0}})
 
 
 @pytest.fixture
@@ -521,6 +528,21 @@ def test_a_sweep_records_its_bad_job_runs_the_others_and_says_how_many_failed(ti
     report = run_env("src.report", str(sweep))
     assert report.returncode == 0, report.stderr[-2000:]
     assert "failed: UserError: optimizer.lr=abc" in (sweep / "report.md").read_text()
+
+
+def test_a_sweep_value_hydra_cannot_compose_is_refused_before_any_job_runs(tiny, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_env(
+        "src.train",
+        "-m",
+        *models(tiny),
+        *TINY,
+        "data.generation.num_beams=four,1",
+        f"hydra.sweep.dir={sweep}",
+    )
+    line = one_error_line(proc)
+    assert "data.generation.num_beams=four" in line and "Fix:" in line
+    assert not list(sweep.glob("*/metrics.json"))  # nothing ran: the typo cost a second, not a grid
 
 
 # ---- leftovers ---------------------------------------------------------------------------------------------------

@@ -171,7 +171,8 @@ def test_shared_shares_every_weight_but_cross_attention(tiny):
     )
     assert enc.encoder.layer[0].output.dense.bias is dec.bert.encoder.layer[0].output.dense.bias
     assert enc.embeddings.word_embeddings.weight is dec.get_output_embeddings().weight
-    assert dec.bert.encoder.layer[0].crossattention.self.query.weight is not None
+    cross = dec.bert.encoder.layer[0].crossattention.self.query.weight  # new, and the decoder's own (Table 1)
+    assert all(cross is not p for p in enc.parameters())
     enc_ids = {id(p) for p in enc.parameters()}
     cross = [p for n, p in dec.named_parameters() if "crossattention" in n]
     assert cross and not any(id(p) in enc_ids for p in cross)

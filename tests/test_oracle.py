@@ -302,3 +302,8 @@ def test_a_model_that_memorised_hub_format_examples_scores_near_100(task, tiny_u
         r["prediction"] != r["reference"] for r in rows
     )  # the decoder's own spelling, kept for reading
     assert results["scoring"]["scored_text"] == "canonical"
+    provenance = results["scoring"][
+        "provenance"
+    ]  # every metric of the run says what computed it, on what text
+    assert set(provenance) == set(results["test"]) - {"loss"}
+    assert all(p["text"] == "canonical" and p["tool"] and p["signature"] for p in provenance.values())

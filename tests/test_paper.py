@@ -20,7 +20,7 @@ from tests.helpers.commands import REPO, compose_train, run_cli
 from tests.helpers.task_records import record
 from tests.helpers.tiny_run import tiny_run
 
-# From rothe2020.md and the issue: the checkpoint behind "BERT", the global batch and the length penalty per task.
+# From the paper (rothe2020.md): the checkpoint behind "BERT", the global batch and the length penalty per task.
 PAPER = {
     "cnn_dailymail": ("bert-base-cased", 128, 1.0),
     "xsum": ("bert-base-cased", 128, 1.0),

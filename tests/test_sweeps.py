@@ -148,7 +148,8 @@ def sweep(tiny, sweep_dir, *extra):
 def test_a_failing_job_does_not_stop_the_sweep_and_a_rerun_skips_finished_jobs(tiny, tmp_path):
     sweep_dir = tmp_path / "sweep"
     first = sweep(tiny, sweep_dir)
-    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.returncode == 1, first.stderr[-3000:]  # the sweep went on, and its status and last line say
+    assert f"sweep {sweep_dir}: 2 jobs, 1 completed, 1 failed" in first.stdout.splitlines()[-1]
     runs = {p.parent.name: json.loads(p.read_text()) for p in sweep_dir.glob("*/metrics.json")}
     assert len(runs) == 2 and all(name.startswith("bert2gpt2-synthetic-s42-") for name in runs)
     statuses = sorted(r["status"] for r in runs.values())
@@ -161,7 +162,7 @@ def test_a_failing_job_does_not_stop_the_sweep_and_a_rerun_skips_finished_jobs(t
     stamp = (sweep_dir / ok_dir / "metrics.json").stat().st_mtime_ns
 
     again = sweep(tiny, sweep_dir)
-    assert again.returncode == 0
+    assert again.returncode == 1  # the bad job fails again; the finished one is skipped
     assert "already completed" in again.stderr + again.stdout
     assert (sweep_dir / ok_dir / "metrics.json").stat().st_mtime_ns == stamp  # not re-run
 

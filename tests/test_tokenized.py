@@ -183,7 +183,7 @@ def test_an_entry_on_disk_is_raw_int32_read_without_loading(tmp_path):
 #: Measured on the 2-core AMD EPYC (AVX512-BF16), 1M Gigaword-like rows from Parquet: tokenizing added 57 MB of peak
 #: RSS over a cache hit, 49 MB at 10k rows (the difference, 8 MB, is what grows with the split). Reading the Arrow
 #: table through its memory map instead added 404 MB at 1M rows; the old path, whole-split lists, 2.26 GB.
-GROWTH_LIMIT_MB = 500  # the target for 1M rows
+GROWTH_LIMIT_MB = 500  # a tokenization's memory must not grow with the split: half a GB at 1M rows
 NOT_GROWING_MB = 100  # 12x the measured growth from 10k to 1M rows; the memory-mapped read grew by 326 MB
 
 

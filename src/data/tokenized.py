@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import fcntl
 import hashlib
 import itertools
 import json
@@ -28,6 +27,7 @@ import numpy as np
 from src.data.sources import PairStream, SplitStats
 from src.models.special_tokens import special_affixes
 from src.system.errors import UserError, disk_full, disk_full_error
+from src.system.locks import FileLock
 from src.system.outputs import file_mode
 from src.system.signals import check_stop
 
@@ -352,17 +352,14 @@ class Progress:
 def entry_lock(directory: Path):
     """The lock file next to a cache entry, held while the entry is built: a second process that needs the
     same entry waits here, then finds it built. Released when the process ends, however it ends."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    with open(directory.parent / f".{directory.name}.lock", "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("waiting for another process that is tokenizing %s", directory.name)
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    lock = FileLock(directory.parent / f".{directory.name}.lock")
+    if not lock.acquire(block=False):
+        log.info("waiting for another process that is tokenizing %s", directory.name)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def build_or_load(

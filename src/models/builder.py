@@ -3,9 +3,8 @@
 `build(spec, weights)` is the one entry: from the spec's checkpoints (training), from a saved architecture with
 random weights (loading a run checkpoint, offline) or on the meta device (parameter budgets).
 
-About 420 lines, on purpose: every route from a spec to a model (two checkpoints, a saved seq2seq model, a saved
-architecture) shares the private helpers here (configs, positions, budgets); the special tokens are their own
-module (special_tokens.py).
+Every route from a spec to a model (two checkpoints, a saved seq2seq model, a saved architecture) shares the
+private helpers here (configs, positions, budgets); the special tokens are their own module (special_tokens.py).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from src.system.errors import UserError
 WEIGHTS = ("pretrained", "random")
 #: what `attn_implementation` may be: torch's scaled_dot_product_attention (the default), the plain
 #: matmul-softmax-matmul of the original code, FlashAttention-2 (the flash_attn package, a CUDA GPU, fp16/bf16), or
-#: transformers' own pick (sdpa where a family has it, else eager). In transformers 5.24 every family the project
+#: transformers' own pick (sdpa where a family has it, else eager). In transformers 5 every family the project
 #: builds has sdpa and flash_attention_2 (BertModel, RobertaModel, GPT2, BertGeneration, and EncoderDecoderModel,
 #: whose cross-attention is the decoder's own attention class): `auto` means sdpa for all of them.
 ATTENTION = ("sdpa", "eager", "flash_attention_2", "auto")

@@ -10,8 +10,8 @@ fields of src.data.datamodule.DataConfig), `data.generation.*` (src.models.decod
 arguments of src.models.optim.build_optimizer) and `trainer.*` (the arguments of lightning.Trainer, which the
 group is passed to, less those the project sets itself).
 
-About 470 lines on purpose: one rule a key, a few lines each, in the one place a reader scans to learn what is
-valid; the rules share the few helpers that word every message the same way.
+One rule a key, a few lines each, in the one place a reader scans to learn what is valid; the rules share the few
+helpers that word every message the same way.
 """
 
 from __future__ import annotations

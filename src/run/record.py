@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.metrics.text import scoring_options
 from src.models.spec import ModelSpec
 from src.system.errors import UserError
+from src.system.locks import FileLock
 from src.system.outputs import atomic_write_text, results_table, write_json
 
 log = logging.getLogger(__name__)
@@ -378,37 +379,24 @@ def _attempt_dir(out: Path, what: str) -> Path:
 
 # ---- one process per run directory ---------------------------------------------------------------------------
 class RunLock:
-    """An exclusive lock on a run directory (flock on `<run>/.lock`), held while one process trains in it. The
-    kernel drops it when that process ends, however it ends, so no stale lock outlives a crash, a kill or a SLURM
-    requeue; the file keeps the holder's pid and start time for the message a second process gets."""
+    """An exclusive lock on a run directory (`FileLock` on `<run>/.lock`), held while one process trains or
+    evaluates in it; a second process is refused with the holder's pid and start time."""
 
     def __init__(self, out: Path):
-        self.path, self.file = out / ".lock", None
+        self.lock = FileLock(out / ".lock")
 
     def __enter__(self) -> RunLock:
-        import fcntl
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.path, "a+")  # noqa: SIM115 (held open for the lock's life)
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.file.seek(0)
-            holder = self.file.read().strip() or "another process"
-            self.file.close()
+        if not self.lock.acquire(block=False):
             raise UserError(
-                f"{self.path.parent} is in use by {holder}: a run directory takes one process at a time. "
-                "Fix: wait for it to finish (the same command then resumes or skips it), or run with another "
+                f"{self.lock.path.parent} is in use by {self.lock.holder()}: a run directory takes one process at a "
+                "time. Fix: wait for it to finish (the same command then resumes or skips it), or run with another "
                 "override for a directory of its own."
-            ) from None
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.write(f"pid {os.getpid()} (since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
-        self.file.flush()
+            )
+        self.lock.mark_held()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.file.close()  # closing the descriptor releases the lock
+        self.lock.release()
 
 
 # ---- the data a run was trained on ---------------------------------------------------------------------------

@@ -1,19 +1,20 @@
 """One GPU per job for parallel local sweeps: a job takes a free device, or waits until one is free.
 
-Leases are `flock` locks on files in a shared directory, so they are released by the kernel when a job ends or
+Leases are `flock` locks (`src.system.locks.FileLock`) on files in a shared directory, so they are released by the kernel when a job ends or
 dies, and they coordinate any number of processes (joblib workers, separate shells) on one machine.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from src.system.locks import FileLock
 
 log = logging.getLogger(__name__)
 DEFAULT_LOCK_DIR = Path(
@@ -28,22 +29,15 @@ def lease_device(n_devices: int, lock_dir: Path = DEFAULT_LOCK_DIR, poll_s: floa
     waiting_since = None
     while True:
         for index in range(n_devices):
-            handle = open(lock_dir / f"device{index}.lock", "a+")  # noqa: SIM115 - held for the whole lease
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
+            lock = FileLock(lock_dir / f"device{index}.lock")
+            if not lock.acquire(block=False):
                 continue
             try:
-                handle.seek(0)
-                handle.truncate()
-                handle.write(f"{os.getpid()}\n")
-                handle.flush()
+                lock.mark_held()
                 log.info("leased device %d of %d", index, n_devices)
                 yield index
             finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-                handle.close()
+                lock.release()
             return
         if waiting_since is None:
             waiting_since = time.monotonic()
