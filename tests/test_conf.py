@@ -46,7 +46,7 @@ def test_every_option_composes_and_feeds_what_it_configures(group, option):
     from src.data.datamodule import DataConfig
     from src.models.spec import ModelSpec
     from src.paper.protocol import check_protocol
-    from src.run.checks import PROJECT_TRAINER_KEYS
+    from src.system.trainer_keys import PROJECT_TRAINER_KEYS
 
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         overrides = [f"{group}={option}", *COMPANIONS.get((group, option), [])]

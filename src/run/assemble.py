@@ -21,11 +21,11 @@ from src.models.decoding import Decoding
 from src.models.module import Seq2SeqModule
 from src.models.spec import ModelSpec
 from src.paper.protocol import check_protocol
+from src.run.batches import per_device_batch_size
 from src.run.callbacks import AtomicCheckpointIO
-from src.run.checks import PROJECT_TRAINER_KEYS
-from src.system.errors import UserError
 from src.system.hardware import resolve_precision
 from src.system.precision import precision_args
+from src.system.trainer_keys import PROJECT_TRAINER_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -55,53 +55,6 @@ def build_datamodule(data: DictConfig, module: Seq2SeqModule, seed: int) -> Seq2
         max_source_length=module.source_length(data.max_source_length, data.max_target_length),
         source_special_tokens=module.source_special_tokens,
     )
-
-
-def refuse_token_budget_with_global_batch(data) -> None:
-    """`data.max_tokens` with `data.global_batch_size` is refused: token-budget batches hold as many examples as
-    fit, so no example count per optimizer step can hold (src.run.checks and per_device_batch_size ask here)."""
-    tokens, total, batch = data.get("max_tokens"), data.get("global_batch_size"), data.get("batch_size")
-    if tokens is not None and total is not None:
-        raise UserError(
-            f"data.max_tokens={tokens} with data.global_batch_size={total}: token-budget batches hold as many "
-            "examples as fit, so no example count per optimizer step can hold. Fix: "
-            f"data.global_batch_size=null{' data.batch_size=16' if batch is None else ''} (batches by tokens), "
-            "or data.max_tokens=null (example-count batches, as the paper presets keep)."
-        )
-
-
-def per_device_batch_size(data: DictConfig, devices: int, accumulation: int) -> int:
-    """`data.batch_size`, or the share of `data.global_batch_size` one device takes in one forward pass.
-
-    The global batch (examples per optimizer step) is per-device batch x devices x gradient accumulation; a
-    combination that does not divide it, or a batch_size that contradicts it, is refused. With `data.max_tokens`
-    training batches hold as many examples as fit in the token budget and batch_size is not used for them; a
-    global batch (a fixed example count) with it is refused (src.run.checks words it for the command line).
-    """
-    refuse_token_budget_with_global_batch(data)
-    batch, total = data.get("batch_size"), data.get("global_batch_size")
-    if total is None:
-        if batch is None:
-            raise UserError(
-                "data.batch_size and data.global_batch_size are both null. Fix: set one, e.g. data.batch_size=16."
-            )
-        return batch
-    split = devices * accumulation
-    fits = [a for a in (1, 2, 4, 8, 16, 32, 64) if total % (devices * a) == 0]
-    fix = ", ".join(f"accumulate_grad_batches={a} -> batch {total // (devices * a)}" for a in fits[:5])
-    if total % split:
-        raise UserError(
-            f"data.global_batch_size={total} does not divide into {devices} device(s) x "
-            f"trainer.accumulate_grad_batches={accumulation}. Fix: devices x accumulation must divide {total}"
-            + (f"; with {devices} device(s): {fix}." if fits else ".")
-        )
-    if batch is not None and batch * split != total:
-        raise UserError(
-            f"data.batch_size={batch} x {devices} device(s) x trainer.accumulate_grad_batches={accumulation} = "
-            f"{batch * split} examples per step, not data.global_batch_size={total}. Fix: data.batch_size=null "
-            f"(it follows from the global batch), or with {devices} device(s): {fix}."
-        )
-    return total // split
 
 
 def make_trainer(cfg: DictConfig, precision=None, callbacks=None, **overrides) -> L.Trainer:

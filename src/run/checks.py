@@ -24,7 +24,9 @@ import math
 from omegaconf import DictConfig, OmegaConf
 
 from src.models.decoding import LENGTH_PENALTY_FORMS
+from src.run.batches import per_device_batch_size, refuse_token_budget_with_global_batch
 from src.system.errors import UserError
+from src.system.trainer_keys import SET_BY_THE_PROJECT, trainer_arguments
 
 _ABSENT = object()
 
@@ -49,31 +51,8 @@ PRECISIONS = (
     "transformer-engine-float16",
 )
 
-#: lightning.Trainer arguments the project sets itself (src.run.assemble.make_trainer): a value under trainer.*
-#: would be replaced without a word, so it is refused with the key that does set it
-SET_BY_THE_PROJECT = {
-    "logger": "logger=<option> (conf/logger: wandb, tensorboard, csv, none)",
-    "callbacks": "the callbacks= group (conf/callbacks/default.yaml)",
-    "enable_progress_bar": "progress=rich|plain|none",
-    "plugins": "trainer.precision (mixed precision is given to the Trainer as a plugin)",
-}
-
-#: trainer.* keys that are the project's, not lightning.Trainer's: src.run.assemble takes them out before the Trainer
-#: is made (compile: torch.compile of the model's loss pass, `Seq2SeqModule.compile_model`)
-PROJECT_TRAINER_KEYS = ("compile",)
-
 #: the largest seed Lightning's seed_everything takes (numpy's uint32); outside [0, it] it picks a random seed
 MAX_SEED = 2**32 - 1
-
-
-@functools.cache
-def trainer_arguments() -> frozenset[str]:
-    """The keys trainer.* may hold: lightning.Trainer's arguments, Hydra's `_target_` and the project's own
-    (`PROJECT_TRAINER_KEYS`)."""
-    import lightning as L
-
-    own = {"_target_", *PROJECT_TRAINER_KEYS}
-    return frozenset(inspect.signature(L.Trainer.__init__).parameters) - {"self"} | own
 
 
 @functools.cache
@@ -247,8 +226,6 @@ def _check_data(cfg: DictConfig, budgets: bool = True) -> None:
         "data.max_tokens=4096, or null (batches of data.batch_size examples)",
     )
     if isinstance(_get(cfg, "data"), DictConfig):
-        from src.run.assemble import refuse_token_budget_with_global_batch
-
         refuse_token_budget_with_global_batch(cfg.data)
     valid = "examples per device per forward pass; null only with data.global_batch_size set"
     if (
@@ -537,7 +514,6 @@ def _check_steps_the_data_allow(cfg: DictConfig) -> None:
     accumulation = 1 if accumulation in (_ABSENT, None) else accumulation
     if world is None:
         return
-    from src.run.assemble import per_device_batch_size  # the batch the run will use (or its UserError, now)
 
     batch = per_device_batch_size(cfg.data, world, accumulation)
     bound = _training_examples_at_most(cfg)

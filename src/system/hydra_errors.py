@@ -27,6 +27,8 @@ import os
 import re
 import sys
 
+from src.system.trainer_keys import SET_BY_THE_PROJECT, trainer_arguments
+
 #: the modules that call Hydra's run_and_report by a name of their own
 _REPORTERS = ("hydra._internal.utils", "hydra._internal.hydra")
 #: set to 1, Hydra reports as it always does (as src.system.errors keeps a UserError's traceback then)
@@ -199,14 +201,10 @@ def _unknown_key(message: str, cause) -> str:
 
 
 def _trainer_arguments() -> frozenset[str]:
-    """lightning.Trainer's arguments: trainer.* takes any of them (src.run.checks)."""
-    from src.run.checks import trainer_arguments
-
+    """lightning.Trainer's arguments: trainer.* takes any of them (src.system.trainer_keys)."""
     return trainer_arguments()
 
 
 def _set_by_the_project() -> dict[str, str]:
-    """Trainer arguments the project sets itself, and the key that sets each (src.run.checks)."""
-    from src.run.checks import SET_BY_THE_PROJECT
-
+    """Trainer arguments the project sets itself, and the key that sets each (src.system.trainer_keys)."""
     return SET_BY_THE_PROJECT
