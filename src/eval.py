@@ -101,7 +101,9 @@ def _run_eval(cfg: DictConfig) -> dict:
         name = "predictions.jsonl" if split == splits[-1] else f"predictions.{split}.jsonl"
         write_predictions(out / name, module.test_predictions)
     last = splits[-1]  # test when it was evaluated: `metrics` and predictions.jsonl are the test split's
-    result.update(split=last, outputs=outputs[last], **by_split)  # record.SPLITS: each split's scores by name
+    result.update(
+        split=last, outputs=outputs[last], **by_split
+    )  # record.EVALUATED_SPLITS: each split's scores by name
     if (
         cfg.pretrained_seq2seq and "test" in by_split
     ):  # src.report reads it as a row (the paper's, if released)

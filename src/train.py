@@ -53,13 +53,13 @@ def train(cfg: DictConfig) -> dict:
     check_ddp_launch(cfg)
     with leased_devices(cfg) as devices, stop_on_signals():  # a signal while loading or tokenizing stops it
         try:
-            return _train(cfg, devices)
+            return _fit_and_test(cfg, devices)
         except StopRequested as err:
             requeued = is_launching_process() and requeue_slurm_job(received() or "")
             raise Interrupted(str(err), requeued=requeued) from None
 
 
-def _train(cfg: DictConfig, devices) -> dict:
+def _fit_and_test(cfg: DictConfig, devices) -> dict:
     started, out = time.time(), Path(cfg.output_dir)
     logger = make_logger(cfg)  # first, so that a job failing from here on still has its W&B run
     run = assemble(cfg, logger=logger, devices=devices)
@@ -131,7 +131,7 @@ def _train(cfg: DictConfig, devices) -> dict:
     return results
 
 
-def run(cfg: DictConfig) -> float | None:
+def train_or_skip(cfg: DictConfig) -> float | None:
     """Train unless this run directory already holds a completed run; a failure in a sweep is recorded, not raised.
 
     Returns:
@@ -166,10 +166,10 @@ def run(cfg: DictConfig) -> float | None:
         return done.get("validation", {}).get(cfg.monitor.removeprefix("val/"))
     # one process per run directory (the extra processes of a DDP run share their launcher's)
     with record.RunLock(out) if is_launching_process() else contextlib.nullcontext():
-        return _run(cfg, out)
+        return _train_recorded(cfg, out)
 
 
-def _run(cfg: DictConfig, out: Path) -> float | None:
+def _train_recorded(cfg: DictConfig, out: Path) -> float | None:
     try:
         done = train(cfg)
     except Interrupted as err:
@@ -208,7 +208,7 @@ def resume_command() -> str:
 def main(cfg: DictConfig) -> float | None:
     """Entry point; returns the monitored validation metric, for Hydra sweepers such as Optuna."""
     with report_user_errors():
-        return run(cfg)
+        return train_or_skip(cfg)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from src.data.datamodule import Collator
 from src.data.tokenized import Tokenization, TokenizedSplit
-from src.models.builder import attention_used, build
+from src.models.builder import BuildFrom, attention_used, build
 from src.models.module import Seq2SeqModule
 from src.models.optim import build_optimizer
 from src.models.spec import ModelSpec
@@ -125,7 +125,7 @@ def test_auto_is_sdpa_for_every_family_and_a_rebuild_sets_the_choice_again(tiny)
         built = build(spec(tiny, pair, attn_implementation="auto"))
         assert set(attention_used(built.model).values()) - {None} == {"sdpa"}, pair
         # rebuilt from its architecture (a checkpoint's route): the choice is set again, not read from the arch
-        again = build(spec(tiny, pair, attn_implementation="eager"), "random", arch=built.arch)
+        again = build(spec(tiny, pair, attn_implementation="eager"), BuildFrom.RANDOM, arch=built.arch)
         assert set(attention_used(again.model).values()) - {None} == {"eager"}, pair
 
 

@@ -284,7 +284,7 @@ def train_entry(monkeypatch, tmp_path):
     def composed(cfg):  # a config that composed: nothing of these tests should get here
         raise AssertionError(f"composed: {cfg.trainer}")
 
-    monkeypatch.setattr(src.train, "run", composed)
+    monkeypatch.setattr(src.train, "train_or_skip", composed)
     monkeypatch.setenv("HYDRA_MAIN_MODULE", "__main__")  # config_path relative to src/train.py, as with -m
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     entry = hydra_entry(src.train.main)

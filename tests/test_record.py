@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from src.analysis.decoding import decoding_results
-from src.run.record import SPLITS, completed, read_metrics
+from src.run.record import EVALUATED_SPLITS, completed, read_metrics
 
 
 def write(run, metrics: dict):
@@ -37,7 +37,10 @@ def test_an_eval_directory_of_the_earlier_layout_reads_as_each_splits_key(tmp_pa
         },
     )
     metrics = read_metrics(both)
-    assert {s: metrics[s] for s in SPLITS} == {"validation": {"rouge2": 9.0}, "test": {"rouge2": 10.0}}
+    assert {s: metrics[s] for s in EVALUATED_SPLITS} == {
+        "validation": {"rouge2": 9.0},
+        "test": {"rouge2": 10.0},
+    }
     assert "metrics" not in metrics and "splits" not in metrics
     only = write(
         tmp_path / "sweep" / "1_num_beams=4", {"generation": {"num_beams": 4}, "metrics": {"rouge2": 11.0}}

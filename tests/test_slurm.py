@@ -81,7 +81,8 @@ def test_a_sweep_runs_as_slurm_jobs_records_a_failure_and_a_rerun_submits_only_w
     ]
     proc = run_cli("src.train", *args)
     output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-3000:]
+    assert proc.returncode == 1, output[-3000:]  # a job failed: the sweep's status and last line say so
+    assert f"sweep {sweep}: 3 jobs, 2 completed, 1 failed" in proc.stdout.splitlines()[-1]
     runs = metrics_of(sweep)
     assert {k: r["status"] for k, r in runs.items()} == {
         "none": "completed",
@@ -101,7 +102,7 @@ def test_a_sweep_runs_as_slurm_jobs_records_a_failure_and_a_rerun_submits_only_w
     stamps = {p: p.stat().st_mtime_ns for p in finished}
     again = run_cli("src.train", *args)
     output = again.stdout + again.stderr
-    assert again.returncode == 0, output[-3000:]
+    assert again.returncode == 1, output[-3000:]
     assert output.count("already completed") == 2 and output.count("not submitted") == 2
     assert "sharing=shared" in output  # the failed job was submitted again (and failed again)
     assert metrics_of(sweep)["shared"]["status"] == "failed"

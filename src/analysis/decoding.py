@@ -15,7 +15,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 
 from src.metrics.text import primary_metric
-from src.run.record import SPLITS, read_metrics
+from src.run.record import EVALUATED_SPLITS, read_metrics
 from src.system.outputs import atomic_write_text, markdown_table
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ def decoding_results(sweep_dir: Path) -> list[dict]:
     rows = []
     for path in sorted(sweep_dir.glob("*/metrics.json"), key=lambda p: p.parent.name):
         result = read_metrics(path.parent) or {}
-        splits = {s: result[s] for s in SPLITS if s in result}
+        splits = {s: result[s] for s in EVALUATED_SPLITS if s in result}
         rows.append({"dir": path.parent.name, "generation": result.get("generation", {}), "splits": splits})
     return rows
 

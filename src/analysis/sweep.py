@@ -84,7 +84,7 @@ def job_state(job: Job) -> str:
 
 def job_budget(cfg: DictConfig) -> tuple[dict, dict]:
     """(parameter budget, architecture) of a job on the meta device, from its checkpoints' facts."""
-    from src.models.builder import architecture, build
+    from src.models.builder import BuildFrom, architecture, build
     from src.models.spec import ModelSpec
     from src.paper.variants import arch_facts
 
@@ -93,7 +93,7 @@ def job_budget(cfg: DictConfig) -> tuple[dict, dict]:
         return {}, {}
     enc = None if spec.decoder_only else arch_facts(spec.encoder)
     arch = architecture(spec, enc, arch_facts(spec.decoder), same_vocab=spec.encoder == spec.decoder)
-    return build(spec, "meta", arch=arch).budget.as_dict(), arch
+    return build(spec, BuildFrom.META, arch=arch).budget.as_dict(), arch
 
 
 def job_devices(cfg: DictConfig) -> int:

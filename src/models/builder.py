@@ -1,7 +1,7 @@
 """Build warm-started encoder-decoder models (plain transformers: no Lightning, no Hydra).
 
-`build(spec, weights)` is the one entry: from the spec's checkpoints (training), from a saved architecture with
-random weights (loading a run checkpoint, offline) or on the meta device (parameter budgets).
+`build(spec, source)` is the one entry: from the spec's checkpoints (training), from a saved architecture with
+random weights (loading a run checkpoint, offline) or on the meta device (parameter budgets): `BuildFrom`.
 
 Every route from a spec to a model (two checkpoints, a saved seq2seq model, a saved architecture) shares the
 private helpers here (configs, positions, budgets); the special tokens are their own module (special_tokens.py).
@@ -13,6 +13,7 @@ import contextlib
 import inspect
 import logging
 from dataclasses import asdict, dataclass
+from enum import Enum
 from pathlib import Path
 
 import torch
@@ -73,7 +74,9 @@ class Seq2Seq:
     encoder_tokenizer: object
     decoder_tokenizer: object
     budget: ParamBudget
-    arch: dict  # everything, with the spec, needed to rebuild the same architecture offline: build(spec, "random")
+    arch: (
+        dict  # everything, with the spec, needed to rebuild the same architecture offline (BuildFrom.RANDOM)
+    )
 
 
 def encoder_config(cfg, tokenizer=None, pretrained: bool = True):
@@ -399,50 +402,61 @@ def check_vocabulary(name: str, model, *tokenizers) -> None:
             )
 
 
+class BuildFrom(str, Enum):
+    """Where `build` takes a model from."""
+
+    CHECKPOINTS = (
+        "checkpoints"  # the spec's checkpoints: configs, tokenizers, pretrained sides' weights (training)
+    )
+    RANDOM = "random"  # a saved architecture (`Seq2Seq.arch`) with random weights, for a state dict; offline
+    META = "meta"  # a saved architecture on the meta device: nothing allocated (parameter budgets)
+
+
 def build(
-    spec: ModelSpec, weights: str = "checkpoints", *, arch: dict | None = None, tokenizers=None
+    spec: ModelSpec, source: BuildFrom = BuildFrom.CHECKPOINTS, *, arch: dict | None = None, tokenizers=None
 ) -> Seq2Seq:
     """Build the model a spec describes: the one builder.
 
     Args:
-        weights: "checkpoints": configs and tokenizers from the spec's checkpoints, pretrained sides with their
-            weights (training starts here). "random": the architecture `arch` (a built model's, as a checkpoint
-            stores it) with random weights, to load a state dict into; nothing is downloaded. "meta": `arch` on
-            the meta device: nothing allocated, for the parameter budget.
-        arch: the architecture for "random" and "meta" (`Seq2Seq.arch`, or `architecture()` of conf/arch facts).
-        tokenizers: (encoder, decoder) tokenizers for "random" / "meta"; the decoder's sets the special tokens.
+        source: `BuildFrom.CHECKPOINTS` (configs and tokenizers from the spec's checkpoints, pretrained sides with
+            their weights: training starts here), `BuildFrom.RANDOM` (the architecture `arch` with random weights,
+            to load a state dict into; nothing is downloaded) or `BuildFrom.META` (`arch` on the meta device:
+            nothing allocated, for the parameter budget).
+        arch: the architecture for RANDOM and META (`Seq2Seq.arch`, or `architecture()` of conf/arch facts).
+        tokenizers: (encoder, decoder) tokenizers for RANDOM / META; the decoder's sets the special tokens.
 
     Encoder, decoder and cross-attention run `spec.attn_implementation` (refused where this machine cannot run
-    it); "meta" keeps transformers' default, as nothing runs there.
+    it); META keeps transformers' default, as nothing runs there.
     """
-    if weights != "meta":
+    source = BuildFrom(source)
+    if source is not BuildFrom.META:
         check_attention(spec.attn_implementation)
-    if weights == "checkpoints" and spec.seq2seq:
+    if source is BuildFrom.CHECKPOINTS and spec.seq2seq:
         model, budget, note, arch, tokenizers = load_saved(spec)
     else:
-        if weights == "checkpoints":
+        if source is BuildFrom.CHECKPOINTS:
             arch, tokenizers = describe(spec)
-        elif weights not in ("random", "meta") or arch is None:
-            raise ValueError(
-                f"weights={weights!r} needs weights='checkpoints', or 'random'/'meta' with an arch"
-            )
+        elif arch is None:
+            raise ValueError(f"build from {source.value} needs the architecture: arch=Seq2Seq.arch")
         enc_cfg = config_from_dict(arch["encoder"]) if arch.get("encoder") is not None else None
         dec_cfg = config_from_dict(arch["decoder"])
-        if weights != "meta":
+        if source is not BuildFrom.META:
             for c in (enc_cfg, dec_cfg):
                 if c is not None:
                     set_attention(c, spec.attn_implementation)
-        with torch.device("meta") if weights == "meta" else contextlib.nullcontext():
+        with torch.device("meta") if source is BuildFrom.META else contextlib.nullcontext():
             model, budget, note = _assemble(
-                spec, enc_cfg, dec_cfg, arch["same_vocab"], load=weights == "checkpoints"
+                spec, enc_cfg, dec_cfg, arch["same_vocab"], load=source is BuildFrom.CHECKPOINTS
             )
-    if weights != "checkpoints" and "budget" in arch:
+    if source is not BuildFrom.CHECKPOINTS and "budget" in arch:
         budget = ParamBudget(**arch["budget"])  # the count of the model as it was loaded from its checkpoints
     tokenizers = tokenizers or (None, None)
     if tokenizers[1] is not None:
         # a saved model keeps its own ids (and a checkpoint of a run started from it, through `arch`)
         own = arch.get("special_ids") or (
-            saved_special_ids(model, tokenizers[1]) if spec.seq2seq and weights == "checkpoints" else None
+            saved_special_ids(model, tokenizers[1])
+            if spec.seq2seq and source is BuildFrom.CHECKPOINTS
+            else None
         )
         set_special_tokens(model, tokenizers[1], own)
     built = {
@@ -453,6 +467,6 @@ def build(
     }
     if spec.seq2seq or arch.get("special_ids"):
         built["special_ids"] = {k: getattr(model.generation_config, k) for k in SPECIAL_KEYS}
-    if weights == "checkpoints":
+    if source is BuildFrom.CHECKPOINTS:
         log.info("model: %s; %s", budget, note)
     return Seq2Seq(model, tokenizers[0], tokenizers[1], budget, built)

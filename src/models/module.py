@@ -14,7 +14,7 @@ from transformers import EncoderDecoderModel
 
 from src.metrics.health import collapse, output_health
 from src.metrics.text import GenerationMetrics
-from src.models.builder import attention_used, build, usable_positions
+from src.models.builder import BuildFrom, attention_used, build, usable_positions
 from src.models.checkpoints import load_tokenizer
 from src.models.decoding import Decoding, GNMTLengthPenalty, check_applied
 from src.models.optim import build_optimizer
@@ -120,7 +120,7 @@ class Seq2SeqModule(L.LightningModule):
         else:
             files = built.get("tokenizers")  # None: no tokenizers (the caller sets special tokens itself)
             tokenizers = files and tuple(tokenizer_from_files(files[side]) for side in ("encoder", "decoder"))
-            made = build(spec, "random", arch=built["arch"], tokenizers=tokenizers)
+            made = build(spec, BuildFrom.RANDOM, arch=built["arch"], tokenizers=tokenizers)
         self.model = made.model.train()  # from_pretrained returns eval mode: dropout would stay off
         self.encoder_tokenizer, self.decoder_tokenizer = made.encoder_tokenizer, made.decoder_tokenizer
         self.arch, self.budget = made.arch, made.budget

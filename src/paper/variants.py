@@ -71,10 +71,10 @@ def variant_arch(variant: str, overrides: list[str] = ()) -> tuple[ModelSpec, di
 
 def variant_budget(variant: str, overrides: list[str] = ()) -> ParamBudget:
     """Count a variant's parameters on the meta device (nothing downloaded, nothing allocated)."""
-    from src.models.builder import build
+    from src.models.builder import BuildFrom, build
 
     spec, arch = variant_arch(variant, overrides)
-    return build(spec, "meta", arch=arch).budget
+    return build(spec, BuildFrom.META, arch=arch).budget
 
 
 def register_resolver() -> None:

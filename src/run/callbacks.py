@@ -331,7 +331,7 @@ def requeue_slurm_job(signal_name: str) -> bool:
 class SaveOnSignal(L.Callback):
     """On Ctrl-C (SIGINT), SIGTERM (preemption, `scontrol requeue`), SIGUSR1 or SIGUSR2 (submitit's warning before
     the time limit): finish the current step, save checkpoints/last.ckpt, then stop with `Interrupted`. Under SLURM
-    the job is requeued (`scontrol requeue`) and resumes; `src.train.run` then exits without a result, so the sweep
+    the job is requeued (`scontrol requeue`) and resumes; `src.train.train_or_skip` then exits without a result, so the sweep
     that submitted it waits for the resumed job. A second Ctrl-C stops at once (Python's KeyboardInterrupt). The
     handlers are in place while training runs; before and after it, the signals do what they did before."""
 

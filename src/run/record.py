@@ -36,7 +36,7 @@ def sweep_job_dir(sweep_config: DictConfig) -> Path:
     return Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
 
 
-SPLITS = ("validation", "test")  # the evaluated splits, each a key of metrics.json
+EVALUATED_SPLITS = ("validation", "test")  # the evaluated splits, each a key of metrics.json
 
 
 def read_metrics(out: Path) -> dict | None:
@@ -310,7 +310,7 @@ def check_finite_scores(results: dict) -> None:
     """Refuse to complete a run whose validation or test loss is not finite (its predictions are noise)."""
     import math
 
-    for split in SPLITS:
+    for split in EVALUATED_SPLITS:
         loss = (results.get(split) or {}).get("loss")
         if isinstance(loss, float) and not math.isfinite(loss):
             raise UserError(

@@ -4,7 +4,7 @@
 - On a cluster without job accounting (`AccountingStorageType=accounting_storage/none`, common on small ones)
   job states come from `squeue`, said once, instead of a failing `sacct` warning on every poll.
 - Preemption, requeue and time limits: the job saves `last.ckpt` and is requeued without handing back a result
-  (`src.run.callbacks.SaveOnSignal`, `src.train.run`), so this side keeps waiting for the resumed job's result.
+  (`src.run.callbacks.SaveOnSignal`, `src.train.train_or_skip`), so this side keeps waiting for the resumed job's result.
 """
 
 from __future__ import annotations
