@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -212,3 +213,15 @@ def test_a_million_row_hub_table_is_prepared_in_bounded_memory(tmp_path):
         growth[rows] = miss["peak_rss_mb"] - hit["peak_rss_mb"]
     assert growth[1_000_000] < GROWTH_LIMIT_MB, growth
     assert growth[1_000_000] - growth[10_000] < NOT_GROWING_MB, growth
+
+
+def test_the_cache_check_benchmark_times_a_whole_entry(capsys):
+    """scripts/bench_cache_check (docs/reliability.md quotes it): the entry it builds passes the check it times."""
+    from scripts.bench_cache_check import main
+
+    assert main(["--rows", "3000"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    match = re.fullmatch(
+        r"3,000 rows: entry check ([\d.]+) ms, opening the entry ([\d.]+) ms \(medians of 21\)", line
+    )
+    assert match and all(float(x) > 0 for x in match.groups()), line
