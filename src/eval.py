@@ -101,16 +101,14 @@ def _run_eval(cfg: DictConfig) -> dict:
         name = "predictions.jsonl" if split == splits[-1] else f"predictions.{split}.jsonl"
         write_predictions(out / name, module.test_predictions)
     last = splits[-1]  # test when it was evaluated: `metrics` and predictions.jsonl are the test split's
-    result.update(
-        split=last, outputs=outputs[last], **by_split
-    )  # record.EVALUATED_SPLITS: each split's scores by name
+    # each split's scores under its name (record.EVALUATED_SPLITS)
+    result.update(split=last, outputs=outputs[last], **by_split)
     if (
         cfg.pretrained_seq2seq and "test" in by_split
     ):  # src.report reads it as a row (the paper's, if released)
         result.update(data=run.data.name, variant=paper_row(cfg.pretrained_seq2seq))
-    result["status"] = (
-        "completed"  # every split asked for is scored (src.report counts the directory as done)
-    )
+    # every split asked for is scored: src.report counts the directory as done
+    result["status"] = "completed"
     write_json(out / "metrics.json", result)
     logger = eval_logger(cfg, run, out, last)
     if logger:

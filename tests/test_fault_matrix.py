@@ -37,7 +37,8 @@ from src.run.callbacks import AtomicCheckpointIO
 from src.system import signals
 from src.system.errors import DiskFull, UserError
 from src.system.outputs import atomic_write_text, strict_json, write_json
-from tests.helpers.commands import CACHE, REPO, start_cli
+from tests.helpers.commands import one_error_line, run_cli, start_cli
+from tests.helpers.faults import nan_losses
 from tests.helpers.tiny_run import tiny_run
 
 TINY = tiny_run(
@@ -50,38 +51,7 @@ def models(tiny, side: str = "bert") -> list[str]:
 
 
 def train_cli(tiny, run_dir: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return run_env("src.train", *models(tiny), f"hydra.run.dir={run_dir}", *TINY, *extra, env=env)
-
-
-def run_env(module: str, *args: str, env: dict | None = None, stdin: bytes | None = None):
-    """`python -m module args` as run_cli runs it, with environment changes (None: remove the variable)."""
-    environ = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "WARMSTART_CACHE": CACHE}
-    for var in ("HYDRA_FULL_ERROR", "WARMSTART_DEBUG"):
-        environ.pop(var, None)
-    for key, value in (env or {}).items():
-        if value is None:
-            environ.pop(key, None)
-        else:
-            environ[key] = value
-    proc = subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=REPO,
-        env=environ,
-        capture_output=True,
-        input=stdin,
-        timeout=600,
-    )
-    proc.stdout, proc.stderr = (x.decode("utf-8", "replace") for x in (proc.stdout, proc.stderr))
-    return proc
-
-
-def one_error_line(proc) -> str:
-    stderr = proc.stderr
-    assert proc.returncode == 2, stderr[-3000:]
-    assert "Traceback" not in stderr, stderr[-3000:]
-    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, stderr[-3000:]
-    return errors[0]
+    return run_cli("src.train", *models(tiny), f"hydra.run.dir={run_dir}", *TINY, *extra, env=env)
 
 
 def strict(path: Path) -> dict:
@@ -128,6 +98,10 @@ def test_a_checkpoint_is_staged_beside_its_place_not_in_tmpdir(tmp_path, monkeyp
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "elsewhere"))  # another $TMPDIR
     io, path = AtomicCheckpointIO(), tmp_path / "run" / "checkpoints" / "last.ckpt"
     io.save_checkpoint({"step": 1}, path)
+    killed = (
+        path.parent / ".last.ckpt.abc123.tmp"
+    )  # what a save SIGKILLed mid-write leaves: the next one clears it
+    killed.write_bytes(b"PK half a checkpoint")
     io.save_checkpoint({"step": 2}, path)
     assert staged == [path.parent, path.parent]
     assert torch.load(path, weights_only=True) == {"step": 2}
@@ -289,15 +263,7 @@ def test_a_non_finite_validation_or_test_loss_is_not_a_completed_run():
 
 @pytest.fixture
 def nan_from_step_1(monkeypatch):
-    from src.models.module import Seq2SeqModule
-
-    real = Seq2SeqModule.loss
-
-    def loss(self, batch):
-        value = real(self, batch)
-        return value * float("nan") if self.training and self.global_step >= 1 else value
-
-    monkeypatch.setattr(Seq2SeqModule, "loss", loss)
+    nan_losses(monkeypatch, lambda step: step >= 1)
 
 
 def test_skipping_most_batches_is_not_a_completed_run(tiny, tmp_path, nan_from_step_1):
@@ -486,8 +452,8 @@ def test_export_and_predict_on_a_cut_short_metrics_json_name_it(completed_run, t
     text = (copy / "metrics.json").read_text()
     (copy / "metrics.json").write_text(text[: len(text) // 2])
     for proc in (
-        run_env("src.export", str(copy), "--out", str(tmp_path / "hf")),
-        run_env("src.predict", str(copy), "-", stdin=b"a source\n"),
+        run_cli("src.export", str(copy), "--out", str(tmp_path / "hf")),
+        run_cli("src.predict", str(copy), "-", stdin=b"a source\n"),
     ):
         line = one_error_line(proc)
         assert "is not a whole metrics.json" in line and "best.ckpt" in line
@@ -496,12 +462,12 @@ def test_export_and_predict_on_a_cut_short_metrics_json_name_it(completed_run, t
 def test_score_of_a_null_prediction_names_the_line(tmp_path):
     f = tmp_path / "p.jsonl"
     f.write_text('{"prediction": "a b", "reference": "a b"}\n{"prediction": null, "reference": "x"}\n')
-    line = one_error_line(run_env("src.score", str(f), "--metrics", "exact"))
+    line = one_error_line(run_cli("src.score", str(f), "--metrics", "exact"))
     assert f"{f}:2" in line and "must be text" in line
 
 
 def test_predict_with_bytes_that_are_not_utf8_on_standard_input(completed_run):
-    proc = run_env(
+    proc = run_cli(
         "src.predict", str(completed_run), "-", stdin=b"a source\n\xff\xfe bad\n", env={"LANG": "C.UTF-8"}
     )
     line = one_error_line(proc)
@@ -517,7 +483,7 @@ def test_a_jsonl_file_with_a_byte_order_mark_reads_its_first_line(tmp_path):
 # ---- sweeps ------------------------------------------------------------------------------------------------------
 def test_a_sweep_records_its_bad_job_runs_the_others_and_says_how_many_failed(tiny, tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_env(
+    proc = run_cli(
         "src.train", "-m", *models(tiny), *TINY, "optimizer.lr=abc,1e-3", f"hydra.sweep.dir={sweep}"
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
@@ -525,14 +491,14 @@ def test_a_sweep_records_its_bad_job_runs_the_others_and_says_how_many_failed(ti
     assert set(outcomes) == {"completed", "failed"}
     assert "optimizer.lr=abc" in strict(outcomes["failed"])["error"]
     assert f"sweep {sweep}: 2 jobs, 1 completed, 1 failed" in proc.stdout.splitlines()[-1]
-    report = run_env("src.report", str(sweep))
+    report = run_cli("src.report", str(sweep))
     assert report.returncode == 0, report.stderr[-2000:]
     assert "failed: UserError: optimizer.lr=abc" in (sweep / "report.md").read_text()
 
 
 def test_a_sweep_value_hydra_cannot_compose_is_refused_before_any_job_runs(tiny, tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_env(
+    proc = run_cli(
         "src.train",
         "-m",
         *models(tiny),

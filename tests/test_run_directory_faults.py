@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from src.run import record
 from src.system.errors import UserError
-from tests.helpers.commands import REPO, run_cli, start_cli
+from tests.helpers.commands import REPO, one_error_line, run_cli, start_cli
 from tests.helpers.tiny_run import tiny_run
 
 TINY = tiny_run(
@@ -48,14 +48,6 @@ def read_until(proc: subprocess.Popen, needle: str, timeout: float = 180) -> str
         if needle in line:
             return "".join(seen)
     raise AssertionError(f"{needle!r} never printed:\n" + "".join(seen)[-3000:])
-
-
-def one_error_line(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, proc.stderr[-3000:]
-    return errors[0]
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from src.system.errors import DiskFull, UserError
 from src.system.outputs import atomic_write_text, write_json
 from src.train import train
 from tests.helpers.commands import CACHE, REPO, run_cli, start_cli
+from tests.helpers.faults import nan_losses
 from tests.helpers.tiny_run import tiny_run
 
 TINY = tiny_run(
@@ -140,15 +141,7 @@ def test_same_seed_same_metrics(tiny, tmp_path, precision):
 
 @pytest.fixture
 def nan_at_step_4(monkeypatch):
-    from src.models.module import Seq2SeqModule
-
-    real = Seq2SeqModule.loss
-
-    def loss(self, batch):
-        value = real(self, batch)
-        return value * float("nan") if self.training and self.global_step == 4 else value
-
-    monkeypatch.setattr(Seq2SeqModule, "loss", loss)
+    nan_losses(monkeypatch, lambda step: step == 4)
 
 
 def test_nonfinite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tiny, tmp_path, nan_at_step_4):

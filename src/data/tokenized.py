@@ -26,9 +26,9 @@ import numpy as np
 
 from src.data.sources import PairStream, SplitStats
 from src.models.special_tokens import special_affixes
-from src.system.errors import UserError, disk_full, disk_full_error
+from src.system.errors import UserError, disk_full
 from src.system.locks import FileLock
-from src.system.outputs import file_mode
+from src.system.outputs import disk_full_error, file_mode
 from src.system.signals import check_stop
 
 log = logging.getLogger(__name__)
@@ -387,9 +387,8 @@ def build_or_load(
         log.info("%s/%s: tokenization cache hit (%s)", name, split, directory)
         return TokenizedSplit.load(directory, with_texts)
     with entry_lock(directory):
-        remove_leftovers(
-            directory
-        )  # temporary folders of builds that were killed (none is running: the lock)
+        # temporary folders of builds that were killed (none is running: this process holds the lock)
+        remove_leftovers(directory)
         damage = entry_damage(directory) if directory.exists() else None
         if directory.exists() and damage is None:  # built by the process this one waited for
             log.info("%s/%s: tokenization cache hit (%s), built by another process", name, split, directory)
@@ -449,9 +448,8 @@ def _build(directory: Path, key_data: dict, label: str, read, tokenization: Toke
         writer = _EntryWriter(tmp, with_texts)
         with tokenizer_threads(tokenization.parallel):
             for sources, targets in stream.chunks:
-                check_stop(
-                    f"tokenizing {label}"
-                )  # a SLURM preemption stops within a chunk, not after the split
+                # a SLURM preemption stops within a chunk, not after the split
+                check_stop(f"tokenizing {label}")
                 writer.add(*tokenization.arrays(sources, targets, stats), sources, targets)
                 progress.update(len(sources))
         writer.close()

@@ -74,9 +74,8 @@ class Seq2Seq:
     encoder_tokenizer: object
     decoder_tokenizer: object
     budget: ParamBudget
-    arch: (
-        dict  # everything, with the spec, needed to rebuild the same architecture offline (BuildFrom.RANDOM)
-    )
+    # everything, with the spec, needed to rebuild the same architecture offline (BuildFrom.RANDOM)
+    arch: dict
 
 
 def encoder_config(cfg, tokenizer=None, pretrained: bool = True):
@@ -405,9 +404,8 @@ def check_vocabulary(name: str, model, *tokenizers) -> None:
 class BuildFrom(str, Enum):
     """Where `build` takes a model from."""
 
-    CHECKPOINTS = (
-        "checkpoints"  # the spec's checkpoints: configs, tokenizers, pretrained sides' weights (training)
-    )
+    # the spec's checkpoints: configs, tokenizers, pretrained sides' weights (training)
+    CHECKPOINTS = "checkpoints"
     RANDOM = "random"  # a saved architecture (`Seq2Seq.arch`) with random weights, for a state dict; offline
     META = "meta"  # a saved architecture on the meta device: nothing allocated (parameter budgets)
 

@@ -15,6 +15,7 @@ computing `int ** length_penalty` is detected (`check_applied`) instead of silen
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass, fields, make_dataclass, replace
 from typing import Optional, get_type_hints
 
@@ -38,11 +39,7 @@ class Decoding:
     length_penalty_form: Optional[str] = None  # noqa: UP045
 
     def __post_init__(self):
-        if self.length_penalty_form not in (None, *LENGTH_PENALTY_FORMS):
-            raise UserError(
-                f"data.generation.length_penalty_form={self.length_penalty_form!r} is not a length penalty form. "
-                f"Fix: data.generation.length_penalty_form={' or '.join(LENGTH_PENALTY_FORMS)}."
-            )
+        check_length_penalty_form(self.length_penalty_form)
 
     @property
     def gnmt(self) -> bool:
@@ -85,9 +82,7 @@ class Decoding:
         """
         given = self.kwargs()
         given.pop("length_penalty_form", None)
-        beams = self.num_beams
-        if beams is None and generation_config is not None:
-            beams = getattr(generation_config, "num_beams", None) or 1
+        beams = self._beams(generation_config)
         if beams == 1:
             for key in BEAM_ONLY:
                 given.pop(key, None)
@@ -96,12 +91,15 @@ class Decoding:
             given["length_penalty"] = GNMTLengthPenalty(1.0 if alpha is None else alpha)
         return given
 
+    def _beams(self, generation_config=None) -> int | None:
+        """The beams `generate` will use: num_beams here, else the config's (None: unknown, no config given)."""
+        if self.num_beams is not None or generation_config is None:
+            return self.num_beams
+        return getattr(generation_config, "num_beams", None) or 1
+
     def beam_search(self, generation_config=None) -> bool:
         """Whether `generate` searches with more than one beam (num_beams here, else the config's)."""
-        beams = self.num_beams
-        if beams is None:
-            beams = getattr(generation_config, "num_beams", None) or 1
-        return beams > 1
+        return (self._beams(generation_config) or 1) > 1
 
     def __str__(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in sorted(self.kwargs().items())) or "generate's defaults"
@@ -111,6 +109,17 @@ KEYS = tuple(f.name for f in fields(Decoding))
 #: settings only beam search reads (transformers 5 warns when they are set beside num_beams=1)
 BEAM_ONLY = ("early_stopping", "length_penalty", "length_penalty_form")
 LENGTH_PENALTY_FORMS = ("transformers", "gnmt")
+
+
+def check_length_penalty_form(form) -> None:
+    """Refuse a length penalty form that is not one of LENGTH_PENALTY_FORMS (None: transformers'): the one rule,
+    asked by the config checks before anything loads and by every Decoding made."""
+    if form not in (None, *LENGTH_PENALTY_FORMS):
+        raise UserError(
+            f"data.generation.length_penalty_form={form} is not valid: data.generation.length_penalty_form is "
+            "transformers (log-probability / len^alpha) or gnmt (/ ((5 + len) / 6)^alpha, the paper's). "
+            "Fix: data.generation.length_penalty_form=gnmt."
+        )
 
 
 class GNMTLengthPenalty(float):
@@ -126,7 +135,7 @@ class GNMTLengthPenalty(float):
 
     def __rpow__(self, length):
         GNMTLengthPenalty.applied += 1
-        return ((5.0 + float(length)) / 6.0) ** float(self)
+        return gnmt_penalty(float(length), float(self))
 
     def __repr__(self) -> str:
         return f"GNMTLengthPenalty({float(self)!r})"
@@ -135,6 +144,15 @@ class GNMTLengthPenalty(float):
 def gnmt_penalty(length: int, alpha: float) -> float:
     """GNMT's length penalty (Wu et al. 2016; tensor2tensor's beam search): ((5 + length) / 6) ** alpha."""
     return ((5.0 + length) / 6.0) ** alpha
+
+
+@contextlib.contextmanager
+def gnmt_applied(expected: bool):
+    """Around a `generate` call: when `expected` (a beam search with the GNMT form), `check_applied` after it."""
+    before = GNMTLengthPenalty.applied
+    yield
+    if expected:
+        check_applied(before)
 
 
 def check_applied(before: int) -> None:

@@ -16,7 +16,7 @@ from src.metrics.health import collapse, output_health
 from src.metrics.text import GenerationMetrics
 from src.models.builder import BuildFrom, attention_used, build, usable_positions
 from src.models.checkpoints import load_tokenizer
-from src.models.decoding import Decoding, GNMTLengthPenalty, check_applied
+from src.models.decoding import Decoding, gnmt_applied
 from src.models.optim import build_optimizer
 from src.models.spec import ModelSpec
 from src.models.special_tokens import special_affixes
@@ -286,17 +286,15 @@ class Seq2SeqModule(L.LightningModule):
     @torch.no_grad()
     def generate(self, batch: dict) -> list[str]:
         gnmt = self.decoding.gnmt and self.decoding.beam_search(self.model.generation_config)
-        before = GNMTLengthPenalty.applied
         try:
-            out = self._generate(batch)
+            with gnmt_applied(gnmt):
+                out = self._generate(batch)
         except torch.OutOfMemoryError:
             size, beams = batch["input_ids"].size(0), self.decoding.num_beams or 1
             raise UserError(
                 f"out of memory while generating for a batch of {size} examples with {beams} beams. "
                 f"Fix: lower data.eval_batch_size (now {size}), or data.generation.num_beams."
             ) from None
-        if gnmt:
-            check_applied(before)
         return decode(self.decoder_tokenizer, out, self.special_ids)
 
     def _generate(self, batch: dict) -> torch.Tensor:

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -17,7 +18,7 @@ from src.models.flops import model_configs, train_flops
 from src.system import signals
 from src.system.errors import UserError
 from src.system.hardware import device_peak_tflops, peak_memory_mb
-from src.system.outputs import atomic_file
+from src.system.outputs import atomic_file, remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         if storage_options is not None:
             raise TypeError("storage_options are not supported by AtomicCheckpointIO")
+        path = Path(path)
+        # a save killed mid-write (SIGKILL) left its temporary file: as large as a checkpoint, and this run's alone
+        remove_stale_temporaries(path.parent, path.name)
         with atomic_file(path) as f:
             torch.save(checkpoint, f)
 
@@ -331,8 +335,8 @@ def requeue_slurm_job(signal_name: str) -> bool:
 class SaveOnSignal(L.Callback):
     """On Ctrl-C (SIGINT), SIGTERM (preemption, `scontrol requeue`), SIGUSR1 or SIGUSR2 (submitit's warning before
     the time limit): finish the current step, save checkpoints/last.ckpt, then stop with `Interrupted`. Under SLURM
-    the job is requeued (`scontrol requeue`) and resumes; `src.train.train_or_skip` then exits without a result, so the sweep
-    that submitted it waits for the resumed job. A second Ctrl-C stops at once (Python's KeyboardInterrupt). The
+    the job is requeued (`scontrol requeue`) and resumes; `src.train.train_or_skip` then exits without a result, so
+    the sweep that submitted it waits for the resumed job. A second Ctrl-C stops at once (Python's KeyboardInterrupt). The
     handlers are in place while training runs; before and after it, the signals do what they did before."""
 
     SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2")

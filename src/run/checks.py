@@ -23,7 +23,7 @@ import math
 
 from omegaconf import DictConfig, OmegaConf
 
-from src.models.decoding import LENGTH_PENALTY_FORMS
+from src.models.decoding import check_length_penalty_form
 from src.run.batches import per_device_batch_size, refuse_token_budget_with_global_batch
 from src.system.errors import UserError
 from src.system.trainer_keys import SET_BY_THE_PROJECT, trainer_arguments
@@ -296,13 +296,8 @@ def _check_data(cfg: DictConfig, budgets: bool = True) -> None:
         "data.generation.max_new_tokens=128",
     )
     form = _get(cfg, "data.generation.length_penalty_form")
-    if form not in (_ABSENT, None, *LENGTH_PENALTY_FORMS):
-        _refuse(
-            "data.generation.length_penalty_form",
-            form,
-            "transformers (log-probability / len^alpha) or gnmt (/ ((5 + len) / 6)^alpha, the paper's)",
-            "data.generation.length_penalty_form=gnmt",
-        )
+    if form is not _ABSENT:
+        check_length_penalty_form(form)
 
 
 def _check_optimizer(cfg: DictConfig) -> None:
@@ -444,7 +439,7 @@ def _check_run_keys(cfg: DictConfig) -> None:
     if mode not in (_ABSENT, "min", "max"):
         _refuse("monitor_mode", mode, "min or max (for the `monitor` metric)", "monitor_mode=min")
     share = _get(cfg, "skip_nonfinite_max_share")
-    if share not in (_ABSENT,) and not (_is_number(share) and 0 <= share <= 1):
+    if share is not _ABSENT and not (_is_number(share) and 0 <= share <= 1):
         _refuse(
             "skip_nonfinite_max_share",
             share,

@@ -11,11 +11,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 from src.system.errors import UserError
+from src.system.outputs import existing_directory, free_mb
 
 #: the free space $TMPDIR needs: tokenizer files pass through it (a few MB each)
 TMP_NEEDED_MB = 64
@@ -24,7 +24,7 @@ TMP_NEEDED_MB = 64
 def writable(directory: Path) -> str | None:
     """Why a file cannot be created in `directory` (or in its nearest existing parent, where it would be made),
     or None when it can. Tried for real: a read-only file system refuses root too."""
-    probe = next((p for p in (directory, *directory.parents) if p.exists()), None)
+    probe = existing_directory(directory)
     if probe is None or not probe.is_dir():
         return "it is not a directory"
     try:
@@ -33,14 +33,6 @@ def writable(directory: Path) -> str | None:
     except OSError as err:
         return err.strerror or str(err)
     return None
-
-
-def free_mb(directory: Path) -> float | None:
-    probe = next((p for p in (directory, *directory.parents) if p.exists()), None)
-    try:
-        return shutil.disk_usage(probe).free / 2**20 if probe else None
-    except OSError:
-        return None
 
 
 def check_tmpdir() -> None:

@@ -14,7 +14,7 @@ import torch
 from src.data.datamodule import Collator
 from src.data.tokenized import Tokenization, TokenizedSplit
 from src.models.checkpoints import ENCODER_TOKENIZER
-from src.models.decoding import Decoding, GNMTLengthPenalty, check_applied
+from src.models.decoding import Decoding, gnmt_applied
 from src.models.module import decode
 from src.models.restore import load_module
 from src.run.record import checkpoint_of
@@ -175,10 +175,8 @@ class Predictor:
             gnmt = decoding.gnmt and decoding.beam_search(config)
         for idx in batches:
             texts = [sources[i] for i in idx]
-            before = GNMTLengthPenalty.applied
-            out.update(zip(idx, self._batch(texts, generation), strict=True))
-            if gnmt:
-                check_applied(before)
+            with gnmt_applied(gnmt):
+                out.update(zip(idx, self._batch(texts, generation), strict=True))
         return [out[i] for i in range(len(sources))]
 
     def _batch(self, texts: list[str], generation: dict) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 import traceback
@@ -197,9 +198,8 @@ def made_with(cfg: DictConfig) -> dict:
         model = {"pretrained_seq2seq": cfg.pretrained_seq2seq}
     else:
         spec = ModelSpec.from_config(cfg).as_dict()
-        model = {
-            k: v for k, v in spec.items() if k != "attn_implementation"
-        }  # how attention is computed only
+        # not attn_implementation: it changes how attention is computed, not the weights
+        model = {k: v for k, v in spec.items() if k != "attn_implementation"}
     data = cfg.get("data") or {}
     plain = OmegaConf.to_container(data, resolve=True) if isinstance(data, DictConfig) else dict(data)
     return {"model": model, "data": {k: plain.get(k) for k in DATA_IDENTITY if k in plain}}
@@ -220,11 +220,11 @@ def differences(before: dict, now: dict, prefix: str = "") -> list[str]:
 def check_same_run(cfg: DictConfig, recorded: dict | None, where: str, fix: str) -> None:
     """Refuse to skip, resume or test `where` (a run directory or a checkpoint) for this command when what it was
     made with (`recorded`: `made_with` of its config) differs from this command's: one UserError listing the
-    differences. Nothing recorded (a run from before the record): the run identity's names are compared."""
+    differences. A run from before the record recorded only its identity's names: those are compared."""
     if not recorded:
         return
-    now = made_with(cfg)
-    changed = differences(recorded, now) if "model" in recorded else differences(recorded, _names(now, cfg))
+    now = made_with(cfg) if "model" in recorded else identity_names(run_identity(cfg))
+    changed = differences(recorded, now)
     if changed:
         shown = "; ".join(changed[:6]) + (f"; and {len(changed) - 6} more" if len(changed) > 6 else "")
         raise UserError(
@@ -232,28 +232,28 @@ def check_same_run(cfg: DictConfig, recorded: dict | None, where: str, fix: str)
         )
 
 
-def _names(now: dict, cfg: DictConfig) -> dict:
-    """This command's run identity names, to compare with an older metrics.json that recorded only those."""
-    return {k: v for k, v in run_identity(cfg).items() if k in ("encoder", "decoder", "sharing", "data")}
+def identity_names(identity: dict) -> dict:
+    """The names of a run identity (`run_identity`, or a metrics.json) that say what model and data it has."""
+    return {
+        k: identity.get(k) for k in ("encoder", "decoder", "sharing", "data") if identity.get(k) is not None
+    }
 
 
 def recorded_made_with(done: dict) -> dict | None:
     """What a metrics.json says its run was made with: `made_with`, else (an older run) its identity's names."""
     if isinstance(done.get("made_with"), dict):
         return done["made_with"]
-    names = {k: done.get(k) for k in ("encoder", "decoder", "sharing", "data") if done.get(k) is not None}
-    return names or None
+    return identity_names(done) or None
 
 
 def checkpoint_made_with(path: Path) -> dict | None:
     """`made_with` of the config stored in a checkpoint of src.train (memory-mapped: the weights are not read)."""
     import torch
 
+    # a damaged file is named by check_checkpoint_file; an older layout has nothing to compare
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (
-        Exception
-    ):  # a damaged file is named by check_checkpoint_file; an older layout has nothing to compare
+    except Exception:
         return None
     stored = checkpoint.get("run_config") if isinstance(checkpoint, dict) else None
     if not isinstance(stored, dict):
@@ -308,8 +308,6 @@ def training_summary(
 
 def check_finite_scores(results: dict) -> None:
     """Refuse to complete a run whose validation or test loss is not finite (its predictions are noise)."""
-    import math
-
     for split in EVALUATED_SPLITS:
         loss = (results.get(split) or {}).get("loss")
         if isinstance(loss, float) and not math.isfinite(loss):

@@ -14,6 +14,7 @@ with its traceback (and, where it was made from another exception, that one's to
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 
@@ -67,25 +68,6 @@ class DiskFull(UserError):
 def disk_full(err: BaseException) -> bool:
     """Whether `err` says a file system is full: ENOSPC / EDQUOT, or numpy's short write ("N requested and M
     written"), which carries no errno."""
-    import errno
-
     return isinstance(err, OSError) and (
         err.errno in (errno.ENOSPC, errno.EDQUOT) or "requested and" in str(err)
-    )
-
-
-def disk_full_error(where, what: str) -> DiskFull:
-    """The one line for a full disk: which file, which file system, how much is free, and the fix."""
-    import shutil
-    from pathlib import Path
-
-    path = Path(where)
-    probe = next((p for p in (path, *path.parents) if p.exists()), Path("."))
-    try:
-        free = f"{shutil.disk_usage(probe).free / 2**20:.0f} MB free"
-    except OSError:
-        free = "free space unknown"
-    return DiskFull(
-        f"the disk holding {path} is full ({free}) while writing {what}; the previous file is kept. "
-        f"Fix: free space on that file system, or write elsewhere (hydra.run.dir=..., data.cache_dir=...)."
     )

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from src.system.errors import disk_full, disk_full_error
+from src.system.errors import DiskFull, disk_full
 
 
 def file_mode(directory: bool = False) -> int:
@@ -41,13 +41,38 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def existing_directory(path: str | Path) -> Path | None:
+    """`path` if it is there, else its nearest parent that is: where a file of `path` would be made."""
+    path = Path(path)
+    return next((p for p in (path, *path.parents) if p.exists()), None)
+
+
+def free_mb(path: str | Path) -> float | None:
+    """Free MB on the file system that holds (or would hold) `path`; None where that cannot be read."""
+    where = existing_directory(path)
+    try:
+        return shutil.disk_usage(where).free / 2**20 if where is not None else None
+    except OSError:
+        return None
+
+
+def disk_full_error(where: str | Path, what: str) -> DiskFull:
+    """The one line for a full disk: which file, which file system, how much is free, and the fix."""
+    free = free_mb(where)
+    room = "free space unknown" if free is None else f"{free:.0f} MB free"
+    return DiskFull(
+        f"the disk holding {where} is full ({room}) while writing {what}; the previous file is kept. "
+        f"Fix: free space on that file system, or write elsewhere (hydra.run.dir=..., data.cache_dir=...)."
+    )
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | Path, mode: str = "wb", **open_args):
     """A file object whose content replaces `path` atomically when the block ends: written to a temporary file in
     the same directory (so on the same file system, whatever $TMPDIR is), flushed, fsync-ed, given the umask's
     permissions, then renamed over `path`. On any error (a full disk, a kill) `path` keeps its previous content
     and the temporary file is removed; a SIGKILL can leave a `.<name>.*.tmp` beside it, which
-    `remove_stale_temporaries` clears."""
+    `remove_stale_temporaries` clears (checkpoints: before each save)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -71,10 +96,8 @@ def atomic_file(path: str | Path, mode: str = "wb", **open_args):
 
 def _no_room(directory: Path) -> bool:
     """Whether the file system holding `directory` has (almost) no space left: under 64 KiB."""
-    try:
-        return shutil.disk_usage(directory).free < 64 * 1024
-    except OSError:
-        return False
+    free = free_mb(directory)
+    return free is not None and free < 64 / 1024
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

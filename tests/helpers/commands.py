@@ -13,35 +13,57 @@ REPO = Path(__file__).resolve().parents[2]
 CACHE = tempfile.mkdtemp(prefix="warmstart-test-cache-")  # tokenized splits of this test session
 
 
-def run_cli(module: str, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run `python -m <module> overrides...` from the repository root, as a user would."""
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "WARMSTART_CACHE": CACHE}
-    env.pop("HYDRA_FULL_ERROR", None)
-    env.pop("WARMSTART_DEBUG", None)  # a developer's setting: the tests read the user's one-line errors
-    return subprocess.run(
+def command_environment(env: dict | None = None) -> dict:
+    """The environment a test runs a command in: the session's cache, no developer's debug switches; `env` changes
+    it (None: remove the variable)."""
+    environ = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "WARMSTART_CACHE": CACHE}
+    environ.pop("HYDRA_FULL_ERROR", None)
+    environ.pop("WARMSTART_DEBUG", None)  # a developer's setting: the tests read the user's one-line errors
+    for key, value in (env or {}).items():
+        if value is None:
+            environ.pop(key, None)
+        else:
+            environ[key] = value
+    return environ
+
+
+def run_cli(
+    module: str, *overrides: str, timeout: int = 600, env: dict | None = None, stdin: bytes | None = None
+) -> subprocess.CompletedProcess:
+    """Run `python -m <module> overrides...` from the repository root, as a user would; `env` changes the
+    environment (`command_environment`), `stdin` is given as bytes. stdout and stderr come back as text."""
+    proc = subprocess.run(
         [sys.executable, "-m", module, *overrides],
         cwd=REPO,
-        env=env,
+        env=command_environment(env),
         capture_output=True,
-        text=True,
+        input=stdin,
         timeout=timeout,
     )
+    proc.stdout, proc.stderr = (x.decode("utf-8", "replace") for x in (proc.stdout, proc.stderr))
+    return proc
 
 
 def start_cli(module: str, *overrides: str) -> subprocess.Popen:
     """`python -m <module> overrides...` started in the background (stdout and stderr as one text stream), for
     tests that signal or kill it while it runs."""
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "WARMSTART_CACHE": CACHE}
-    env.pop("HYDRA_FULL_ERROR", None)
-    env.pop("WARMSTART_DEBUG", None)
     return subprocess.Popen(
         [sys.executable, "-m", module, *overrides],
         cwd=REPO,
-        env=env,
+        env=command_environment(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def one_error_line(proc: subprocess.CompletedProcess) -> str:
+    """The one `error:` line of a command that refused its input: exit 2, no traceback."""
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    return errors[0]
 
 
 def compose_train(*overrides: str, hydra: bool = False):
