@@ -1,8 +1,8 @@
 """Evaluate a checkpoint written by `src.train`: generation metrics and predictions on a split.
 
 python -m src.eval ckpt_path=outputs/runs/<run>/checkpoints/last.ckpt
-python -m src.eval ckpt_path=... split=validation data.generation.num_beams=1
-python -m src.eval -m ckpt_path=... data.generation.num_beams=1,4   # a decoding sweep: decoding.md picks the best
+python -m src.eval ckpt_path=... split=validation decoding.num_beams=1
+python -m src.eval -m ckpt_path=... decoding.num_beams=1,4   # a decoding sweep: decoding.md picks the best
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from src.config.hydra_errors import hydra_entry
+from src.config.schema import eval_config
 from src.models.restore import load_module, upgrade_run_config
 from src.models.spec import paper_row
 from src.run.assemble import assemble, evaluate
-from src.run.checks import check_eval_config
 from src.run.loggers import finish_wandb, flatten, log_results_to_wandb, logger_for
 from src.run.record import RunLock, run_identity, write_predictions
 from src.system.errors import UserError, report_user_errors
-from src.system.hydra_errors import hydra_entry
 from src.system.outputs import results_table, write_json
 from src.system.process import is_multirun, setup_process
 
@@ -43,7 +43,7 @@ def eval_splits(split, multirun: bool) -> list[str]:
 def run_eval(cfg: DictConfig) -> dict:
     """Load the checkpoint and evaluate with the training run's data and decoding settings (or those given); one
     process at a time in its output directory (`RunLock`)."""
-    check_eval_config(cfg)  # the keys a user types, before anything loads
+    eval_config(cfg)  # every key's rule, before anything loads
     with RunLock(Path(cfg.output_dir)):
         return _run_eval(cfg)
 
@@ -60,9 +60,6 @@ def _run_eval(cfg: DictConfig) -> dict:
         raise UserError(
             "nothing to evaluate. Fix: ckpt_path=<run>/checkpoints/best.ckpt, or pretrained_seq2seq=DIR data=<task>."
         )
-    # a checkpoint decodes as it was trained, unless data.generation.* says otherwise
-    if module is not None:
-        module.decoding = module.decoding.override(cfg.data.generation)
     if cfg.data_path is not None:
         run.data.path = cfg.data_path
     if cfg.eval_batch_size is not None:
@@ -75,6 +72,9 @@ def _run_eval(cfg: DictConfig) -> dict:
         run, module=module, callbacks=[], splits=splits, logger=False, enable_checkpointing=False
     )
     module = parts.module
+    module.decoding = module.decoding.override(
+        cfg.decoding
+    )  # as the run decoded, unless decoding.* says otherwise
     out = Path(cfg.output_dir)
     # what was evaluated: the same choice as above (pretrained_seq2seq wins over ckpt_path)
     what = (
@@ -91,7 +91,7 @@ def _run_eval(cfg: DictConfig) -> dict:
         **what,
         "run_name": run.run_name,
         "params": module.budget.as_dict(),
-        "generation": module.decoding.kwargs(),
+        "decoding": module.decoding.kwargs(),
         "scoring": module.scoring,
     }
     by_split, outputs = {}, {}

@@ -47,8 +47,8 @@ def parser() -> argparse.ArgumentParser:
 
 def compose_error(err: Exception) -> UserError:
     """A Hydra error composing the overrides (an unknown key or group option, bad grammar, a value of the wrong
-    type) as one UserError, said as src.train says it (src.system.hydra_errors.describe)."""
-    from src.system.hydra_errors import describe
+    type) as one UserError, said as src.train says it (src.config.hydra_errors.describe)."""
+    from src.config.hydra_errors import describe
 
     line = describe(err) or (
         f"these overrides do not compose: {one_line(err).rstrip('.')}. "

@@ -2,7 +2,7 @@
 
 python -m src.train experiment=demo                                    # offline demo (minilm2minilm)
 python -m src.train encoder=bert decoder=gpt2                          # needs the Hugging Face Hub
-python -m src.train experiment=paper data=xsum variant=bertshare       # one cell of the paper, its settings
+python -m src.train paper=rothe2020 data=xsum variant=bertshare        # one cell of the paper, its settings
 python -m src.train data=jsonl data.path=DIR trainer.max_steps=5000
 python -m src.train -m encoder=minilm,rnd decoder=minilm               # a sweep
 """
@@ -20,16 +20,17 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from src.config.hydra_errors import hydra_entry
+from src.config.schema import train_config
 from src.models.export import export
 from src.models.restore import warm_start
 from src.run import record
 from src.run.assemble import assemble, evaluate, make_trainer
 from src.run.callbacks import Interrupted, Throughput, requeue_slurm_job
-from src.run.checks import check_config
+from src.run.checks import check_run
 from src.run.environment import check_checkpoint_space, check_environment
 from src.run.loggers import finish_wandb, log_results_to_wandb, make_logger, wandb_group
 from src.system.errors import UserError, report_user_errors
-from src.system.hydra_errors import hydra_entry
 from src.system.outputs import results_table
 from src.system.process import (
     check_ddp_launch,
@@ -78,7 +79,7 @@ def _fit_and_test(cfg: DictConfig, devices) -> dict:
         cfg, module.budget.as_dict(), run.precision, run.batch, module.attention, module.compiled
     )
     results["scoring"] = module.scoring  # what the metrics compared, and sacreBLEU's signatures
-    results["generation"] = module.decoding.kwargs()  # the decoding scored (src.eval records it likewise)
+    results["decoding"] = module.decoding.kwargs()  # the decoding scored (src.eval records it likewise)
     if cfg.eval_before_training:
         probe = make_trainer(
             cfg, run.precision, [], logger=False, enable_checkpointing=False, devices=devices
@@ -139,7 +140,7 @@ def train_or_skip(cfg: DictConfig) -> float | None:
     """
     out = Path(cfg.output_dir)
     try:
-        check_config(cfg)  # the keys a user types, before anything loads or is written
+        check_run(train_config(cfg))  # every key's rule, and those across groups: before anything loads
         check_environment(cfg)  # $TMPDIR, W&B's and the Hub's directories: writable
     except UserError as err:
         if not is_multirun():

@@ -28,9 +28,8 @@ from src.models.builder import BuildFrom, attention_used, build
 from src.models.module import Seq2SeqModule
 from src.models.optim import build_optimizer
 from src.models.spec import ModelSpec
-from src.run.checks import check_config
 from src.system.errors import UserError
-from tests.helpers.commands import compose_train, run_cli
+from tests.helpers.commands import check_train, compose_train, run_cli
 
 ATTENTION_ATOL = 1e-5
 COMPILE_ATOL = 1e-5
@@ -260,9 +259,9 @@ def test_flash_attention_2_is_refused_without_cuda_and_in_fp32(monkeypatch):
     )
     flash = "attn_implementation=flash_attention_2"
     with pytest.raises(UserError, match="runs on a CUDA GPU only.*Fix: attn_implementation=sdpa"):
-        check_config(compose_train(flash, "trainer.accelerator=cpu"))
+        check_train(flash, "trainer.accelerator=cpu")
     with pytest.raises(UserError, match="fp16/bf16 only.*Fix: trainer.precision=bf16-mixed"):
-        check_config(compose_train(flash, "trainer.precision=32-true"))
+        check_train(flash, "trainer.precision=32-true")
 
 
 @pytest.mark.parametrize(
@@ -272,12 +271,15 @@ def test_flash_attention_2_is_refused_without_cuda_and_in_fp32(monkeypatch):
             "attn_implementation=flash",
             "attn_implementation=flash is not valid: attn_implementation is one of sdpa",
         ),
-        ("trainer.compile=yes", "trainer.compile=yes is not valid: trainer.compile is true"),
+        (
+            "trainer.compile=maybe",
+            r"trainer.compile=maybe is not valid \(.*not a valid bool.*\): trainer.compile is true",
+        ),
     ],
 )
 def test_bad_values_are_refused_with_the_fix(override, message):
     with pytest.raises(UserError, match=message):
-        check_config(compose_train(override))
+        check_train(override)
 
 
 def test_trainer_compile_is_taken_out_before_the_trainer_is_made(tmp_path):

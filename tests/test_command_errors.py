@@ -348,7 +348,7 @@ def test_compare_bad_inputs_are_one_error(tmp_path, capsys):
 
 
 def test_plan_with_a_bad_override_is_one_error(capsys):
-    """Hydra's refusals inside plan's compose, said as src.train says them (src.system.hydra_errors)."""
+    """Hydra's refusals inside plan's compose, said as src.train says them (src.config.hydra_errors)."""
     cli_error(
         "src.plan",
         "variant=nope",

@@ -8,7 +8,8 @@ import logging
 import numpy as np
 import pytest
 
-from src.data.datamodule import BucketBatchSampler, DataConfig, Seq2SeqDataModule
+from src.config.schema import data_config
+from src.data.datamodule import BucketBatchSampler, Seq2SeqDataModule
 from src.data.sources import FieldSpec, load_pairs
 from src.data.synthetic import CATEGORIES, make_synthetic, split_vocabulary
 from src.models.checkpoints import load_tokenizer
@@ -138,8 +139,8 @@ def bert_tok(tiny):
 
 
 def datamodule(tok, ids, tmp_path, seed: int = 0, **keys) -> Seq2SeqDataModule:
-    config = DataConfig.defaults(
-        **{
+    config = data_config(
+        {
             "name": "t",
             "loader": "synthetic",
             "max_source_length": 8,
@@ -306,13 +307,15 @@ def test_a_1mb_document_is_truncated_and_counted(tiny, tmp_path):
         (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     tok = load_tokenizer(tiny["bert"])
     ids = bert_special_ids(tok)
-    config = DataConfig.defaults(
-        name="big",
-        loader="jsonl",
-        path=str(data),
-        max_source_length=64,
-        max_target_length=8,
-        cache_dir=str(tmp_path / "cache"),
+    config = data_config(
+        dict(
+            name="big",
+            loader="jsonl",
+            path=str(data),
+            max_source_length=64,
+            max_target_length=8,
+            cache_dir=str(tmp_path / "cache"),
+        )
     )
     dm = Seq2SeqDataModule(config, encoder_tokenizer=tok, decoder_tokenizer=tok, special_ids=ids)
     split = dm.split("train")

@@ -37,9 +37,9 @@ def test_every_task_trains_a_step_and_evaluates_on_its_fixture(task, tiny, tmp_p
         rows = [record(task, i + 100 * len(split)) for i in range(n)]
         (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     short = (
-        ["data.generation.max_length=12", "data.generation.min_length=2"]
+        ["data.decoding.max_length=12", "data.decoding.min_length=2"]
         if task.endswith("blog")
-        else ["data.generation.max_new_tokens=8"]
+        else ["data.decoding.max_new_tokens=8"]
     )
     cfg = compose_train(
         f"data={task}",
@@ -97,8 +97,8 @@ def test_paper_settings_are_in_the_task_configs():
                 batch,
                 steps,
             )
-            assert list(d.metrics) == metrics and d.generation.num_beams == 4
-        assert compose("train", overrides=["data=wmt14_en_de"]).data.generation.length_penalty == 0.6
+            assert list(d.metrics) == metrics and d.decoding.num_beams == 4
+        assert compose("train", overrides=["data=wmt14_en_de"]).data.decoding.length_penalty == 0.6
         assert compose("train", overrides=["data=wmt14_en_de"]).trainer.max_epochs == 30
         assert compose("train", overrides=["data=gigaword"]).data.lowercase is True
         blog_run, paper_run = (
@@ -111,7 +111,7 @@ def test_paper_settings_are_in_the_task_configs():
             False,
         )
         assert (paper_run.optimizer.weight_decay, paper_run.data.rouge_stemmer) == (0.01, True)
-        blog = blog_run.data.generation
+        blog = blog_run.data.decoding
         assert (blog.max_length, blog.min_length, blog.no_repeat_ngram_size, blog.length_penalty) == (
             142,
             56,

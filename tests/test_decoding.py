@@ -32,14 +32,12 @@ def test_an_unknown_setting_is_refused_with_the_keys_that_exist():
 
 
 def test_the_training_config_and_the_eval_config_hold_exactly_the_decoding_keys():
-    assert tuple(compose_train("data=synthetic").data.generation) == KEYS
+    assert tuple(compose_train("data=synthetic").data.decoding) == KEYS
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         evaluated = compose("eval", overrides=["ckpt_path=x"])
-    assert tuple(evaluated.data.generation) == KEYS and all(
-        v is None for v in evaluated.data.generation.values()
-    )
+    assert tuple(evaluated.decoding) == KEYS and all(v is None for v in evaluated.decoding.values())
 
 
 def test_predict_offers_a_flag_for_every_decoding_key():
@@ -58,7 +56,7 @@ def test_a_decoding_value_of_the_wrong_type_is_refused_when_the_config_is_compos
             "--cfg",
             "job",
             "data=synthetic",
-            "data.generation.num_beams=four",
+            "data.decoding.num_beams=four",
         ],
         cwd=REPO,
         capture_output=True,

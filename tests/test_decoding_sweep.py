@@ -20,18 +20,18 @@ def test_eval_sweeps_decoding_on_one_checkpoint_and_chooses_on_validation(seed_s
         "src.eval",
         "-m",
         f"ckpt_path={ckpt}",
-        "data.generation.num_beams=1,2",
-        "data.generation.no_repeat_ngram_size=2",
-        "data.generation.length_penalty_form=gnmt",  # the beam-2 job ranks with GNMT's penalty (raises if unapplied)
+        "decoding.num_beams=1,2",
+        "decoding.no_repeat_ngram_size=2",
+        "decoding.length_penalty_form=gnmt",  # the beam-2 job ranks with GNMT's penalty (raises if unapplied)
         f"hydra.sweep.dir={sweep}",
         "logger=none",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
-    assert [r["generation"]["num_beams"] for r in results] == [1, 2]
-    assert all(r["generation"]["no_repeat_ngram_size"] == 2 for r in results)
+    assert [r["decoding"]["num_beams"] for r in results] == [1, 2]
+    assert all(r["decoding"]["no_repeat_ngram_size"] == 2 for r in results)
     assert all(
-        r["generation"]["length_penalty_form"] == "gnmt" for r in results
+        r["decoding"]["length_penalty_form"] == "gnmt" for r in results
     )  # what the scores were made with
     assert all({"validation", "test"} <= set(r) and r["split"] == "test" for r in results)
     with open(sweep / "decoding.csv") as f:

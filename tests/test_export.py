@@ -18,7 +18,7 @@ from tests.helpers.tiny_run import synthetic_overrides
 
 RUNS = {  # (overrides, beams): a tied, a shared, a two-vocabulary and a decoder-only model; greedy and beam 4
     # (the GNMT length penalty, which plain transformers applies when given the penalty as GNMTLengthPenalty)
-    "bert2bert-tied": (["sharing=embeddings", "data.generation.length_penalty_form=gnmt"], 4),
+    "bert2bert-tied": (["sharing=embeddings", "data.decoding.length_penalty_form=gnmt"], 4),
     "bertshare": (["sharing=shared"], 1),
     "bert2gpt": (["decoder=gpt2"], 4),
     "gpt": (["variant=gpt"], 1),
@@ -86,16 +86,14 @@ def test_export_reloads_in_plain_transformers_and_generates_the_runs_predictions
             t.strip()
             for t in tok.batch_decode(out, skip_special_tokens=True, clean_up_tokenization_spaces=False)
         ]
-        assert model.generation_config.num_beams == cfg.data.generation.num_beams
+        assert model.generation_config.num_beams == cfg.data.decoding.num_beams
     assert got == [r["prediction"] for r in expected]
     # src.predict on the exported directory: the same answers, in the input's order
     from src.models.decoding import Decoding
     from src.run.predictor import Predictor
 
     assert Predictor(str(hf)).predict(sources, 3, Decoding(), progress=False) == got  # GNMT read back
-    recorded = json.loads((run / "metrics.json").read_text())[
-        "generation"
-    ]  # the decoding the run was scored with
+    recorded = json.loads((run / "metrics.json").read_text())["decoding"]  # what the run was scored with
     assert recorded.get("length_penalty_form") == ("gnmt" if name == "bert2bert-tied" else None)
     if name == "bertshare":
         assert "reloads the two sides untied" in card
@@ -121,7 +119,7 @@ def test_a_saved_model_is_evaluated_and_fine_tuned_in_the_framework(trained, tin
     name, run, results, cfg = trained
     hf = tmp_path / "hf"
     assert run_cli("src.export", str(run), "--out", str(hf)).returncode == 0
-    beams = cfg.data.generation.num_beams
+    beams = cfg.data.decoding.num_beams
     data = tiny_task(beams)
     proc = run_cli(
         "src.eval", f"pretrained_seq2seq={hf}", "data=synthetic", *data, f"hydra.run.dir={tmp_path / 'eval'}"

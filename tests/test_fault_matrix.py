@@ -484,16 +484,16 @@ def test_a_jsonl_file_with_a_byte_order_mark_reads_its_first_line(tmp_path):
 def test_a_sweep_records_its_bad_job_runs_the_others_and_says_how_many_failed(tiny, tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli(
-        "src.train", "-m", *models(tiny), *TINY, "optimizer.lr=abc,1e-3", f"hydra.sweep.dir={sweep}"
+        "src.train", "-m", *models(tiny), *TINY, "optimizer.lr=-1,1e-3", f"hydra.sweep.dir={sweep}"
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
     outcomes = {json.loads(p.read_text())["status"]: p for p in sweep.glob("*/metrics.json")}
     assert set(outcomes) == {"completed", "failed"}
-    assert "optimizer.lr=abc" in strict(outcomes["failed"])["error"]
+    assert "optimizer.lr=-1" in strict(outcomes["failed"])["error"]
     assert f"sweep {sweep}: 2 jobs, 1 completed, 1 failed" in proc.stdout.splitlines()[-1]
     report = run_cli("src.report", str(sweep))
     assert report.returncode == 0, report.stderr[-2000:]
-    assert "failed: UserError: optimizer.lr=abc" in (sweep / "report.md").read_text()
+    assert "failed: UserError: optimizer.lr=-1" in (sweep / "report.md").read_text()
 
 
 def test_a_sweep_value_hydra_cannot_compose_is_refused_before_any_job_runs(tiny, tmp_path):
@@ -503,11 +503,11 @@ def test_a_sweep_value_hydra_cannot_compose_is_refused_before_any_job_runs(tiny,
         "-m",
         *models(tiny),
         *TINY,
-        "data.generation.num_beams=four,1",
+        "data.decoding.num_beams=four,1",
         f"hydra.sweep.dir={sweep}",
     )
     line = one_error_line(proc)
-    assert "data.generation.num_beams=four" in line and "Fix:" in line
+    assert "data.decoding.num_beams=four" in line and "Fix:" in line
     assert not list(sweep.glob("*/metrics.json"))  # nothing ran: the typo cost a second, not a grid
 
 

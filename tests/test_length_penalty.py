@@ -1,4 +1,4 @@
-"""The GNMT length penalty (data.generation.length_penalty_form=gnmt): transformers' beam search, as it runs, ranks
+"""The GNMT length penalty (data.decoding.length_penalty_form=gnmt): transformers' beam search, as it runs, ranks
 finished hypotheses by log-probability / ((5 + len) / 6)^alpha, the form of tensor2tensor and the paper.
 
 The reference is independent of transformers' search: every hypothesis a tiny model can write within the length
@@ -172,16 +172,16 @@ def test_the_paper_preset_decodes_every_task_with_the_gnmt_form():
         ("cnn_dailymail", 1.0),
         ("discofuse", 1.0),
     ]:
-        g = compose_train("experiment=paper", f"data={task}", "variant=bert2bert").data.generation
+        g = compose_train("paper=rothe2020", f"data={task}", "variant=bert2bert").data.decoding
         assert (g.num_beams, g.length_penalty, g.length_penalty_form) == (4, alpha, "gnmt"), task
-    assert compose_train("data=wmt14_en_de").data.generation.length_penalty_form is None  # transformers'
+    assert compose_train("data=wmt14_en_de").data.decoding.length_penalty_form is None  # transformers'
 
 
 def test_an_unknown_form_is_one_error_line_naming_the_choices(tmp_path):
     proc = run_cli(
-        "src.train", "data=synthetic", "data.generation.length_penalty_form=t2t", f"hydra.run.dir={tmp_path}"
+        "src.train", "data=synthetic", "data.decoding.length_penalty_form=t2t", f"hydra.run.dir={tmp_path}"
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     [line] = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
-    assert "data.generation.length_penalty_form=t2t" in line and "gnmt" in line and "transformers" in line
+    assert "data.decoding.length_penalty_form=t2t" in line and "gnmt" in line and "transformers" in line
     assert "Traceback" not in proc.stderr

@@ -1,4 +1,4 @@
-"""experiment=paper: one cell of the paper's tables with the paper's settings (paper=rothe2020, conf/paper/)."""
+"""paper=rothe2020: one cell of the paper's tables with the paper's settings (paper=rothe2020, conf/paper/)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def test_the_variants_are_table1s_rows_and_each_task_runs_the_rows_of_its_table(
     assert tuple(figures["table1"]) == VARIANTS and len(VARIANTS) == 10
     assert paper_variants() == paper_variants(None) == ",".join(VARIANTS)
     for task in PAPER:
-        cfg = compose_train("experiment=paper", f"data={task}", "variant=bert2bert")
+        cfg = compose_train("paper=rothe2020", f"data={task}", "variant=bert2bert")
         rows = [v for v in figures["results"][task] if v in VARIANTS]  # its table's rows (24L ones aside)
         assert cfg.paper.variants.split(",") == rows, task
     with pytest.raises(UserError, match="paper.excluded names robertashar, not one of the paper's variants"):
@@ -55,7 +55,7 @@ def test_the_variants_are_table1s_rows_and_each_task_runs_the_rows_of_its_table(
 def test_paper_preset_sets_the_tasks_checkpoints_optimizer_batch_and_decoding(task):
     bert, batch, length_penalty = PAPER[task]
     for variant in ("bert2bert", "rnd2rnd", "bert2gpt", "gpt"):
-        cfg = compose_train("experiment=paper", f"data={task}", f"variant={variant}")
+        cfg = compose_train("paper=rothe2020", f"data={task}", f"variant={variant}")
         check_protocol(cfg)
         assert cfg.paper.task == task and cfg.checkpoints.bert == bert
         if variant == "bert2bert":
@@ -66,7 +66,7 @@ def test_paper_preset_sets_the_tasks_checkpoints_optimizer_batch_and_decoding(ta
         o = cfg.optimizer
         assert (o.name, o.lr, o.warmup_steps, o.weight_decay) == ("adam_rsqrt", 0.05, 40000, 0.0)
         assert cfg.data.global_batch_size == batch and cfg.data.batch_size is None
-        assert cfg.data.generation.num_beams == 4 and cfg.data.generation.length_penalty == length_penalty
+        assert cfg.data.decoding.num_beams == 4 and cfg.data.decoding.length_penalty == length_penalty
     # without the preset, the same variant keeps the project's defaults
     plain = compose_train(f"data={task}", "variant=bert2bert")
     assert plain.paper is None and plain.encoder.checkpoint == "bert-base-uncased"
@@ -74,7 +74,7 @@ def test_paper_preset_sets_the_tasks_checkpoints_optimizer_batch_and_decoding(ta
 
 
 def test_cfg_job_shows_the_papers_settings():
-    proc = run_cli("src.train", "experiment=paper", "data=cnn_dailymail", "variant=bert2bert", "--cfg", "job")
+    proc = run_cli("src.train", "paper=rothe2020", "data=cnn_dailymail", "variant=bert2bert", "--cfg", "job")
     assert proc.returncode == 0, proc.stderr
     cfg = OmegaConf.create(proc.stdout)
     assert "  bert: bert-base-cased\n" in proc.stdout and cfg.encoder.checkpoint == "bert-base-cased"
@@ -101,12 +101,12 @@ def test_the_grid_runs_every_row_of_the_tasks_table_with_the_preset():
 )
 def test_paper_refuses_what_the_paper_did_not_run(overrides, expected):
     with pytest.raises(UserError) as err:
-        check_protocol(compose_train("experiment=paper", *overrides))
+        check_protocol(compose_train("paper=rothe2020", *overrides))
     assert all(e in str(err.value) for e in expected), str(err.value)
 
 
 def test_wmt_refusal_from_the_command_line_names_the_rows():
-    proc = run_cli("src.train", "experiment=paper", "data=wmt14_en_de", "variant=robertashare", "logger=none")
+    proc = run_cli("src.train", "paper=rothe2020", "data=wmt14_en_de", "variant=robertashare", "logger=none")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "RoBERTa is English-only" in proc.stderr and "variant=<one of rnd2rnd" in proc.stderr
 
@@ -179,7 +179,7 @@ def _wikisplit_files(root):
 
 def test_decoder_only_gpt_cuts_sources_to_fit_source_and_target_in_its_positions(tiny, tmp_path):
     cfg = compose_train(
-        "experiment=paper",
+        "paper=rothe2020",
         "data=wikisplit",
         "variant=gpt",
         f"checkpoints.gpt2={tiny['gpt2']}",
@@ -198,7 +198,7 @@ def test_decoder_only_gpt_cuts_sources_to_fit_source_and_target_in_its_positions
 
 def test_a_paper_run_spreads_the_global_batch_over_accumulation(tiny, tmp_path):
     cfg = compose_train(
-        "experiment=paper",
+        "paper=rothe2020",
         "data=wikisplit",
         "variant=bert2gpt",
         f"checkpoints.bert={tiny['bert']}",

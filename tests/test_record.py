@@ -42,6 +42,7 @@ def test_an_eval_directory_of_the_earlier_layout_reads_as_each_splits_key(tmp_pa
         "test": {"rouge2": 10.0},
     }
     assert "metrics" not in metrics and "splits" not in metrics
+    assert metrics["decoding"] == {"num_beams": 1} and "generation" not in metrics  # the decoding's old name
     only = write(
         tmp_path / "sweep" / "1_num_beams=4", {"generation": {"num_beams": 4}, "metrics": {"rouge2": 11.0}}
     )

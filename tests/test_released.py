@@ -61,8 +61,8 @@ def test_src_eval_scores_a_released_layout_as_plain_transformers_does_with_its_c
         f"data={task}",
         f"data.path={released[dataset]}",
         f"data.cache_dir={tmp_path / 'cache'}",
-        "data.generation.num_beams=1",
-        f"data.generation.max_new_tokens={NEW_TOKENS}",
+        "data.decoding.num_beams=1",
+        f"data.decoding.max_new_tokens={NEW_TOKENS}",
         "eval_batch_size=1",
         "precision=32-true",  # plain transformers runs in fp32; `auto` may be bf16 (greedy ties could flip)
         f"hydra.run.dir={tmp_path / 'eval'}",

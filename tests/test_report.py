@@ -114,7 +114,7 @@ def test_the_report_compares_wmt_runs_with_the_paper_in_t2t_bleu():
     # the report says how its beam search normalised lengths: transformers' unless the run recorded GNMT's
     assert "log-probability / length^alpha" in "".join(scoring_lines([run]))
     assert "GNMT" not in "".join(scoring_lines([{**run, "data": "xsum"}]))
-    gnmt = {**run, "generation": {"num_beams": 4, "length_penalty": 0.6, "length_penalty_form": "gnmt"}}
+    gnmt = {**run, "decoding": {"num_beams": 4, "length_penalty": 0.6, "length_penalty_form": "gnmt"}}
     penalty = [line for line in scoring_lines([gnmt]) if "length penalty" in line]
     assert len(penalty) == 1 and "((5 + length) / 6)^alpha, as the paper's" in penalty[0]
     # each BLEU column named: which tool, which text, which signature

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 import src.data.datamodule as datamodule_module
-from src.data.datamodule import DataConfig, Seq2SeqDataModule, TokenBatchSampler
+from src.config.schema import data_config
+from src.data.datamodule import Seq2SeqDataModule, TokenBatchSampler
 from src.models.checkpoints import load_tokenizer
-from src.run.checks import check_config
 from src.system.errors import UserError
 from tests.helpers.checkpoints import bert_special_ids
-from tests.helpers.commands import compose_train
+from tests.helpers.commands import check_train
 
 N = 2000
 BUDGET = 4096
@@ -134,16 +134,18 @@ def test_a_budget_that_is_not_a_positive_integer_is_refused(budget):
 def test_the_data_module_pads_token_batches_within_the_budget_and_keeps_eval_batches(tiny, tmp_path):
     tok = load_tokenizer(tiny["bert"])
     ids = bert_special_ids(tok)
-    config = DataConfig.defaults(
-        name="t",
-        loader="synthetic",
-        max_source_length=16,
-        max_target_length=6,
-        batch_size=4,
-        eval_batch_size=3,
-        max_tokens=100,
-        cache_dir=str(tmp_path / "cache"),
-        synthetic={"seed": 0, "num_train": 60, "num_validation": 7, "num_test": 4},
+    config = data_config(
+        dict(
+            name="t",
+            loader="synthetic",
+            max_source_length=16,
+            max_target_length=6,
+            batch_size=4,
+            eval_batch_size=3,
+            max_tokens=100,
+            cache_dir=str(tmp_path / "cache"),
+            synthetic={"seed": 0, "num_train": 60, "num_validation": 7, "num_test": 4},
+        )
     )
     dm = Seq2SeqDataModule(config, encoder_tokenizer=tok, decoder_tokenizer=tok, special_ids=ids)
     batches = list(dm.train_dataloader())
@@ -154,14 +156,15 @@ def test_the_data_module_pads_token_batches_within_the_budget_and_keeps_eval_bat
 
 
 def test_config_checks_refuse_a_bad_budget_and_one_with_a_global_batch():
-    check_config(compose_train("data.max_tokens=4096"))
+    check_train("data.max_tokens=4096")
     with pytest.raises(UserError) as err:
-        check_config(compose_train("data.max_tokens=0"))
+        check_train("data.max_tokens=0")
     assert "data.max_tokens=0 is not valid" in str(err.value) and "Fix: data.max_tokens=" in str(err.value)
     with pytest.raises(UserError) as err:
-        check_config(compose_train("data.max_tokens=4096", "data.global_batch_size=32"))
+        check_train("data.max_tokens=4096", "data.global_batch_size=32")
     message = str(err.value)
     assert "\n" not in message and "Fix: data.global_batch_size=null" in message
-    paper = compose_train("experiment=paper", "data=xsum", "variant=bert2bert")
-    check_config(paper)  # the paper presets: example-count batches, max_tokens null
+    paper = check_train(
+        "paper=rothe2020", "data=xsum", "variant=bert2bert"
+    )  # the paper presets: example-count batches, max_tokens null
     assert paper.data.max_tokens is None and paper.data.global_batch_size == 128

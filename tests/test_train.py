@@ -253,4 +253,4 @@ def test_empty_split_is_refused(tiny, tmp_path):
         "data.synthetic.num_validation=0",
         f"hydra.run.dir={tmp_path}",
     )
-    assert_clean_failure(proc, "the validation split is empty")
+    assert_clean_failure(proc, "data.synthetic.num_validation=0 is not valid")  # before anything loads

@@ -74,7 +74,7 @@ def test_decoder_only_gpt_trains_on_the_target_and_generates_after_the_prefix(ti
         f"decoder.checkpoint={tiny['gpt2']}",
         f"hydra.run.dir={tmp_path}",
         *tiny_run(steps=2),
-        "data.generation.min_new_tokens=2",  # something to read: the prompt must not come back in it
+        "data.decoding.min_new_tokens=2",  # something to read: the prompt must not come back in it
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())

@@ -26,7 +26,7 @@ def command_seconds(job: dict, steps: int, tmp: Path) -> float:
         *workload_overrides(run, str(tmp)),
         f"output_dir={tmp}/command-{steps}-{time.time_ns()}",
         "data.limit_eval=8",  # the final test: the same in both runs, kept short so its noise stays small
-        "data.generation.max_new_tokens=8",
+        "data.decoding.max_new_tokens=8",
         *job.get("overrides", []),
     ]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "offline", "WANDB_SILENT": "true"}

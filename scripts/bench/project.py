@@ -50,11 +50,15 @@ LOOP_ONLY = [
 def project_config(job: dict, tmp: str):
     from hydra import compose, initialize_config_dir
 
+    from src.models.decoding import KEYS
+
     spec = job["spec"]
     overrides = [*workload_overrides(job, tmp), *LOOP_ONLY, *job.get("overrides", [])]
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
-    cfg.data.generation = spec["generation"]  # replaced whole: the recipe's settings, nothing of ours left in
+    # replaced whole: the recipe's settings, nothing of ours left in (every other key null: generate's default)
+    for key in KEYS:
+        cfg.data.decoding[key] = spec["generation"].get(key)
     return cfg
 
 

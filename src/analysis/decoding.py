@@ -1,4 +1,4 @@
-"""The table of a decoding sweep (`python -m src.eval -m ckpt_path=... data.generation.num_beams=1,4`).
+"""The table of a decoding sweep (`python -m src.eval -m ckpt_path=... decoding.num_beams=1,4`).
 
 Each job of the sweep evaluated one checkpoint under one decoding setting on validation and test. The table has a
 row per setting; the best setting is chosen on the validation split's primary metric (ROUGE-2 where the task has
@@ -27,7 +27,7 @@ def decoding_results(sweep_dir: Path) -> list[dict]:
     for path in sorted(sweep_dir.glob("*/metrics.json"), key=lambda p: p.parent.name):
         result = read_metrics(path.parent) or {}
         splits = {s: result[s] for s in EVALUATED_SPLITS if s in result}
-        rows.append({"dir": path.parent.name, "generation": result.get("generation", {}), "splits": splits})
+        rows.append({"dir": path.parent.name, "decoding": result.get("decoding", {}), "splits": splits})
     return rows
 
 
@@ -45,8 +45,8 @@ def write_decoding_table(sweep_dir: Path) -> dict | None:
     rows = decoding_results(sweep_dir)
     if not rows:
         return None
-    keys = list(dict.fromkeys(k for r in rows for k in r["generation"]))  # generate's arguments, as evaluated
-    varied = [k for k in keys if len({str(r["generation"].get(k)) for r in rows}) > 1] or keys
+    keys = list(dict.fromkeys(k for r in rows for k in r["decoding"]))  # generate's arguments, as evaluated
+    varied = [k for k in keys if len({str(r["decoding"].get(k)) for r in rows}) > 1] or keys
     metric, best = best_on_validation(rows)
     # the loss is teacher-forced: the same under every decoding
     test_metrics = sorted({m for r in rows for m in r["splits"].get("test", {}) if m != "loss"})
@@ -61,7 +61,7 @@ def write_decoding_table(sweep_dir: Path) -> dict | None:
         val = r["splits"].get("validation", {}).get(metric) if metric else None
         test = r["splits"].get("test", {})
         record = {
-            **{k: r["generation"].get(k) for k in varied},
+            **{k: r["decoding"].get(k) for k in varied},
             **({f"validation {metric}": val} if metric else {}),
             **{f"test {m}": test.get(m) for m in test_metrics},
             "dir": r["dir"],
@@ -73,7 +73,7 @@ def write_decoding_table(sweep_dir: Path) -> dict | None:
         table.append(cells)
     lines = [f"# Decoding sweep: {sweep_dir.name}", "", markdown_table(header, table), ""]
     if best is not None:
-        setting = ", ".join(f"{k}={best['generation'].get(k)}" for k in varied)
+        setting = ", ".join(f"{k}={best['decoding'].get(k)}" for k in varied)
         test = best["splits"].get("test", {})
         lines.append(
             f"Best on validation {metric}: {setting} (validation {best['splits']['validation'][metric]:.2f}); "

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 def workload(cfg: DictConfig) -> tuple:
     """Jobs with the same workload key run the same batches: one probe serves them all."""
     d = cfg.data
-    gen = json.dumps(Decoding.of(d.generation).kwargs(), sort_keys=True)
+    gen = json.dumps(Decoding.of(d.decoding).kwargs(), sort_keys=True)
     return (
         d.name,
         d.batch_size,

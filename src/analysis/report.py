@@ -247,13 +247,13 @@ def scoring_lines(runs: list[dict]) -> list[str]:
         for name, value in (scoring.get("signature") or unrecorded).items():
             seen.setdefault(name, set()).add(f"`{value}`")
     lines = [f"- `{name}`: {' / '.join(sorted(values))}" for name, values in seen.items()]
-    forms = {((r.get("generation") or {}).get("length_penalty_form") or "transformers") for r in completed}
+    forms = {((r.get("decoding") or {}).get("length_penalty_form") or "transformers") for r in completed}
     if "gnmt" in forms or any(str(run.get("data", "")).startswith("wmt14") for run in runs):
         said = {
             "gnmt": "GNMT's, a finished hypothesis' log-probability / ((5 + length) / 6)^alpha, as the paper's "
             "tensor2tensor decoder",
             "transformers": "transformers', log-probability / length^alpha; the paper's tensor2tensor decoder "
-            "divides by ((5 + length) / 6)^alpha (GNMT: data.generation.length_penalty_form=gnmt)",
+            "divides by ((5 + length) / 6)^alpha (GNMT: data.decoding.length_penalty_form=gnmt)",
         }
         lines += [f"- length penalty: {said[form]}" for form in sorted(forms)]
     return lines

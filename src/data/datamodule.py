@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from src.config.data import DataConfig
 from src.data.sources import FieldSpec, pair_stream
 from src.data.synthetic import SPLITS
 from src.data.tokenized import Tokenization, TokenizedSplit, build_or_load
-from src.system.paths import CONF
 
 log = logging.getLogger(__name__)
 
@@ -202,66 +202,11 @@ class Collator:
         return batch
 
 
-#: conf/data_common/seq2seq.yaml: every `data=` config's keys, documented, with their defaults (the one copy).
-DATA_DEFAULTS = CONF / "data_common" / "seq2seq.yaml"
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """A `data=` config, key for key; conf/data_common/seq2seq.yaml documents each key and holds the defaults.
-
-    The DataModule reads the data keys; `metrics`, the scoring keys (`bleu_lowercase`, `scored_text`,
-    `rouge_stemmer`) and `generation` (how the task is scored and decoded) go to the LightningModule. A task's step budget is `trainer.max_steps`, which its config sets.
-    """
-
-    name: str
-    loader: str
-    path: str | None
-    hub_name: str | None
-    hub_config: str | None
-    hub_revision: str | None
-    splits: dict
-    source_column: str | list
-    target_column: str | list
-    source_join: str
-    target_join: str
-    lowercase: bool
-    max_source_length: int
-    max_target_length: int
-    batch_size: int | None
-    global_batch_size: int | None
-    max_tokens: int | None  # training batches by token budget (TokenBatchSampler); null: by batch_size
-    eval_batch_size: int
-    num_workers: int
-    limit_train: int | None
-    limit_eval: int | None
-    train_fraction: float | None
-    validation_size: int | None
-    subset_seed: int
-    cache_dir: str
-    parallel_tokenization: bool
-    metrics: list
-    bleu_lowercase: bool
-    scored_text: str
-    rouge_stemmer: bool
-    synthetic: dict | None
-    generation: dict
-
-    @classmethod
-    def defaults(cls, **keys) -> DataConfig:
-        """The defaults of conf/data_common/seq2seq.yaml with `keys` over them (for code that composes no config)."""
-        from omegaconf import OmegaConf
-
-        defaults = OmegaConf.to_container(OmegaConf.load(DATA_DEFAULTS), resolve=True)
-        defaults.pop("defaults")  # Hydra's: the decoding schema under `generation`
-        return cls(**{**defaults, **keys})
-
-
 class Seq2SeqDataModule(L.LightningDataModule):
     """Train/validation/test loaders for one task.
 
     Args:
-        config: the `data=` config (see conf/data_common/seq2seq.yaml for each key). `path` (a local directory in
+        config: the `data=` config (src.config.data.DataConfig documents each key). `path` (a local directory in
             the dataset's schema) wins over the hub and synthetic loaders; `limit_*` take the first N examples,
             `train_fraction` / `validation_size` seeded random subsets (seed `subset_seed`, the same for every
             run of a grid); the test split is always used whole.
@@ -323,7 +268,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
                 target=self.fields[1],
                 lowercase=c.lowercase,
                 limit=self.limits[name],
-                synthetic=c.synthetic,
+                synthetic=asdict(c.synthetic) if c.synthetic else None,
                 subset=self.subsets[name],
             )
             self.splits[name] = build_or_load(
@@ -361,7 +306,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
             st = file.stat() if file.is_file() else None
             ident.update(file=str(file.resolve()), size=st and st.st_size, mtime=st and st.st_mtime_ns)
         elif c.loader == "synthetic":
-            ident.update(synthetic=c.synthetic)
+            ident.update(synthetic=asdict(c.synthetic))
         else:
             hub = [c.hub_name, c.hub_config] + ([c.hub_revision] if c.hub_revision else [])  # keys as before
             ident.update(hub=hub)

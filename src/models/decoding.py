@@ -1,6 +1,6 @@
 """How a model decodes: one typed, immutable set of `generate` settings, read by every command.
 
-The fields are the one list of decoding keys: the training config's `data.generation` (conf/data_common) and
+The fields are the one list of decoding keys: the training config's `data.decoding` (conf/data_common) and
 `src.eval`'s are this schema (registered with Hydra as `decoding_schema`), `src.predict`'s flags are made from it,
 and an export writes it to generation_config.json. A changed decoding is a new object (`Decoding.override`).
 
@@ -16,18 +16,35 @@ computing `int ** length_penalty` is detected (`check_applied`) instead of silen
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass, fields, make_dataclass, replace
-from typing import Optional, get_type_hints
+from dataclasses import asdict, dataclass, field, fields, make_dataclass, replace
+from typing import ClassVar, Optional, get_type_hints
 
 from src.system.errors import UserError
+from src.system.keys import Checked, at_least, key, one_of
+
+BEAMS = at_least(1, "beams of beam search; 1: greedy; null: generate's default", nullable=True, fix="{key}=4")
+NEW_TOKENS = at_least(
+    1, "the longest output, in tokens; null: generate's default", nullable=True, fix="{key}=128"
+)
+LENGTH_PENALTY_FORMS = ("transformers", "gnmt")
+LENGTH_PENALTY_FORM = one_of(
+    LENGTH_PENALTY_FORMS,
+    "transformers (log-probability / len^alpha) or gnmt (/ ((5 + len) / 6)^alpha, the paper's)",
+    nullable=True,
+    fix="{key}=gnmt",
+)
 
 
 @dataclass(frozen=True)
-class Decoding:
-    """`generate` keyword arguments; None = generate's (the model's generation_config) default."""
+class Decoding(Checked):
+    """`generate` keyword arguments; None = generate's (the model's generation_config) default. Made, its fields'
+    rules are checked (src.system.keys)."""
 
-    num_beams: Optional[int] = None  # noqa: UP045 (OmegaConf's structured configs read typing.Optional)
-    max_new_tokens: Optional[int] = None  # noqa: UP045  the maximum length, in tokens after the prompt
+    PREFIX: ClassVar[str] = "data.decoding"
+
+    # (typing.Optional throughout: OmegaConf's structured configs read it)
+    num_beams: Optional[int] = key(None, BEAMS)  # noqa: UP045
+    max_new_tokens: Optional[int] = key(None, NEW_TOKENS)  # noqa: UP045  the maximum length, after the prompt
     min_new_tokens: Optional[int] = None  # noqa: UP045
     max_length: Optional[int] = None  # noqa: UP045  the blog recipe's length, counting the decoder start token
     min_length: Optional[int] = None  # noqa: UP045
@@ -36,10 +53,7 @@ class Decoding:
     early_stopping: Optional[bool] = None  # noqa: UP045
     # how length_penalty (alpha) normalises a finished beam's log-probability: "transformers" (len^alpha) or "gnmt"
     # (((5 + len) / 6)^alpha, tensor2tensor's and the paper's); null: transformers'
-    length_penalty_form: Optional[str] = None  # noqa: UP045
-
-    def __post_init__(self):
-        check_length_penalty_form(self.length_penalty_form)
+    length_penalty_form: Optional[str] = key(None, LENGTH_PENALTY_FORM)  # noqa: UP045
 
     @property
     def gnmt(self) -> bool:
@@ -108,18 +122,6 @@ class Decoding:
 KEYS = tuple(f.name for f in fields(Decoding))
 #: settings only beam search reads (transformers 5 warns when they are set beside num_beams=1)
 BEAM_ONLY = ("early_stopping", "length_penalty", "length_penalty_form")
-LENGTH_PENALTY_FORMS = ("transformers", "gnmt")
-
-
-def check_length_penalty_form(form) -> None:
-    """Refuse a length penalty form that is not one of LENGTH_PENALTY_FORMS (None: transformers'): the one rule,
-    asked by the config checks before anything loads and by every Decoding made."""
-    if form not in (None, *LENGTH_PENALTY_FORMS):
-        raise UserError(
-            f"data.generation.length_penalty_form={form} is not valid: data.generation.length_penalty_form is "
-            "transformers (log-probability / len^alpha) or gnmt (/ ((5 + len) / 6)^alpha, the paper's). "
-            "Fix: data.generation.length_penalty_form=gnmt."
-        )
 
 
 class GNMTLengthPenalty(float):
@@ -166,16 +168,28 @@ def check_applied(before: int) -> None:
             f"transformers {transformers.__version__}'s beam search did not apply the GNMT length penalty "
             "(it no longer computes `length ** length_penalty`), so the outputs would be ranked by len^alpha. "
             "Fix: install the transformers version pyproject.toml names, or set "
-            "data.generation.length_penalty_form=transformers."
+            "data.decoding.length_penalty_form=transformers."
         )
 
 
-def register_schema() -> None:
-    """Make `decoding_schema` known to Hydra: conf/ places it where a config holds decoding settings."""
-    from hydra.core.config_store import ConfigStore
+def schema(name: str, prefix: str, **defaults) -> type:
+    """Decoding's fields (their rules too) in a dataclass OmegaConf may write to while it composes (Decoding is
+    frozen), for the config at `prefix`; `defaults` replace the fields' None."""
+    types = get_type_hints(Decoding)
+    return make_dataclass(
+        name,
+        [
+            (f.name, types[f.name], field(default=defaults.get(f.name), metadata=f.metadata))
+            for f in fields(Decoding)
+        ],
+        bases=(Checked,),
+        namespace={"PREFIX": prefix, "__module__": __name__},
+    )
 
-    types = get_type_hints(
-        Decoding
-    )  # the same fields, in a dataclass OmegaConf may write to while it composes
-    schema = make_dataclass("DecodingSchema", [(f.name, types[f.name], None) for f in fields(Decoding)])
-    ConfigStore.instance().store(name="decoding_schema", node=schema)
+
+#: a task's decoding (data.decoding), beam 4 unless its data= file says otherwise
+TaskDecoding = schema(
+    "TaskDecoding", "data.decoding", num_beams=4, max_new_tokens=128, length_penalty=1.0, early_stopping=True
+)
+#: src.eval's `decoding`: null keeps the run's own setting
+DecodingOverride = schema("DecodingOverride", "decoding")

@@ -293,7 +293,7 @@ class Seq2SeqModule(L.LightningModule):
             size, beams = batch["input_ids"].size(0), self.decoding.num_beams or 1
             raise UserError(
                 f"out of memory while generating for a batch of {size} examples with {beams} beams. "
-                f"Fix: lower data.eval_batch_size (now {size}), or data.generation.num_beams."
+                f"Fix: lower data.eval_batch_size (now {size}), or data.decoding.num_beams."
             ) from None
         return decode(self.decoder_tokenizer, out, self.special_ids)
 

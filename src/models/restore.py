@@ -107,8 +107,9 @@ def upgrade_run_config(run: dict) -> dict:
     """A run config of an earlier layout, with keys that have moved since put where they are now."""
     for key in ("enable_progress_bar", "skip_nonfinite"):  # were Trainer-group keys; now ours, top-level
         run.get("trainer", {}).pop(key, None)
-    for key in ("max_steps", "max_epochs"):  # the budget was data.max_steps too; it is trainer.max_steps now
-        run.get("data", {}).pop(key, None)
+    data = run.get("data", {})
+    if "generation" in data:  # the decoding settings' earlier name
+        data.setdefault("decoding", data.pop("generation"))
     return run
 
 

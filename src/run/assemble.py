@@ -14,7 +14,9 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.data.datamodule import DataConfig, Seq2SeqDataModule
+from src.config.schema import data_config
+from src.config.trainer import PROJECT_TRAINER_KEYS
+from src.data.datamodule import Seq2SeqDataModule
 from src.data.synthetic import SPLITS
 from src.metrics.text import scoring_options
 from src.models.decoding import Decoding
@@ -25,7 +27,6 @@ from src.run.batches import per_device_batch_size
 from src.run.callbacks import AtomicCheckpointIO
 from src.system.hardware import resolve_precision
 from src.system.precision import precision_args
-from src.system.trainer_keys import PROJECT_TRAINER_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,8 @@ def build_module(cfg: DictConfig) -> Seq2SeqModule:
     """The LightningModule: the model spec (encoder/decoder/sharing groups), optimizer, decoding and metrics."""
     return Seq2SeqModule(
         model=ModelSpec.from_config(cfg).as_dict(),
-        optimizer=OmegaConf.to_container(cfg.optimizer),
-        generation=Decoding.of(cfg.data.generation).kwargs(),
+        optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
+        generation=Decoding.of(cfg.data.decoding).kwargs(),
         metrics=list(cfg.data.metrics),
         gen_val_batches=cfg.gen_val_batches,
         skip_nonfinite=cfg.skip_nonfinite,
@@ -45,7 +46,7 @@ def build_module(cfg: DictConfig) -> Seq2SeqModule:
 
 def build_datamodule(data: DictConfig, module: Seq2SeqModule, seed: int) -> Seq2SeqDataModule:
     """The DataModule from a `data=` config; the tokenizers and special tokens come from the model."""
-    config = DataConfig.defaults(**OmegaConf.to_container(data, resolve=True))  # a key it lacks: the default
+    config = data_config(data)  # a key an older run lacks: the default
     return Seq2SeqDataModule(
         config,
         encoder_tokenizer=module.encoder_tokenizer,
@@ -73,10 +74,10 @@ def make_trainer(cfg: DictConfig, precision=None, callbacks=None, **overrides) -
         precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     if callbacks is None:
         callbacks = [c for c in (instantiate(c) for c in cfg.callbacks.values()) if c is not None]
-    # precision goes in resolved (below); the project's own keys (compile: `assemble`) are no Trainer arguments
-    args = OmegaConf.create(
-        {k: v for k, v in cfg.trainer.items() if k != "precision" and k not in PROJECT_TRAINER_KEYS}
-    )
+    # precision goes in resolved (below); the project's own keys (compile: `assemble`) are no Trainer arguments,
+    # nor is Hydra's `_target_` of an older run's config
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    args = {k: v for k, v in trainer.items() if k not in ("precision", "_target_", *PROJECT_TRAINER_KEYS)}
     bar = any(isinstance(c, ProgressBar) for c in callbacks)
     args_precision = precision_args(precision, cfg.trainer.accelerator)
     # checkpoints replaced atomically on their own file system (callbacks.AtomicCheckpointIO)
@@ -85,7 +86,7 @@ def make_trainer(cfg: DictConfig, precision=None, callbacks=None, **overrides) -
         plugins.append(SLURMEnvironment(auto_requeue=False))
     args_precision["plugins"] = plugins
     overrides = {"enable_progress_bar": bar, **args_precision, **overrides}
-    return instantiate(args, callbacks=callbacks, **overrides)
+    return L.Trainer(**{**args, "callbacks": callbacks, **overrides})
 
 
 @dataclass

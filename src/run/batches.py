@@ -3,34 +3,19 @@ of a run share (one rule, asked by both, so each message is worded once)."""
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
-
+from src.config.data import DataConfig
 from src.system.errors import UserError
 
 
-def refuse_token_budget_with_global_batch(data) -> None:
-    """`data.max_tokens` with `data.global_batch_size` is refused: token-budget batches hold as many examples as
-    fit, so no example count per optimizer step can hold (src.run.checks and per_device_batch_size ask it)."""
-    tokens, total, batch = data.get("max_tokens"), data.get("global_batch_size"), data.get("batch_size")
-    if tokens is not None and total is not None:
-        raise UserError(
-            f"data.max_tokens={tokens} with data.global_batch_size={total}: token-budget batches hold as many "
-            "examples as fit, so no example count per optimizer step can hold. Fix: "
-            f"data.global_batch_size=null{' data.batch_size=16' if batch is None else ''} (batches by tokens), "
-            "or data.max_tokens=null (example-count batches, as the paper presets keep)."
-        )
-
-
-def per_device_batch_size(data: DictConfig, devices: int, accumulation: int) -> int:
+def per_device_batch_size(data: DataConfig, devices: int, accumulation: int) -> int:
     """`data.batch_size`, or the share of `data.global_batch_size` one device takes in one forward pass.
 
     The global batch (examples per optimizer step) is per-device batch x devices x gradient accumulation; a
     combination that does not divide it, or a batch_size that contradicts it, is refused. With `data.max_tokens`
     training batches hold as many examples as fit in the token budget and batch_size is not used for them; a
-    global batch (a fixed example count) with it is refused (src.run.checks words it for the command line).
+    global batch (a fixed example count) with it is refused (DataConfig.check).
     """
-    refuse_token_budget_with_global_batch(data)
-    batch, total = data.get("batch_size"), data.get("global_batch_size")
+    batch, total = data.batch_size, data.global_batch_size
     if total is None:
         if batch is None:
             raise UserError(

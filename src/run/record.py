@@ -50,9 +50,12 @@ def read_metrics(out: Path) -> dict | None:
 
 
 def upgrade_metrics(metrics: dict) -> dict:
-    """metrics.json of an earlier layout with its scores where they are now: a train run's `val` is `validation`;
+    """metrics.json of an earlier layout with its keys where they are now: `generation` is `decoding`; a train
+    run's `val` is `validation`;
     an eval directory's `splits` ({split: scores}) and `metrics` (the scores of `split`) are each split's key."""
     metrics = dict(metrics)
+    if "generation" in metrics:  # the decoding scored, under its earlier name
+        metrics.setdefault("decoding", metrics.pop("generation"))
     if isinstance(metrics.get("val"), dict):
         metrics.setdefault("validation", metrics.pop("val"))
     splits = metrics.pop("splits", None) or {}

@@ -73,3 +73,42 @@ def compose_train(*overrides: str, hydra: bool = False):
 
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         return compose("train", overrides=list(overrides), return_hydra_config=hydra)
+
+
+def _checked(command: str, overrides, check) -> None:
+    """Compose `command`'s config as its command line would and check it as the command does; a refusal, at
+    composition or by a key's rule, is the UserError of the command's one `error:` line."""
+    from hydra import compose, initialize_config_dir
+
+    from src.config.hydra_errors import describe
+    from src.system.errors import UserError
+
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        try:
+            cfg = compose(command, overrides=[*overrides, "output_dir=/tmp/unused"])
+        except Exception as ex:  # noqa: BLE001 (what the command would print, or the exception itself)
+            line = describe(ex)
+            if line is None:
+                raise
+            raise UserError(line) from None
+    return check(cfg)
+
+
+def check_train(*overrides: str):
+    """`src.train`'s checks of a command line: every key's rule and the rules across groups; the TrainConfig."""
+    from src.config.schema import train_config
+    from src.run.checks import check_run
+
+    def check(cfg):
+        config = train_config(cfg)
+        check_run(config)
+        return config
+
+    return _checked("train", overrides, check)
+
+
+def check_eval(*overrides: str):
+    """`src.eval`'s checks of a command line; the EvalConfig."""
+    from src.config.schema import eval_config
+
+    return _checked("eval", overrides, eval_config)

@@ -6,8 +6,8 @@ from __future__ import annotations
 KEYS = {
     "batch": "data.batch_size",
     "eval_batch": "data.eval_batch_size",
-    "new_tokens": "data.generation.max_new_tokens",
-    "beams": "data.generation.num_beams",
+    "new_tokens": "data.decoding.max_new_tokens",
+    "beams": "data.decoding.num_beams",
     "steps": "trainer.max_steps",
     "val_every": "trainer.val_check_interval",
     "log_every": "trainer.log_every_n_steps",
@@ -28,8 +28,8 @@ def synthetic_overrides(
         f"data.synthetic.num_test={test}",
         f"data.batch_size={batch}",
         f"data.eval_batch_size={eval_batch}",
-        f"data.generation.max_new_tokens={new_tokens}",
-        f"data.generation.num_beams={beams}",
+        f"data.decoding.max_new_tokens={new_tokens}",
+        f"data.decoding.num_beams={beams}",
     ]
 
 

@@ -27,7 +27,8 @@ import os
 import re
 import sys
 
-from src.system.trainer_keys import SET_BY_THE_PROJECT, trainer_arguments
+from src.config.schema import schema_rules
+from src.config.trainer import SET_BY_THE_PROJECT
 
 #: the modules that call Hydra's run_and_report by a name of their own
 _REPORTERS = ("hydra._internal.utils", "hydra._internal.hydra")
@@ -116,7 +117,7 @@ def _first_line(text) -> str:
 def describe(ex: BaseException) -> str | None:
     """One line for a failure to compose the config (a key, an option, an override), or None if it is none."""
     from hydra.errors import HydraException, MissingConfigException, OverrideParseException
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
     if isinstance(ex, MissingConfigException):
         return _missing_option(ex)
@@ -124,6 +125,11 @@ def describe(ex: BaseException) -> str | None:
         return (
             f"cannot write the run directory {ex.filename or ''} ({ex.strerror or ex}). Fix: hydra.run.dir=<a "
             "directory you can write> (hydra.sweep.dir=... for a -m sweep), or free the disk."
+        )
+    if isinstance(ex, AssertionError) and "Unexpected type: None" in str(ex):  # a key under a null node
+        return (
+            "an override sets a key under a part of the config that is null here (data.* in src.eval without "
+            "data=<task>, say). Fix: pick the group first (data=<option>), or use src.eval's own keys (decoding.*)."
         )
     if isinstance(ex, OverrideParseException):
         url = re.search(r"https://\S+", str(ex.message))
@@ -136,6 +142,14 @@ def describe(ex: BaseException) -> str | None:
     message = str(ex)
     if isinstance(cause, ConfigAttributeError | ConfigKeyError) and message.startswith("Could not override"):
         return _unknown_key(message, cause)
+    if isinstance(cause, ValidationError) and getattr(cause, "full_key", None):
+        return _wrong_type(message, cause)
+    appended = re.match(r"Could not append to config\. An item is already at '([^']+)'", message)
+    if appended:
+        name = appended.group(1)
+        return (
+            f"+{name}: {name} is a key already (--cfg job shows its value). Fix: {name}=VALUE, without the +."
+        )
     if isinstance(ex, HydraException | OmegaConfBaseException):
         line = _first_line(message)
         if message.startswith("Error merging override "):
@@ -148,6 +162,23 @@ def describe(ex: BaseException) -> str | None:
             fix = "correct the override (--cfg job shows the composed config, --info defaults the defaults list)"
         return f"{line.rstrip('.')}. Fix: {fix}."
     return None
+
+
+def _wrong_type(message: str, cause) -> str:
+    """`data.batch_size=abc`: a value its type cannot hold, said with the key's rule (src.system.keys) where it has
+    one, as a value out of its range is."""
+    full_key = str(cause.full_key)
+    given = re.search(r"override (\S+?)=(\S*)", message)
+    value = given.group(2) if given and given.group(1).lstrip("+") == full_key else None
+    if value is None:
+        value = re.search(r"Value '([^']*)'", str(cause))
+        value = value.group(1) if value else "?"
+    why = _first_line(cause)
+    rule = schema_rules().get(full_key)
+    if rule is not None:
+        valid, fix = rule.words(full_key)
+        return f"{full_key}={value} is not valid ({why.rstrip('.')}): {full_key} is {valid}. Fix: {fix}."
+    return f"{full_key}={value} is not valid: {why.rstrip('.')}. Fix: give {full_key} a value of its type."
 
 
 def _missing_option(ex) -> str:
@@ -174,16 +205,8 @@ def _unknown_key(message: str, cause) -> str:
     node = getattr(cause, "parent_node", None)
     known = [str(k) for k in node] if node is not None else []
     where = f"a key of {parent}" if parent else "a top-level key"
-    if parent == "trainer" and key in _set_by_the_project():
-        return (
-            f"trainer.{key} is set by the project, not from the trainer group. "
-            f"Fix: use {_set_by_the_project()[key]}."
-        )
-    if parent == "trainer" and key in _trainer_arguments():
-        return (
-            f"trainer.{key} is not in the trainer group's config, but it is a lightning.Trainer argument. "
-            f"Fix: add it, +{override or f'trainer.{key}=VALUE'}."
-        )
+    if parent == "trainer" and key in SET_BY_THE_PROJECT:
+        return f"trainer.{key} is set by the project, not from the trainer group. Fix: use {SET_BY_THE_PROJECT[key]}."
     known = [k for k in known if k != "hydra" or parent]
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     if close:
@@ -198,13 +221,3 @@ def _unknown_key(message: str, cause) -> str:
         f"{full_key} is not {where}{keys}. Fix: a key it has; --cfg job shows the composed config "
         f"(+{override or full_key} would add a key the code never reads)."
     )
-
-
-def _trainer_arguments() -> frozenset[str]:
-    """lightning.Trainer's arguments: trainer.* takes any of them (src.system.trainer_keys)."""
-    return trainer_arguments()
-
-
-def _set_by_the_project() -> dict[str, str]:
-    """Trainer arguments the project sets itself, and the key that sets each (src.system.trainer_keys)."""
-    return SET_BY_THE_PROJECT
