@@ -141,7 +141,9 @@ class DataConfig(Checked):
         Rule("a positive integer (optimizer steps), or -1 (max_epochs decides)", _steps, fix="{key}=1000"),
     )
     max_epochs: Optional[int] = None  # noqa: UP045  an epoch budget instead (WMT: 30, with max_steps -1)
-    weight_decay: Optional[float] = None  # noqa: UP045  the task recipe's (the blog's: 0); null: the optimizer's own
+    weight_decay: Optional[float] = key(  # noqa: UP045  the task recipe's (the blog's: 0); null: the optimizer's own
+        None, Rule("a number >= 0", lambda v: is_number(v) and v >= 0, nullable=True, fix="{key}=0.0")
+    )
 
     def check(self) -> None:
         if self.eval_batch_size is None and not is_int(self.batch_size):
@@ -159,5 +161,3 @@ class DataConfig(Checked):
                 f"{' data.batch_size=16' if self.batch_size is None else ''} (batches by tokens), or "
                 "data.max_tokens=null (example-count batches, as the paper presets keep)."
             )
-        if self.weight_decay is not None and not (is_number(self.weight_decay) and self.weight_decay >= 0):
-            refuse("data.weight_decay", self.weight_decay, "a number >= 0, or null", "data.weight_decay=0.0")

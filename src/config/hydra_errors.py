@@ -28,7 +28,8 @@ import re
 import sys
 
 from src.config.schema import schema_rules
-from src.config.trainer import SET_BY_THE_PROJECT
+from src.config.trainer import SET_BY_THE_PROJECT, set_by_the_project
+from src.system.keys import closest, refusal
 
 #: the modules that call Hydra's run_and_report by a name of their own
 _REPORTERS = ("hydra._internal.utils", "hydra._internal.hydra")
@@ -176,8 +177,7 @@ def _wrong_type(message: str, cause) -> str:
     why = _first_line(cause)
     rule = schema_rules().get(full_key)
     if rule is not None:
-        valid, fix = rule.words(full_key)
-        return f"{full_key}={value} is not valid ({why.rstrip('.')}): {full_key} is {valid}. Fix: {fix}."
+        return refusal(full_key, value, *rule.words(full_key), why=why)
     return f"{full_key}={value} is not valid: {why.rstrip('.')}. Fix: give {full_key} a value of its type."
 
 
@@ -197,7 +197,8 @@ def _missing_option(ex) -> str:
 
 
 def _unknown_key(message: str, cause) -> str:
-    """`trainer.max_step=3`: not a key; the closest key of that node, or how to pass a real Trainer argument."""
+    """`trainer.max_step=3`: not a key; the closest key of that node (the trainer group holds every Trainer
+    argument, less those the project sets itself)."""
     full_key = str(getattr(cause, "full_key", "") or cause.key)
     parent, _, key = full_key.rpartition(".")
     override = message.rsplit("To append to your config use +", 1)[-1].strip() if "+" in message else ""
@@ -206,11 +207,11 @@ def _unknown_key(message: str, cause) -> str:
     known = [str(k) for k in node] if node is not None else []
     where = f"a key of {parent}" if parent else "a top-level key"
     if parent == "trainer" and key in SET_BY_THE_PROJECT:
-        return f"trainer.{key} is set by the project, not from the trainer group. Fix: use {SET_BY_THE_PROJECT[key]}."
+        return set_by_the_project(key)
     known = [k for k in known if k != "hydra" or parent]
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    close = closest(key, known)
     if close:
-        name = f"{parent}.{close[0]}" if parent else close[0]
+        name = f"{parent}.{close}" if parent else close
         fix = f"{name}={value}" if value is not None else name
         return (
             f"{full_key} is not {where}. Did you mean {name}? Fix: {fix} "

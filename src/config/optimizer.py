@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, List, Optional  # noqa: UP035
 
-from src.system.keys import Checked, at_least, is_number, key, one_of, positive_number, refuse
+from src.system.keys import Checked, Rule, at_least, is_number, key, one_of, positive_number, refuse
 
 OPTIMIZERS = ("adam_rsqrt", "adamw_linear")
 
@@ -20,17 +20,19 @@ class OptimizerConfig(Checked):
     lr: float = key(5.0e-5, positive_number("the peak learning rate", fix="{key}=5e-5"))
     warmup_steps: int = key(2000, at_least(0, "optimizer steps of linear warmup", fix="{key}=1000"))
     # the task's recipe (data.weight_decay, the blog's 0), else this optimizer's own
-    weight_decay: float = "${coalesce:${data.weight_decay},0.01}"
+    weight_decay: float = key(
+        "${coalesce:${data.weight_decay},0.01}",
+        Rule("a number >= 0", lambda v: is_number(v) and v >= 0, fix="{key}=0.01"),
+    )
     betas: List[float] = key(factory=lambda: [0.9, 0.999])  # noqa: UP006
     eps: float = 1.0e-8
     fused: Optional[bool] = None  # noqa: UP045  null: the fused kernel on CPU and CUDA, else foreach
 
     def check(self) -> None:
         if self.name == "adam_rsqrt" and self.warmup_steps == 0:  # the rsqrt schedule divides by the warmup
-            at_least(
-                1, "optimizer steps of linear warmup; adam_rsqrt's schedule divides by it", fix="{key}=1000"
-            ).check("optimizer.warmup_steps", 0)
-        if not (is_number(self.weight_decay) and self.weight_decay >= 0):
             refuse(
-                "optimizer.weight_decay", self.weight_decay, "a number >= 0", "optimizer.weight_decay=0.01"
+                "optimizer.warmup_steps",
+                0,
+                "a positive integer (optimizer steps of linear warmup; adam_rsqrt's schedule divides by it)",
+                "optimizer.warmup_steps=1000",
             )

@@ -11,29 +11,30 @@ protocol) are src.run.checks'.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 from dataclasses import dataclass
-from typing import Any, Dict, Optional  # noqa: UP035
+from typing import Any, ClassVar, Dict, Optional  # noqa: UP035
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.config.data import DataConfig
 from src.config.model import DecoderConfig, EncoderConfig, PretrainedUsage, SharingConfig
 from src.config.optimizer import OptimizerConfig
-from src.config.trainer import SET_BY_THE_PROJECT, TrainerConfig, precision_rule
+from src.config.trainer import SET_BY_THE_PROJECT, TrainerConfig, precision_rule, set_by_the_project
 from src.models.decoding import DecodingOverride
 from src.models.spec import ATTENTION
 from src.system.errors import UserError
-from src.system.keys import Checked, Rule, at_least, is_int, key, one_of, rules, share, shown
+from src.system.keys import Checked, Rule, at_least, closest, is_int, key, one_of, rules, share, shown
 
 #: the largest seed Lightning's seed_everything takes (numpy's uint32); outside [0, it] it picks a random seed
 MAX_SEED = 2**32 - 1
 
 
 @dataclass
-class LoggerConfig:
+class LoggerConfig(Checked):
     """The `logger=` group: where metrics go besides metrics.json (wandb, tensorboard, csv or none)."""
+
+    PREFIX: ClassVar[str] = "logger"
 
     kind: str = key("none", one_of(("wandb", "tensorboard", "csv", "none"), fix="logger=wandb"))
     project: str = "warmstart"  # W&B's project and entity
@@ -113,9 +114,11 @@ class TrainConfig(Checked):
     encoder: EncoderConfig = key(factory=EncoderConfig)
     decoder: DecoderConfig = key(factory=DecoderConfig)
     sharing: SharingConfig = key(factory=SharingConfig)
+    # data before trainer and optimizer: the objects are made in this order, so a bad data.max_steps or
+    # data.weight_decay is refused under its own key, not under the trainer or optimizer key that reads it
+    data: DataConfig = key(factory=DataConfig)
     trainer: TrainerConfig = key(factory=TrainerConfig)
     optimizer: OptimizerConfig = key(factory=OptimizerConfig)
-    data: DataConfig = key(factory=DataConfig)
     logger: LoggerConfig = key(factory=LoggerConfig)
     callbacks: Dict[str, Any] = key(factory=dict)  # noqa: UP006  Lightning callbacks to instantiate (_target_)
     paper: Optional[Any] = None  # noqa: UP045  the paper picked (paper=rothe2020), its protocol: src.paper
@@ -181,15 +184,12 @@ def unknown_keys(node, where: str = "") -> None:
         if name == "hydra" and not where:
             continue  # Hydra's own node, where a composed config keeps it
         if name not in known:
-            value = OmegaConf.to_container(node, resolve=False).get(name)
-            close = difflib.get_close_matches(str(name), sorted(known), n=1, cutoff=0.6)
-            group = where.rstrip(".") or "the config"
-            fix = f"{where}{close[0]}={shown(value)} (the closest key)" if close else f"drop +{full}"
             if where == "trainer." and name in SET_BY_THE_PROJECT:
-                raise UserError(
-                    f"trainer.{name} is set by the project, not from the trainer group: a value there would be "
-                    f"replaced without a word. Fix: use {SET_BY_THE_PROJECT[name]}."
-                )
+                raise UserError(set_by_the_project(name))
+            value = OmegaConf.to_container(node, resolve=False).get(name)
+            close = closest(name, known)
+            group = where.rstrip(".") or "the config"
+            fix = f"{where}{close}={shown(value)} (the closest key)" if close else f"drop +{full}"
             raise UserError(
                 f"+{full}={shown(value)}: {name} is not a key of {group}, so an added key would be ignored. "
                 f"Fix: {fix}; --cfg job lists the keys."
@@ -225,7 +225,4 @@ def eval_config(cfg: DictConfig) -> EvalConfig:
 def data_config(data) -> DataConfig:
     """A `data=` config (composed, or a run's saved dict of an older layout) as a DataConfig: keys it lacks take
     their defaults, and every rule runs."""
-    if isinstance(data, DataConfig):
-        return data
-    node = OmegaConf.merge(OmegaConf.structured(DataConfig), data)
-    return OmegaConf.to_object(node)
+    return _objects(data, DataConfig)

@@ -9,11 +9,11 @@ field has Lightning's, so that the Trainer gets what it would have had without t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Optional  # noqa: UP035
 
 from src.system.errors import UserError
-from src.system.keys import Checked, Rule, at_least, is_int, is_number, key, refuse
+from src.system.keys import Checked, Rule, at_least, is_int, is_number, key
 
 #: lightning.Trainer arguments the project sets itself (src.run.assemble.make_trainer): a value under trainer.*
 #: would be replaced without a word, so it is refused with the key that does set it
@@ -26,6 +26,23 @@ SET_BY_THE_PROJECT = {
 
 #: trainer.* keys that are the project's, not lightning.Trainer's: taken out before the Trainer is made
 PROJECT_TRAINER_KEYS = ("compile",)
+#: trainer.* keys that are no Trainer arguments as given: the project's own, the precision (given resolved), and
+#: Hydra's `_target_` of an older run's config
+NOT_ARGUMENTS = ("precision", "_target_", *PROJECT_TRAINER_KEYS)
+
+
+def trainer_arguments(trainer) -> dict:
+    """The lightning.Trainer keyword arguments of a trainer group (a mapping): every key but NOT_ARGUMENTS."""
+    return {k: v for k, v in trainer.items() if k not in NOT_ARGUMENTS}
+
+
+def set_by_the_project(name: str) -> str:
+    """The refusal of trainer.<name> where the project sets that Trainer argument itself."""
+    return (
+        f"trainer.{name} is set by the project, not from the trainer group: a value there would be replaced "
+        f"without a word. Fix: use {SET_BY_THE_PROJECT[name]}."
+    )
+
 
 #: what trainer.precision (and src.eval's precision) may be: `auto` (src.system.hardware.resolve_precision), null
 #: (Lightning's default) and what lightning.Trainer accepts (lightning.fabric.connector._PRECISION_INPUT)
@@ -153,30 +170,17 @@ class TrainerConfig(Checked):
     model_registry: Optional[str] = None  # noqa: UP045
 
     def check(self) -> None:
+        """What the fields' rules let through (an integer >= -1) but trains nothing or never stops."""
         steps, epochs = self.max_steps, self.max_epochs
-        if steps == 0 and is_int(steps):
+        if steps == 0:
             raise UserError(
                 "trainer.max_steps=0 trains nothing. Fix: a positive number of steps, e.g. trainer.max_steps=1000 "
                 "(or -1 with trainer.max_epochs=N: the epochs decide)."
             )
-        if not is_int(steps) or steps < -1:
-            refuse(
-                "trainer.max_steps",
-                steps,
-                "a positive integer (optimizer steps), or -1 (trainer.max_epochs decides)",
-                "trainer.max_steps=1000",
-            )
-        if epochs is not None and (not is_int(epochs) or epochs < -1 or epochs == 0):
-            if epochs == 0 and is_int(epochs):
-                raise UserError(
-                    "trainer.max_epochs=0 trains nothing. Fix: a positive number of epochs, or null "
-                    "(trainer.max_steps decides)."
-                )
-            refuse(
-                "trainer.max_epochs",
-                epochs,
-                "a positive integer, -1 (no epoch limit) or null (trainer.max_steps decides)",
-                "trainer.max_epochs=null",
+        if epochs == 0:
+            raise UserError(
+                "trainer.max_epochs=0 trains nothing. Fix: a positive number of epochs, or null "
+                "(trainer.max_steps decides)."
             )
         if steps == -1 and epochs in (None, -1):
             never = (
@@ -195,12 +199,5 @@ class TrainerConfig(Checked):
             )
 
     def arguments(self) -> dict:
-        """The lightning.Trainer keyword arguments: every field but the project's own (and precision, which the
-        assembly gives resolved)."""
-        from dataclasses import fields
-
-        return {
-            f.name: getattr(self, f.name)
-            for f in fields(self)
-            if f.name not in PROJECT_TRAINER_KEYS and f.name != "precision"
-        }
+        """The lightning.Trainer keyword arguments (`trainer_arguments`)."""
+        return trainer_arguments({f.name: getattr(self, f.name) for f in fields(self)})

@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.config.schema import data_config
-from src.config.trainer import PROJECT_TRAINER_KEYS
+from src.config.trainer import trainer_arguments
 from src.data.datamodule import Seq2SeqDataModule
 from src.data.synthetic import SPLITS
 from src.metrics.text import scoring_options
@@ -74,10 +74,8 @@ def make_trainer(cfg: DictConfig, precision=None, callbacks=None, **overrides) -
         precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     if callbacks is None:
         callbacks = [c for c in (instantiate(c) for c in cfg.callbacks.values()) if c is not None]
-    # precision goes in resolved (below); the project's own keys (compile: `assemble`) are no Trainer arguments,
-    # nor is Hydra's `_target_` of an older run's config
-    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
-    args = {k: v for k, v in trainer.items() if k not in ("precision", "_target_", *PROJECT_TRAINER_KEYS)}
+    # precision goes in resolved (below); the project's own keys (compile: `assemble`) are no Trainer arguments
+    args = trainer_arguments(OmegaConf.to_container(cfg.trainer, resolve=True))
     bar = any(isinstance(c, ProgressBar) for c in callbacks)
     args_precision = precision_args(precision, cfg.trainer.accelerator)
     # checkpoints replaced atomically on their own file system (callbacks.AtomicCheckpointIO)

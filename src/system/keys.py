@@ -8,7 +8,9 @@ wrong type with the same text.
 
 from __future__ import annotations
 
+import difflib
 import math
+import typing
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
@@ -33,8 +35,21 @@ def is_number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def refusal(key: str, value, valid: str, fix: str, why: str = "") -> str:
+    """The one wording of a refused value: the key, the value given (and why, where a parser said), what the key
+    is, and the fix."""
+    because = f" ({why.rstrip('.')})" if why else ""
+    return f"{key}={shown(value)} is not valid{because}: {key} is {valid}. Fix: {fix}."
+
+
 def refuse(key: str, value, valid: str, fix: str) -> None:
-    raise UserError(f"{key}={shown(value)} is not valid: {key} is {valid}. Fix: {fix}.")
+    raise UserError(refusal(key, value, valid, fix))
+
+
+def closest(name: str, known) -> str | None:
+    """The known key closest to a misspelt one, or None (the cutoff every "did you mean" uses)."""
+    match = difflib.get_close_matches(str(name), sorted(known), n=1, cutoff=0.6)
+    return match[0] if match else None
 
 
 def placeholder(value) -> bool:
@@ -123,8 +138,6 @@ class Checked:
 
 def rules(schema, prefix: str = "") -> dict[str, Rule]:
     """Every rule of a schema and of the schemas of its fields, by the key's full name ("data.batch_size")."""
-    import typing
-
     found = {}
     hints = typing.get_type_hints(schema)
     for f in fields(schema):
