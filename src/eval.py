@@ -72,9 +72,8 @@ def _run_eval(cfg: DictConfig) -> dict:
         run, module=module, callbacks=[], splits=splits, logger=False, enable_checkpointing=False
     )
     module = parts.module
-    module.decoding = module.decoding.override(
-        cfg.decoding
-    )  # as the run decoded, unless decoding.* says otherwise
+    # as the run decoded, unless decoding.* says otherwise
+    module.decoding = module.decoding.override(cfg.decoding)
     out = Path(cfg.output_dir)
     # what was evaluated: the same choice as above (pretrained_seq2seq wins over ckpt_path)
     what = (

@@ -1,8 +1,8 @@
 """How a model decodes: one typed, immutable set of `generate` settings, read by every command.
 
-The fields are the one list of decoding keys: the training config's `data.decoding` (conf/data_common) and
-`src.eval`'s are this schema (registered with Hydra as `decoding_schema`), `src.predict`'s flags are made from it,
-and an export writes it to generation_config.json. A changed decoding is a new object (`Decoding.override`).
+The fields are the one list of decoding keys, with their rules: the training config's `data.decoding`
+(`TaskDecoding`) and `src.eval`'s `decoding` (`DecodingOverride`) are schemas made from them (src.config.schema),
+`src.predict`'s flags are made from them, and an export writes them to generation_config.json. A changed decoding is a new object (`Decoding.override`).
 
 The length penalty has two forms (`length_penalty_form`): transformers' (a finished beam's log-probability
 divided by len^alpha) and GNMT's, which tensor2tensor and the paper use (divided by ((5 + len) / 6)^alpha; len counts
