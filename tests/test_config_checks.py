@@ -311,6 +311,12 @@ def train_entry(monkeypatch, tmp_path):
             ],
         ),
         (["experiment=dem"], ["experiment=dem is not an option", "Did you mean experiment=demo?"]),
+        # an earlier spelling names its new form
+        (["experiment=paper"], ["experiment=paper is now paper=rothe2020", "Fix: paper=rothe2020"]),
+        (
+            ["data.generation.num_beams=4"],
+            ["data.generation is now data.decoding", "Fix: data.decoding.num_beams=4"],
+        ),
         (
             ["trainer.max_steps=["],
             ["cannot read the override 'trainer.max_steps=['", "Fix: write it as key=value"],

@@ -35,6 +35,11 @@ from src.system.keys import closest, refusal
 _REPORTERS = ("hydra._internal.utils", "hydra._internal.hydra")
 #: set to 1, Hydra reports as it always does (as src.system.errors keeps a UserError's traceback then)
 _DEBUG_VARIABLES = ("HYDRA_FULL_ERROR", "WARMSTART_DEBUG")
+#: spellings an earlier version took, and what says the same now (an old command line names its new form)
+RENAMED = {
+    "experiment=paper": "paper=rothe2020",
+    "data.generation": "data.decoding",  # src.eval's own: decoding.*
+}
 
 
 def hydra_entry(main):
@@ -188,6 +193,8 @@ def _missing_option(ex) -> str:
     if "/" not in path or not options:
         return f"{_first_line(ex)} Fix: check the config name and the search path (--info searchpath)."
     group, option = path.rsplit("/", 1)
+    if f"{group}={option}" in RENAMED:
+        return f"{group}={option} is now {RENAMED[f'{group}={option}']}. Fix: {RENAMED[f'{group}={option}']}."
     close = difflib.get_close_matches(option, options, n=1, cutoff=0.5)
     guess = f" Did you mean {group}={close[0]}?" if close else ""
     return (
@@ -203,6 +210,10 @@ def _unknown_key(message: str, cause) -> str:
     parent, _, key = full_key.rpartition(".")
     override = message.rsplit("To append to your config use +", 1)[-1].strip() if "+" in message else ""
     value = override.split("=", 1)[1] if "=" in override else None
+    if full_key in RENAMED:
+        new = RENAMED[full_key]
+        fix = override.replace(full_key, new, 1) if override.startswith(full_key) else new
+        return f"{full_key} is now {new}. Fix: {fix}."
     node = getattr(cause, "parent_node", None)
     known = [str(k) for k in node] if node is not None else []
     where = f"a key of {parent}" if parent else "a top-level key"
