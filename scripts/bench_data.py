@@ -51,6 +51,7 @@ def write_parquet_dataset(jsonl: Path, directory: Path, block: int = 100_000) ->
 def child(job: dict) -> dict:
     from hydra import compose, initialize_config_dir
 
+    from src.config.schema import train_config
     from src.run.assemble import build_datamodule, build_module
     from src.system.process import setup_process
 
@@ -70,8 +71,8 @@ def child(job: dict) -> dict:
     else:
         overrides += [f"data.path={job['data']}"]
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
-    setup_process(cfg)
+        cfg = train_config(compose("train", overrides=[*overrides, "output_dir=unused"]))
+    setup_process(cfg.reuse_host_memory)
     module = build_module(cfg)
     dm = build_datamodule(cfg.data, module, seed=0)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

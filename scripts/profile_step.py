@@ -347,10 +347,10 @@ def profile_one(name: str, spec: dict, precision: str, args, tmp: Path, log) -> 
         overrides=args.override,
     )
     cfg = project_config(job, str(run_dir))
-    setup_process(cfg)
+    setup_process(cfg.reuse_host_memory)
     L.seed_everything(cfg.seed, workers=True)
     module = build_module(cfg)
-    if cfg.trainer.get("compile") and not module.compiled:
+    if cfg.trainer.compile and not module.compiled:
         module.compile_model()
     if not (tmp / name / "train.jsonl").is_file():
         make_workload(spec, module.decoder_tokenizer, tmp / name, seed=0)

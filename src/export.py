@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         check_out(out, args.force)  # again: it may have been written to while the checkpoint loaded
         try:
             with torch.no_grad():
-                export(module.eval(), out, module.run_config, read_metrics(run_dir) or {})
+                record = read_metrics(run_dir)
+                export(module.eval(), out, module.run_config, record.as_dict() if record else {})
         except OSError as err:
             raise UserError(
                 f"cannot write {out} ({err.strerror or err}). Fix: --out a directory you can write to."

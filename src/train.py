@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from src.config.hydra_errors import hydra_entry
-from src.config.schema import train_config
+from src.config.schema import TrainConfig, identity, train_config
 from src.models.export import export
 from src.models.restore import warm_start
 from src.run import record
@@ -30,6 +30,7 @@ from src.run.callbacks import Interrupted, Throughput, requeue_slurm_job
 from src.run.checks import check_run
 from src.run.environment import check_checkpoint_space, check_environment
 from src.run.loggers import finish_wandb, log_results_to_wandb, make_logger, wandb_group
+from src.run.run_record import RunRecord
 from src.system.errors import UserError, report_user_errors
 from src.system.outputs import results_table
 from src.system.process import (
@@ -44,26 +45,27 @@ from src.system.signals import StopRequested, received, stop_on_signals
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig) -> dict:
+def train(config: TrainConfig) -> RunRecord:
     """Fit, then test the best (or last) checkpoint; writes metrics.json and predictions.jsonl.
 
     Returns:
-        The content of metrics.json.
+        The run's record (metrics.json).
     """
-    setup_process(cfg)
-    check_ddp_launch(cfg)
-    with leased_devices(cfg) as devices, stop_on_signals():  # a signal while loading or tokenizing stops it
+    setup_process(config.reuse_host_memory)
+    check_ddp_launch(config.trainer.strategy)
+    lease = leased_devices(config.trainer.devices, config.trainer.accelerator, config.gpu_lease)
+    with lease as devices, stop_on_signals():  # a signal while loading or tokenizing stops it
         try:
-            return _fit_and_test(cfg, devices)
+            return _fit_and_test(config, devices)
         except StopRequested as err:
             requeued = is_launching_process() and requeue_slurm_job(received() or "")
             raise Interrupted(str(err), requeued=requeued) from None
 
 
-def _fit_and_test(cfg: DictConfig, devices) -> dict:
-    started, out = time.time(), Path(cfg.output_dir)
-    logger = make_logger(cfg)  # first, so that a job failing from here on still has its W&B run
-    run = assemble(cfg, logger=logger, devices=devices)
+def _fit_and_test(config: TrainConfig, devices) -> RunRecord:
+    started, out = time.time(), Path(config.output_dir)
+    logger = make_logger(config)  # first, so that a job failing from here on still has its W&B run
+    run = assemble(config, logger=logger, devices=devices)
     module, datamodule, trainer = run.module, run.datamodule, run.trainer
     check_checkpoint_space(out, module.budget.total)  # where not even one checkpoint fits, before training
     if logger:  # with what the model runs, read back from it (the config holds what was asked for)
@@ -74,23 +76,24 @@ def _fit_and_test(cfg: DictConfig, devices) -> dict:
                 "compiled": module.compiled,
             }
         )
-    module.run_config = {**OmegaConf.to_container(cfg, resolve=True), "wandb_group": wandb_group(cfg)}
-    results = record.header(
-        cfg, module.budget.as_dict(), run.precision, run.batch, module.attention, module.compiled
+    module.run_config = {**config.as_dict(), "wandb_group": wandb_group(config.sweep_name)}
+    results = record.start(
+        config, module.budget.as_dict(), run.precision, run.batch, module.attention, module.compiled
     )
-    results["scoring"] = module.scoring  # what the metrics compared, and sacreBLEU's signatures
-    results["decoding"] = module.decoding.kwargs()  # the decoding scored (src.eval records it likewise)
-    if cfg.eval_before_training:
+    results.scoring = module.scoring  # what the metrics compared, and sacreBLEU's signatures
+    results.decoding = module.decoding.kwargs()  # the decoding scored (src.eval records it likewise)
+    metrics = [*config.data.metrics, "loss"]
+    if config.eval_before_training:
         probe = make_trainer(
-            cfg, run.precision, [], logger=False, enable_checkpointing=False, devices=devices
+            config, run.precision, [], logger=False, enable_checkpointing=False, devices=devices
         )
-        results["test_before_training"] = evaluate(probe, module, datamodule)
-        before = {"before training": results["test_before_training"]}
-        log.info("test results before training:\n%s", results_table(before, [*cfg.data.metrics, "loss"]))
+        results.test_before_training = evaluate(probe, module, datamodule)
+        before = {"before training": results.test_before_training}
+        log.info("test results before training:\n%s", results_table(before, metrics))
 
-    resume_from = record.checkpoint_to_resume(cfg, out)
-    if cfg.get("warm_start_from") and resume_from is None:  # resuming restores this run's own weights instead
-        warm_start(module, cfg.warm_start_from)
+    resume_from = record.checkpoint_to_resume(config, out)
+    if config.warm_start_from and resume_from is None:  # resuming restores this run's own weights instead
+        warm_start(module, config.warm_start_from)
     start = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
@@ -98,36 +101,37 @@ def _fit_and_test(cfg: DictConfig, devices) -> dict:
         if resume_from and "state_dict" in str(err):
             raise UserError(
                 f"checkpoint {resume_from} belongs to another architecture than this run's "
-                f"({cfg.run_name}): {str(err).splitlines()[0]}. Fix: pass a checkpoint of this model, or resume=false."
+                f"({config.run_name}): {str(err).splitlines()[0]}. Fix: pass a checkpoint of this model, or "
+                "resume=false."
             ) from None
         raise
     seconds = time.perf_counter() - start
-    module.check_finite(cfg.get("skip_nonfinite_max_share", 0.1))  # the last update too; the skipped share
-    budget = int(cfg.trainer.max_steps or -1)
+    module.check_finite(config.skip_nonfinite_max_share)  # the last update too; the skipped share
+    budget = int(config.trainer.max_steps or -1)
     if budget > 0 and trainer.global_step < budget:  # `completed` means the configured budget was trained
         raise UserError(
             f"training stopped at step {trainer.global_step} of trainer.max_steps={budget}: the epochs ran out first "
-            f"(trainer.max_epochs={cfg.trainer.get('max_epochs')}). Fix: a larger trainer.max_epochs (or null), or "
+            f"(trainer.max_epochs={config.trainer.max_epochs}). Fix: a larger trainer.max_epochs (or null), or "
             f"trainer.max_steps={trainer.global_step}."
         )
     throughput = next((c.summary() for c in trainer.callbacks if isinstance(c, Throughput)), {})
-    results["train"] = record.training_summary(trainer, module, throughput, out, resume_from, seconds)
-    results["data_stats"] = datamodule.stats()
-    results["validation"] = {
+    results.train = record.training_summary(trainer, module, throughput, out, resume_from, seconds)
+    results.data_stats = datamodule.stats()
+    results.validation = {
         k.removeprefix("val/"): float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")
     }
-    test_ckpt = record.test_checkpoint(trainer, cfg.test_ckpt)
-    results["test"] = evaluate(trainer, module, datamodule, ckpt_path=test_ckpt)
+    test_ckpt = record.test_checkpoint(trainer, config.test_ckpt)
+    results.test = evaluate(trainer, module, datamodule, ckpt_path=test_ckpt)
     record.check_finite_scores(results)  # a NaN loss on validation or test: not a completed run
-    results["test_outputs"] = module.test_outputs  # distinct share, repeated 3-grams, length ratio
-    results["test_checkpoint"] = os.path.relpath(test_ckpt, out) if test_ckpt else None
-    results["data_files"] = record.data_files(cfg)  # local data: changed files make the record stale
-    results["started_at"], results["finished_at"] = started, time.time()
+    results.test_outputs = module.test_outputs  # distinct share, repeated 3-grams, length ratio
+    results.test_checkpoint = os.path.relpath(test_ckpt, out) if test_ckpt else None
+    results.data_files = record.data_files(config.data)  # local data: changed files make the record stale
+    results.started_at, results.finished_at = started, time.time()
     if trainer.is_global_zero:
-        record.write_completed(out, results, module.test_predictions, list(cfg.data.metrics))
+        record.write_completed(out, results, module.test_predictions, list(config.data.metrics))
         model_dir = None
-        if logger and cfg.logger.get("log_model"):  # the tested weights, as a Hugging Face directory
-            model_dir = export(module, out / "hf", module.run_config, results)
+        if logger and config.logger.log_model:  # the tested weights, as a Hugging Face directory
+            model_dir = export(module, out / "hf", module.run_config, results.as_dict())
         log_results_to_wandb(logger, results, out, module.test_predictions, model_dir=model_dir)
     return results
 
@@ -135,48 +139,54 @@ def _fit_and_test(cfg: DictConfig, devices) -> dict:
 def train_or_skip(cfg: DictConfig) -> float | None:
     """Train unless this run directory already holds a completed run; a failure in a sweep is recorded, not raised.
 
+    The composed config becomes a TrainConfig here, once: every key's rule runs, then those across groups, before
+    anything loads; everything below takes the objects.
+
     Returns:
         The monitored validation metric (what an Optuna sweep optimises), or None.
     """
     out = Path(cfg.output_dir)
     try:
-        check_run(train_config(cfg))  # every key's rule, and those across groups: before anything loads
-        check_environment(cfg)  # $TMPDIR, W&B's and the Hub's directories: writable
+        config = train_config(cfg)
+        check_run(config)
+        check_environment(config)  # $TMPDIR, W&B's and the Hub's directories: writable
     except UserError as err:
         if not is_multirun():
             raise
-        record.write_failed(out, cfg, err)  # a sweep survives its bad jobs: recorded, the others run
+        record.write_failed(
+            out, identity(cfg), err
+        )  # a sweep survives its bad jobs: recorded, the others run
         log.error("%s: %s; the sweep goes on", cfg.run_name, err)
         return None
-    done = record.finished(cfg, out)
+    done = record.finished(out, skip_completed=config.skip_completed, resume=config.resume)
     if done is not None:
         record.check_same_run(
-            cfg,
+            config,
             record.recorded_made_with(done),
             f"the completed run in {out}",
             "run this command in its own directory (drop hydra.run.dir=...), or resume=false to train afresh "
             "here (the completed run is kept aside)",
         )
-        record.check_data_unchanged(cfg, out, done)
+        record.check_data_unchanged(config.data, out, done)
         log.info(
             "%s: already completed in %s, not run again (skip_completed=false or resume=false to redo it)",
-            cfg.run_name,
+            config.run_name,
             out,
         )
-        record.show_results(done, out, list(cfg.data.metrics))
-        return done.get("validation", {}).get(cfg.monitor.removeprefix("val/"))
+        record.show_results(done, out, list(config.data.metrics))
+        return done.monitored(config.monitor)
     # one process per run directory (the extra processes of a DDP run share their launcher's)
     with record.RunLock(out) if is_launching_process() else contextlib.nullcontext():
-        return _train_recorded(cfg, out)
+        return _train_recorded(config, out)
 
 
-def _train_recorded(cfg: DictConfig, out: Path) -> float | None:
+def _train_recorded(config: TrainConfig, out: Path) -> float | None:
     try:
-        done = train(cfg)
+        done = train(config)
     except Interrupted as err:
         finish_wandb(failed=True)
         if is_launching_process():
-            record.write_interrupted(out, cfg, str(err))
+            record.write_interrupted(out, config.run_name, str(err))
         if err.requeued:  # exit without a result: the submitting sweep waits for the job SLURM runs again
             log.warning("interrupted: %s. SLURM runs the job again; it resumes from its checkpoint.", err)
             raise SystemExit(143) from None
@@ -188,15 +198,15 @@ def _train_recorded(cfg: DictConfig, out: Path) -> float | None:
         finish_wandb(failed=True)  # one W&B run per job, closed and marked failed
         if is_launching_process():
             try:
-                record.write_failed(out, cfg, err)
+                record.write_failed(out, config.identity(), err)
             except (OSError, UserError) as again:  # the disk that failed the run may refuse its record too
                 log.error("could not record the failure in %s: %s", out, again)
         if not is_multirun():
             raise
-        log.error("%s failed (%s); the sweep goes on. Details: %s", cfg.run_name, err, out / "error.txt")
+        log.error("%s failed (%s); the sweep goes on. Details: %s", config.run_name, err, out / "error.txt")
         return None
     finish_wandb(failed=False)
-    return done.get("validation", {}).get(cfg.monitor.removeprefix("val/"))
+    return done.monitored(config.monitor)
 
 
 def resume_command() -> str:

@@ -22,6 +22,7 @@ import pytest
 import torch
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from src.config.schema import train_config
 from src.data.datamodule import Collator
 from src.data.tokenized import Tokenization, TokenizedSplit
 from src.models.builder import BuildFrom, attention_used, build
@@ -147,7 +148,7 @@ def test_a_run_records_the_attention_and_compile_it_ran_with(tiny, tiny_run_over
         f"data.cache_dir={tmp_path / 'cache'}",
         f"output_dir={tmp_path / 'run'}",
     )
-    train(cfg)
+    train(train_config(cfg))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["status"] == "completed"
     assert metrics["attention"] == {"requested": "eager", "encoder": "eager", "decoder": "eager"}
@@ -286,5 +287,5 @@ def test_trainer_compile_is_taken_out_before_the_trainer_is_made(tmp_path):
     from src.run.assemble import make_trainer
 
     cfg = compose_train("trainer.compile=true", "trainer.accelerator=cpu", f"output_dir={tmp_path}")
-    trainer = make_trainer(cfg, callbacks=[], logger=False)
+    trainer = make_trainer(train_config(cfg), callbacks=[], logger=False)
     assert trainer.max_steps == cfg.trainer.max_steps  # made from the group, without a `compile` argument

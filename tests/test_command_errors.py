@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from src.config.schema import train_config
 from src.system.errors import UserError
 from tests.helpers.commands import compose_train, run_cli
 
@@ -59,7 +60,7 @@ def run(tiny, tiny_run_overrides, tmp_path_factory) -> Path:
         f"data.cache_dir={out / 'cache'}",
         f"output_dir={out / 'run'}",
     )
-    assert train(cfg)["status"] == "completed"
+    assert train(train_config(cfg)).completed
     return out / "run"
 
 

@@ -42,7 +42,6 @@ def test_every_option_composes_and_feeds_what_it_configures(group, option):
     from hydra.utils import get_method
 
     from src.config.schema import train_config
-    from src.models.spec import ModelSpec
     from src.paper.protocol import check_protocol
 
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
@@ -57,8 +56,8 @@ def test_every_option_composes_and_feeds_what_it_configures(group, option):
         assert L.Trainer(**arguments).max_steps == config.trainer.max_steps
     for name, callback in cfg.callbacks.items():
         assert callable(get_method(callback._target_)), name
-    ModelSpec.from_config(cfg)  # the model groups resolve into one spec
-    check_protocol(cfg)
+    config.model_spec()  # the model groups resolve into one spec
+    check_protocol(config.paper, config.variant, config.data.name)
 
 
 def test_demo_experiment_composes_offline_minilm():

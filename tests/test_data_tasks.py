@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from src.analysis.scoring import score
+from src.config.schema import train_config
 from src.train import train
 from tests.helpers.commands import REPO, compose_train
 from tests.helpers.task_records import record
@@ -51,11 +52,11 @@ def test_every_task_trains_a_step_and_evaluates_on_its_fixture(task, tiny, tmp_p
         *QUICK,
         *short,
     )
-    results = train(cfg)
+    results = train(train_config(cfg))
 
-    assert results["status"] == "completed" and results["train"]["steps"] == 1
-    assert set(results["test"]) == {*cfg.data.metrics, "loss"}
-    assert results["data_stats"]["train"]["rows"] == 12 and results["data_stats"]["test"]["rows"] == 4
+    assert results.status == "completed" and results.train["steps"] == 1
+    assert set(results.test) == {*cfg.data.metrics, "loss"}
+    assert results.data_stats["train"]["rows"] == 12 and results.data_stats["test"]["rows"] == 4
     predictions = [json.loads(x) for x in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
     assert len(predictions) == 4
     expected = [record(task, i + 400) for i in range(4)]
@@ -68,7 +69,7 @@ def test_every_task_trains_a_step_and_evaluates_on_its_fixture(task, tiny, tmp_p
     (tmp_path / "run" / ".hydra").mkdir()
     (tmp_path / "run" / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     rescored = score(tmp_path / "run" / "predictions.jsonl")  # the CLI itself: test_score.py
-    assert rescored == {m: results["test"][m] for m in cfg.data.metrics}
+    assert rescored == {m: results.test[m] for m in cfg.data.metrics}
     if task == "wmt14_de_en":
         assert [p["reference"] for p in predictions] == [e["translation"]["en"] for e in expected]
     if task == "discofuse":

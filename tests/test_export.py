@@ -11,6 +11,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer, EncoderDecoderModel, GPT2LMHeadModel
 
+from src.config.schema import train_config
 from src.models.decoding import GNMTLengthPenalty
 from src.train import train
 from tests.helpers.commands import REPO, compose_train, run_cli
@@ -44,7 +45,7 @@ def trained(request, tiny, tiny_run_overrides, tmp_path_factory):
         f"data.cache_dir={out / 'cache'}",
         f"output_dir={out / 'run'}",
     )
-    results = train(cfg)
+    results = train(train_config(cfg))
     return request.param, out / "run", results, cfg
 
 
@@ -54,7 +55,7 @@ def test_export_reloads_in_plain_transformers_and_generates_the_runs_predictions
     assert proc.returncode == 0, proc.stderr[-3000:]
     hf = tmp_path / "hf"
     card = (hf / "README.md").read_text()
-    assert f"training: {results['train']['steps']} steps" in card and "## Test metrics" in card
+    assert f"training: {results.train['steps']} steps" in card and "## Test metrics" in card
     expected = [json.loads(x) for x in (run / "predictions.jsonl").read_text().splitlines()]
     sources = [r["source"] for r in expected]
     tok = AutoTokenizer.from_pretrained(hf)
@@ -126,19 +127,17 @@ def test_a_saved_model_is_evaluated_and_fine_tuned_in_the_framework(trained, tin
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert scored["test"] == pytest.approx(results["test"], rel=1e-5)
-    assert scored["params"]["total"] == results["params"]["total"]
+    assert scored["test"] == pytest.approx(results.test, rel=1e-5)
+    assert scored["params"]["total"] == results.params["total"]
 
     quick = tiny_run_overrides(steps=2, val_every=2, warmup=1, **TASK, beams=beams)
     tuned = compose_train(f"pretrained_seq2seq={hf}", *quick, f"output_dir={tmp_path / 'tuned'}")
     assert (
         tuned.run_name == "hf-synthetic-s42"
     )  # named after the saved model, not the default encoder/decoder
-    again = train(tuned)
-    assert (
-        again["status"] == "completed" and again["params"]["random"] == 0
-    )  # every weight from the saved model
+    again = train(train_config(tuned))
+    assert again.status == "completed" and again.params["random"] == 0  # every weight from the saved model
     from src.models.module import Seq2SeqModule
 
     module = Seq2SeqModule.load_from_checkpoint(tmp_path / "tuned" / "checkpoints" / "last.ckpt")
-    assert sum(p.numel() for p in module.model.parameters()) == again["params"]["total"]
+    assert sum(p.numel() for p in module.model.parameters()) == again.params["total"]

@@ -28,12 +28,14 @@ import numpy as np
 import pytest
 import torch
 
+from src.config.schema import train_config
 from src.data.sources import SplitStats, iter_jsonl
 from src.data.tokenized import Tokenization, build_or_load, tokenizer_fingerprint
 from src.models.checkpoints import load_tokenizer
 from src.models.export import remove_stale_staging
 from src.run import record
 from src.run.callbacks import AtomicCheckpointIO
+from src.run.run_record import RunRecord
 from src.system import signals
 from src.system.errors import DiskFull, UserError
 from src.system.outputs import atomic_write_text, strict_json, write_json
@@ -181,8 +183,9 @@ def test_two_evals_started_together_write_two_directories(completed_run, tmp_pat
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, out[-3000:]
     results = [record.read_metrics(d) for d in tmp_path.iterdir()]
-    assert len(results) == 2 and {r["split"] for r in results} == {"test", "validation"}
-    assert all(r["status"] == "completed" and r["variant"] is None and r["encoder"] for r in results)
+    assert len(results) == 2 and {r.split for r in results} == {"test", "validation"}
+    assert all(r.completed and r.command == "eval" and r.variant is None and r.encoder for r in results)
+    assert all(json.loads((d / "metrics.json").read_text())["variant"] is None for d in tmp_path.iterdir())
     from src.analysis.report import write_report  # src.report on evaluations: rows, not "not completed"
 
     assert write_report(tmp_path, resamples=10)["failed"] == 0
@@ -257,8 +260,10 @@ def test_an_update_that_diverges_after_the_last_loss_check_fails_the_run(tiny, t
 def test_a_non_finite_validation_or_test_loss_is_not_a_completed_run():
     for split in ("validation", "test"):
         with pytest.raises(UserError, match=f"the {split} loss is nan.*not completed"):
-            record.check_finite_scores({split: {"loss": float("nan"), "rouge2": 0.0}})
-    record.check_finite_scores({"validation": {"loss": 1.0}, "test": {"loss": 2.0}})
+            record.check_finite_scores(
+                RunRecord(status="running", **{split: {"loss": float("nan"), "rouge2": 0.0}})
+            )
+    record.check_finite_scores(RunRecord(status="running", validation={"loss": 1.0}, test={"loss": 2.0}))
 
 
 @pytest.fixture
@@ -272,7 +277,7 @@ def test_skipping_most_batches_is_not_a_completed_run(tiny, tmp_path, nan_from_s
 
     cfg = compose_train(*models(tiny), *TINY, "skip_nonfinite=true", f"output_dir={tmp_path}")
     with pytest.raises(UserError, match=r"3 of 4 training batches had a non-finite loss.*75%.*not completed"):
-        train(cfg)
+        train(train_config(cfg))
     cfg = compose_train(
         *models(tiny),
         *TINY,
@@ -280,9 +285,9 @@ def test_skipping_most_batches_is_not_a_completed_run(tiny, tmp_path, nan_from_s
         "skip_nonfinite_max_share=0.8",
         f"output_dir={tmp_path / 'b'}",
     )
-    results = train(cfg)  # within the stated bound: completed, the count recorded
-    assert results["status"] == "completed" and results["train"]["nonfinite_skipped"] == 3
-    assert results["train"]["batches"] == 4
+    results = train(train_config(cfg))  # within the stated bound: completed, the count recorded
+    assert results.status == "completed" and results.train["nonfinite_skipped"] == 3
+    assert results.train["batches"] == 4
 
 
 # ---- the tokenization cache --------------------------------------------------------------------------------------

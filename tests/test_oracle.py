@@ -30,6 +30,7 @@ from transformers import (
     RobertaTokenizer,
 )
 
+from src.config.schema import train_config
 from src.data.sources import FieldSpec, read_pairs
 from src.data.tokenized import FastEncoder, Tokenization, TokenizedSplit
 from src.metrics.text import AS_GIVEN_METRICS, GenerationMetrics, scoring_options
@@ -294,16 +295,14 @@ def test_a_model_that_memorised_hub_format_examples_scores_near_100(task, tiny_u
         ),
         "optimizer.weight_decay=0",
     )
-    results = train(cfg)
-    assert results["test"]["exact"] >= 99.9 and results["test"]["sari"] >= 99.9, results["test"]
+    results = train(train_config(cfg))
+    assert results.test["exact"] >= 99.9 and results.test["sari"] >= 99.9, results.test
     rows = [json.loads(x) for x in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
     assert all(r["scored_prediction"] == r["scored_reference"] for r in rows)
     assert any(
         r["prediction"] != r["reference"] for r in rows
     )  # the decoder's own spelling, kept for reading
-    assert results["scoring"]["scored_text"] == "canonical"
-    provenance = results["scoring"][
-        "provenance"
-    ]  # every metric of the run says what computed it, on what text
-    assert set(provenance) == set(results["test"]) - {"loss"}
+    assert results.scoring["scored_text"] == "canonical"
+    provenance = results.scoring["provenance"]  # every metric of the run says what computed it, on what text
+    assert set(provenance) == set(results.test) - {"loss"}
     assert all(p["text"] == "canonical" and p["tool"] and p["signature"] for p in provenance.values())

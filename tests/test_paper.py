@@ -8,6 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from src.config.schema import train_config
 from src.models.builder import build
 from src.models.spec import ModelSpec
 from src.paper.figures import paper_figures
@@ -56,7 +57,7 @@ def test_paper_preset_sets_the_tasks_checkpoints_optimizer_batch_and_decoding(ta
     bert, batch, length_penalty = PAPER[task]
     for variant in ("bert2bert", "rnd2rnd", "bert2gpt", "gpt"):
         cfg = compose_train("paper=rothe2020", f"data={task}", f"variant={variant}")
-        check_protocol(cfg)
+        check_protocol(cfg.paper, cfg.variant, cfg.data.name)
         assert cfg.paper.task == task and cfg.checkpoints.bert == bert
         if variant == "bert2bert":
             assert cfg.encoder.checkpoint == cfg.decoder.checkpoint == bert
@@ -101,7 +102,8 @@ def test_the_grid_runs_every_row_of_the_tasks_table_with_the_preset():
 )
 def test_paper_refuses_what_the_paper_did_not_run(overrides, expected):
     with pytest.raises(UserError) as err:
-        check_protocol(compose_train("paper=rothe2020", *overrides))
+        cfg = compose_train("paper=rothe2020", *overrides)
+        check_protocol(cfg.paper, cfg.variant, cfg.data.name)
     assert all(e in str(err.value) for e in expected), str(err.value)
 
 
@@ -187,10 +189,12 @@ def test_decoder_only_gpt_cuts_sources_to_fit_source_and_target_in_its_positions
         "data.max_target_length=16",
         f"data.path={_wikisplit_files(tmp_path / 'data')}",
         f"data.cache_dir={tmp_path / 'cache'}",
+        f"output_dir={tmp_path / 'run'}",
     )
-    module = build_module(cfg)
+    config = train_config(cfg)
+    module = build_module(config)
     assert module.model.decoder.base_model.wpe.weight.shape[0] == 40
-    datamodule = build_datamodule(cfg.data, module, cfg.seed)
+    datamodule = build_datamodule(config.data, module, config.seed)
     lengths = datamodule.split("train").source_lengths()
     assert lengths.max() == 40 - 16  # cut: the fixture's sources are longer than 24 tokens
     assert datamodule.split("train").stats.truncated_sources > 0
@@ -210,8 +214,8 @@ def test_a_paper_run_spreads_the_global_batch_over_accumulation(tiny, tmp_path):
         *tiny_run(steps=2, warmup=2, synthetic=False, batch=None, eval_batch=4, new_tokens=6, beams=2),
         f"output_dir={tmp_path / 'run'}",
     )
-    results = train(cfg)
-    assert results["batch"] == {"per_device": 4, "devices": 1, "accumulation": 2, "global": 8}
-    assert results["train"]["steps"] == 2 and results["status"] == "completed"
+    results = train(train_config(cfg))
+    assert results.batch == {"per_device": 4, "devices": 1, "accumulation": 2, "global": 8}
+    assert results.train["steps"] == 2 and results.status == "completed"
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert written["batch"]["global"] == 8 and set(written["test"]) == {"exact", "sari", "bleu_nltk", "loss"}

@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 
 from src.analysis.report import write_report
 from src.analysis.scoring import score
+from src.config.schema import train_config
 from src.metrics.text import GenerationMetrics
 from src.models.builder import build
 from src.models.restore import load_module
@@ -133,8 +134,8 @@ def test_a_tied_released_model_is_one_parameter_set_also_after_the_projects_chec
             steps=1, val_every=1, progress="none", synthetic=False, batch=2, eval_batch=2, new_tokens=4
         ),
     )
-    results = train(cfg)
-    assert results["params"]["total"] == made.budget.total
+    results = train(train_config(cfg))
+    assert results.params["total"] == made.budget.total
     module = load_module(str(tmp_path / "run" / "checkpoints" / "last.ckpt"))
     assert shared_tensors(module.model) == encoder_tensors
     assert module.special_ids == {"decoder_start_token_id": 2, "eos_token_id": 1, "pad_token_id": 0}

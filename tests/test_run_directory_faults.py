@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from src.run import record
+from src.run.run_record import RunRecord
 from src.system.errors import UserError
-from tests.helpers.commands import REPO, one_error_line, run_cli, start_cli
+from tests.helpers.commands import REPO, check_train, one_error_line, run_cli, start_cli
 from tests.helpers.tiny_run import tiny_run
 
 TINY = tiny_run(
@@ -69,17 +69,9 @@ def copy_of(run_dir: Path, where: Path) -> Path:
 def test_a_failed_attempt_is_recorded_beside_a_completed_run_and_replaces_nothing(tmp_path):
     done = {"status": "completed", "run_name": "r", "test": {"rouge2": 12.5}}
     (tmp_path / "metrics.json").write_text(json.dumps(done))
-    cfg = OmegaConf.create(
-        {
-            "run_name": "r",
-            "encoder": {"name": "bert"},
-            "decoder": {"name": "bert"},
-            "sharing": {"mode": "none"},
-        }
-    )
-    cfg.data, cfg.seed = {"name": "synthetic"}, 1
-    record.write_failed(tmp_path, cfg, RuntimeError("boom"))
-    record.write_interrupted(tmp_path, cfg, "SIGTERM at step 3")
+    identity = {"run_name": "r", "encoder": "bert", "decoder": "bert", "sharing": "none", "data": "synthetic"}
+    record.write_failed(tmp_path, {**identity, "seed": 1}, RuntimeError("boom"))
+    record.write_interrupted(tmp_path, "r", "SIGTERM at step 3")
     assert json.loads((tmp_path / "metrics.json").read_text()) == done
     attempts = sorted(p.name.split("-")[0] for p in (tmp_path / "attempts").iterdir())
     assert attempts == ["failed", "interrupted"]
@@ -93,8 +85,8 @@ def test_starting_afresh_moves_the_record_with_its_checkpoints_and_deletes_nothi
     (tmp_path / "metrics.json").write_text('{"status": "completed"}')
     (tmp_path / "predictions.jsonl").write_text("{}\n")
     (tmp_path / "train.log").write_text("log")
-    cfg = OmegaConf.create({"ckpt_path": None, "resume": False})
-    assert record.checkpoint_to_resume(cfg, tmp_path) is None
+    config = check_train("data=synthetic", "resume=false")
+    assert record.checkpoint_to_resume(config, tmp_path) is None
     aside = next(tmp_path.glob("previous-*"))
     assert sorted(p.name for p in aside.iterdir()) == ["checkpoints", "metrics.json", "predictions.jsonl"]
     assert (aside / "checkpoints" / "last.ckpt").read_bytes() == b"weights"
@@ -140,14 +132,14 @@ def test_changed_data_files_make_a_completed_record_stale(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     (data / "train.jsonl").write_text('{"source": "a", "target": "b"}\n')
-    cfg = OmegaConf.create({"data": {"path": str(data)}})
-    done = {"status": "completed", "data_files": record.data_files(cfg)}
-    record.check_data_unchanged(cfg, tmp_path, done)  # the same files: current
+    config = check_train("data=jsonl", f"data.path={data}").data
+    done = RunRecord(status="completed", data_files=record.data_files(config))
+    record.check_data_unchanged(config, tmp_path, done)  # the same files: current
     (data / "train.jsonl").write_text('{"source": "a", "target": "c d"}\n')
     with pytest.raises(
         UserError, match=r"changed since the run .* completed \(train.jsonl\).*Fix: resume=false"
     ):
-        record.check_data_unchanged(cfg, tmp_path, done)
+        record.check_data_unchanged(config, tmp_path, done)
 
 
 # ---- real runs -------------------------------------------------------------------------------------------------
@@ -220,7 +212,7 @@ def test_a_kill_at_any_point_leaves_a_run_that_resumes_to_completion(tiny, tmp_p
     again = train_cli(tiny, tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     done = record.completed(tmp_path)
-    assert done is not None and done["train"]["steps"] == 6 and done["test"]["loss"] > 0
+    assert done is not None and done.train["steps"] == 6 and done.test["loss"] > 0
 
 
 def test_a_run_directory_that_cannot_be_made_is_one_error_line():

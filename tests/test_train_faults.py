@@ -15,6 +15,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from src.config.schema import train_config
 from src.system.errors import DiskFull, UserError
 from src.system.outputs import atomic_write_text, write_json
 from src.train import train
@@ -131,12 +132,12 @@ def compose_run(tiny, out: Path, *extra: str):
 
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 def test_same_seed_same_metrics(tiny, tmp_path, precision):
-    a = train(compose_run(tiny, tmp_path / "a", f"trainer.precision={precision}"))
-    b = train(compose_run(tiny, tmp_path / "b", f"trainer.precision={precision}"))
-    assert a["precision"] == precision
-    assert a["test"] == b["test"] and a["validation"] == b["validation"]
-    c = train(compose_run(tiny, tmp_path / "c", f"trainer.precision={precision}", "seed=7"))
-    assert c["test"]["loss"] != a["test"]["loss"]
+    a = train(train_config(compose_run(tiny, tmp_path / "a", f"trainer.precision={precision}")))
+    b = train(train_config(compose_run(tiny, tmp_path / "b", f"trainer.precision={precision}")))
+    assert a.precision == precision
+    assert a.test == b.test and a.validation == b.validation
+    c = train(train_config(compose_run(tiny, tmp_path / "c", f"trainer.precision={precision}", "seed=7")))
+    assert c.test["loss"] != a.test["loss"]
 
 
 @pytest.fixture
@@ -147,7 +148,7 @@ def nan_at_step_4(monkeypatch):
 def test_nonfinite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tiny, tmp_path, nan_at_step_4):
     cfg = compose_run(tiny, tmp_path, "trainer.val_check_interval=2")
     with pytest.raises(UserError, match=r"the training loss is nan at step 4.*skip_nonfinite=true"):
-        train(cfg)
+        train(train_config(cfg))
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
     assert ckpt["global_step"] == 4
     assert all(torch.isfinite(t).all() for t in ckpt["state_dict"].values() if t.is_floating_point())
@@ -155,8 +156,10 @@ def test_nonfinite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(t
 
 def test_nonfinite_batches_can_be_skipped_and_counted(tiny, tmp_path, nan_at_step_4):
     # 1 of 6 batches: within a bound of 20%, not within the default 10% (tests/test_fault_matrix.py)
-    results = train(compose_run(tiny, tmp_path, "skip_nonfinite=true", "skip_nonfinite_max_share=0.2"))
-    assert results["status"] == "completed" and results["train"]["nonfinite_skipped"] == 1
+    results = train(
+        train_config(compose_run(tiny, tmp_path, "skip_nonfinite=true", "skip_nonfinite_max_share=0.2"))
+    )
+    assert results.status == "completed" and results.train["nonfinite_skipped"] == 1
 
 
 def test_a_failed_run_is_marked_in_metrics_json(tiny, tmp_path):
@@ -269,7 +272,7 @@ def test_lightning_checkpoints_are_written_atomically(tmp_path, monkeypatch):
 
 def test_checkpoints_load_with_weights_only(tiny, tmp_path):
     cfg = compose_run(tiny, tmp_path, "trainer.max_steps=5")
-    train(cfg)
+    train(train_config(cfg))
     # every object in our checkpoints is a tensor or a plain value: the safe loader accepts them
     torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)

@@ -50,6 +50,7 @@ LOOP_ONLY = [
 def project_config(job: dict, tmp: str):
     from hydra import compose, initialize_config_dir
 
+    from src.config.schema import train_config
     from src.models.decoding import KEYS
 
     spec = job["spec"]
@@ -59,7 +60,7 @@ def project_config(job: dict, tmp: str):
     # replaced whole: the recipe's settings, nothing of ours left in (every other key null: generate's default)
     for key in KEYS:
         cfg.data.decoding[key] = spec["generation"].get(key)
-    return cfg
+    return train_config(cfg)
 
 
 def run_project(job: dict) -> dict:
@@ -71,7 +72,7 @@ def run_project(job: dict) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = project_config(job, tmp)
-        setup_process(cfg)  # what src.train does first
+        setup_process(cfg.reuse_host_memory)  # what src.train does first
         L.seed_everything(job["seed"], workers=True)
         module = build_module(cfg)
         init = EncoderDecoderModel.from_pretrained(job["init"]).state_dict()

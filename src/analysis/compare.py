@@ -50,7 +50,7 @@ def load_side(arg: str) -> Side:
     run_dir = path.parent if (path.parent / "metrics.json").is_file() else None
     settings = run_settings(path)  # a src.train run: its task's metrics
     metrics, scoring = settings.get("metrics", []), scoring_options(settings)
-    result = (read_metrics(run_dir) or {}) if run_dir else {}
+    result = read_metrics(run_dir) if run_dir else None
     used_wandb, wb = False, {}
     composed = path.parent / ".hydra" / "config.yaml"
     if composed.is_file():  # and its logger
@@ -62,10 +62,10 @@ def load_side(arg: str) -> Side:
             "group": wandb_group_of(path.parent),
         }
     if not metrics:  # an src.eval directory, or a run without its composed config: the metrics it reported
-        scores = result.get("test") or {}
+        scores = result.scores("test") if result is not None else {}
         metrics = [m for m in scores if m in SUPPORTED]
     used_wandb = used_wandb or (path.parent / "wandb").is_dir()
-    label = result.get("run_name") or (run_dir.name if run_dir else path.stem)
+    label = (result.run_name if result is not None else None) or (run_dir.name if run_dir else path.stem)
     return Side(label, path, run_dir, predictions, references, sources, metrics, scoring, used_wandb, wb)
 
 

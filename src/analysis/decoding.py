@@ -15,7 +15,8 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 
 from src.metrics.text import primary_metric
-from src.run.record import EVALUATED_SPLITS, read_metrics
+from src.run.record import read_metrics
+from src.run.run_record import EVALUATED_SPLITS
 from src.system.outputs import atomic_write_text, markdown_table
 
 log = logging.getLogger(__name__)
@@ -25,9 +26,12 @@ def decoding_results(sweep_dir: Path) -> list[dict]:
     """Every evaluation under `sweep_dir`: its directory, decoding and per-split metrics."""
     rows = []
     for path in sorted(sweep_dir.glob("*/metrics.json"), key=lambda p: p.parent.name):
-        result = read_metrics(path.parent) or {}
-        splits = {s: result[s] for s in EVALUATED_SPLITS if s in result}
-        rows.append({"dir": path.parent.name, "decoding": result.get("decoding", {}), "splits": splits})
+        result = read_metrics(path.parent)
+        if result is None:
+            rows.append({"dir": path.parent.name, "decoding": {}, "splits": {}})
+            continue
+        splits = {s: result.scores(s) for s in EVALUATED_SPLITS if result.scores(s)}
+        rows.append({"dir": path.parent.name, "decoding": result.decoding or {}, "splits": splits})
     return rows
 
 

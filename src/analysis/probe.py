@@ -13,9 +13,10 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from src.analysis.sweep import Job, job_devices
+from src.config.schema import TrainConfig, train_config
 from src.system.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ class BatchTimer(L.Callback):
         self.test.append(self._stop(pl_module))
 
 
-def probe_config(job: Job, out: str) -> DictConfig:
+def probe_config(job: Job, out: str) -> TrainConfig:
     """The job's config as a plain one-device run in a scratch directory (no logger, no Hydra): a DDP job is
     probed as one of its devices, at its per-device batch."""
     from src.run.batches import per_device_batch_size
@@ -141,7 +142,7 @@ def probe_config(job: Job, out: str) -> DictConfig:
     cfg.data.batch_size = per_device_batch_size(cfg.data, job_devices(job.cfg), accumulation)
     cfg.data.global_batch_size = None
     cfg.trainer.update(devices=1, num_nodes=1, strategy="auto")
-    return cfg
+    return train_config(cfg)
 
 
 @contextlib.contextmanager
@@ -171,7 +172,7 @@ def _probe(job: Job, steps: int) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="plan-probe-") as out:
         cfg = probe_config(job, out)
-        if cfg.get("reuse_host_memory", True):  # allocate as the job will (its step time depends on it)
+        if cfg.reuse_host_memory:  # allocate as the job will (its step time depends on it)
             keep_freed_host_memory()
         quiet = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False}
         quiet["enable_progress_bar"] = False

@@ -36,20 +36,26 @@ def _not_identity() -> set[str]:
 
 
 def load_runs(sweep_dir: Path) -> list[dict]:
-    """Every metrics.json under `sweep_dir` (any depth), with the directory it came from and its overrides."""
+    """Every run record under `sweep_dir` (any depth), as a row's fields: the record's keys (`RunRecord.as_dict`),
+    the directory it came from and its overrides."""
     runs = []
     for path in sorted(sweep_dir.rglob("metrics.json")):
-        metrics = read_metrics(path.parent) or {"status": "unreadable"}
+        record = read_metrics(path.parent)
+        composed = path.parent / ".hydra" / "config.yaml"
+        if (
+            record is not None and record.variant is None and composed.is_file()
+        ):  # written before it was named
+            record.variant = OmegaConf.load(composed).get("variant")
+        metrics = record.as_dict() if record is not None else {"status": "unreadable"}
         metrics["dir"] = str(path.parent.relative_to(sweep_dir))
         metrics["path"] = path.parent
-        composed = path.parent / ".hydra" / "config.yaml"
-        if "variant" not in metrics and composed.is_file():  # runs written before metrics.json named it
-            metrics["variant"] = OmegaConf.load(composed).get("variant")
         overrides = path.parent / ".hydra" / "overrides.yaml"
         metrics["overrides"] = list(OmegaConf.load(overrides)) if overrides.is_file() else None
         runs.append(metrics)
     order = {v: i for i, v in enumerate(VARIANTS)}
-    runs.sort(key=lambda r: (order.get(r.get("variant") or "", len(order)), r.get("run_name", ""), r["dir"]))
+    runs.sort(
+        key=lambda r: (order.get(r.get("variant") or "", len(order)), r.get("run_name") or "", r["dir"])
+    )
     return runs
 
 

@@ -65,7 +65,7 @@ def sweep_jobs(overrides: list[str]) -> tuple[list[Job], dict]:
         for batch in batches:
             for job_overrides in batch:
                 cfg = loader.load_sweep_config(base, list(job_overrides))
-                jobs.append(Job(list(job_overrides), cfg, sweep_job_dir(cfg), trial=trial))
+                jobs.append(Job(list(job_overrides), cfg, sweep_job_dir(cfg.hydra.sweep), trial=trial))
         raw = OmegaConf.to_container(base, resolve=False).get("sweep_name")
         info["sweep_name_fixed"] = not str(raw).startswith("${now:")
     return jobs, info
@@ -75,20 +75,21 @@ def job_state(job: Job) -> str:
     """completed (the sweep skips it), resumable (last.ckpt), failed (will run again) or new."""
     if job.trial:
         return "new"
-    if finished(job.cfg, job.run_dir) is not None:
+    if finished(job.run_dir, skip_completed=job.cfg.skip_completed, resume=job.cfg.resume) is not None:
         return "completed"
     if (job.run_dir / "checkpoints" / "last.ckpt").is_file():
         return "resumable"
-    return "failed" if (read_metrics(job.run_dir) or {}).get("status") == "failed" else "new"
+    record = read_metrics(job.run_dir)
+    return "failed" if record is not None and record.status == "failed" else "new"
 
 
 def job_budget(cfg: DictConfig) -> tuple[dict, dict]:
     """(parameter budget, architecture) of a job on the meta device, from its checkpoints' facts."""
+    from src.config.schema import composed_model_spec
     from src.models.builder import BuildFrom, architecture, build
-    from src.models.spec import ModelSpec
     from src.paper.variants import arch_facts
 
-    spec = ModelSpec.from_config(cfg)
+    spec = composed_model_spec(cfg)
     if spec.seq2seq:
         return {}, {}
     enc = None if spec.decoder_only else arch_facts(spec.encoder)

@@ -3,11 +3,14 @@ and `sharing=` (which weights the two sides share), with the keys of a saved seq
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional  # noqa: UP035
 
 from omegaconf import MISSING
 
+from src.models.spec import ModelSpec
+from src.system.errors import UserError
 from src.system.keys import Checked, at_least, key, one_of
 
 #: encoder and decoder share nothing, the word embeddings, or every weight but cross-attention (src.models.sharing)
@@ -49,3 +52,45 @@ class PretrainedUsage:
 
     source_special_tokens: Optional[bool] = None  # noqa: UP045  false: sources without [CLS]/[SEP]
     tokenizer_kwargs: Optional[Any] = None  # noqa: UP045  e.g. {pad_token: <pad>, eos_token: </s>}
+
+
+def model_spec(
+    encoder: SideConfig,
+    decoder: SideConfig,
+    sharing: SharingConfig,
+    *,
+    fallback_checkpoint: str,
+    attn_implementation: str | None = None,
+    pretrained_seq2seq: str | None = None,
+    pretrained_usage: PretrainedUsage | None = None,
+) -> ModelSpec:
+    """The `encoder=` / `decoder=` / `sharing=` groups (or a whole saved model) as one ModelSpec.
+
+    A random side that names no checkpoint takes the other side's architecture and vocabulary, else
+    `fallback_checkpoint` (`checkpoints.bert`: the paper's rnd2rnd); a pretrained side without a checkpoint is
+    refused. `attn_implementation` (default sdpa) is the attention of both sides.
+    """
+    attention = attn_implementation or "sdpa"
+    if pretrained_seq2seq:
+        given = dataclasses.asdict(pretrained_usage) if pretrained_usage is not None else {}
+        usage = {
+            k: v for k, v in given.items() if v is not None
+        }  # plain values: checkpoints load weights_only
+        return ModelSpec.of_saved_model(pretrained_seq2seq, attn_implementation=attention, **usage)
+    decoder_only = encoder.name == "none"
+    for side, c in (("encoder", encoder), ("decoder", decoder)):
+        if c.pretrained and not c.checkpoint and not (side == "encoder" and decoder_only):
+            raise UserError(
+                f"a pretrained {side} needs a checkpoint. Fix: set {side}.checkpoint=<hub id or DIR>."
+            )
+    fallback = encoder.checkpoint or decoder.checkpoint or fallback_checkpoint
+    return ModelSpec(
+        encoder=None if decoder_only else encoder.checkpoint or fallback,
+        decoder=decoder.checkpoint or fallback,
+        encoder_weights="pretrained" if encoder.pretrained and not decoder_only else "random",
+        decoder_weights="pretrained" if decoder.pretrained else "random",
+        sharing="none" if decoder_only else sharing.mode,
+        encoder_max_positions=encoder.max_positions,
+        decoder_max_positions=decoder.max_positions,
+        attn_implementation=attention,
+    )

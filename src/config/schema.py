@@ -10,19 +10,22 @@ protocol) are src.run.checks'.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
+import operator
+import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, Optional  # noqa: UP035
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.config.data import DataConfig
-from src.config.model import DecoderConfig, EncoderConfig, PretrainedUsage, SharingConfig
+from src.config.model import DecoderConfig, EncoderConfig, PretrainedUsage, SharingConfig, model_spec
 from src.config.optimizer import OptimizerConfig
 from src.config.trainer import SET_BY_THE_PROJECT, TrainerConfig, precision_rule, set_by_the_project
 from src.models.decoding import DecodingOverride
-from src.models.spec import ATTENTION
+from src.models.spec import ATTENTION, ModelSpec
 from src.system.errors import UserError
 from src.system.keys import Checked, Rule, at_least, closest, is_int, key, one_of, rules, share, shown
 
@@ -43,6 +46,24 @@ class LoggerConfig(Checked):
     mode: str = "auto"
     log_model: bool = False  # true: export the tested model (<run>/hf, as python -m src.export) and upload it
     examples: int = 0  # validation examples logged as a table at each validation
+
+
+#: what a run is (metrics.json, the report, W&B's tags): each name, and the key it is read from
+IDENTITY = {
+    "run_name": "run_name",
+    "variant": "variant",
+    "encoder": "encoder.name",
+    "decoder": "decoder.name",
+    "sharing": "sharing.mode",
+    "data": "data.name",
+    "seed": "seed",
+}
+
+
+def identity(config) -> dict:
+    """`IDENTITY` of a TrainConfig, or of a composed config that a key's rule kept from becoming one (what the
+    failed record of a sweep job names)."""
+    return {name: operator.attrgetter(path)(config) for name, path in IDENTITY.items()}
 
 
 @dataclass
@@ -122,6 +143,22 @@ class TrainConfig(Checked):
     logger: LoggerConfig = key(factory=LoggerConfig)
     callbacks: Dict[str, Any] = key(factory=dict)  # noqa: UP006  Lightning callbacks to instantiate (_target_)
     paper: Optional[Any] = None  # noqa: UP045  the paper picked (paper=rothe2020), its protocol: src.paper
+
+    def model_spec(self) -> ModelSpec:
+        """The model this run trains: its encoder, decoder and sharing groups (or pretrained_seq2seq) as one spec."""
+        return model_spec(
+            self.encoder,
+            self.decoder,
+            self.sharing,
+            fallback_checkpoint=self.checkpoints["bert"],
+            attn_implementation=self.attn_implementation,
+            pretrained_seq2seq=self.pretrained_seq2seq,
+            pretrained_usage=self.pretrained_usage,
+        )
+
+    def identity(self) -> dict:
+        """What a run is, as metrics.json, the report and W&B's tags name it."""
+        return identity(self)
 
     def check(self) -> None:
         if self.ckpt_path is not None and self.warm_start_from is not None:
@@ -222,7 +259,58 @@ def eval_config(cfg: DictConfig) -> EvalConfig:
     return _objects(cfg, EvalConfig)
 
 
+def composed_model_spec(cfg: DictConfig) -> ModelSpec:
+    """The ModelSpec of a composed `src.train` config, from its model groups alone (as objects, their rules
+    checked): what plan and the paper's parameter counts need, where the run's other keys (its output_dir) may
+    not resolve outside the command."""
+    groups = {
+        name: OmegaConf.to_object(cfg[name]) for name in ("encoder", "decoder", "sharing", "pretrained_usage")
+    }
+    return model_spec(
+        groups["encoder"],
+        groups["decoder"],
+        groups["sharing"],
+        fallback_checkpoint=cfg.checkpoints.bert,
+        attn_implementation=cfg.attn_implementation,
+        pretrained_seq2seq=cfg.pretrained_seq2seq,
+        pretrained_usage=groups["pretrained_usage"],
+    )
+
+
 def data_config(data) -> DataConfig:
     """A `data=` config (composed, or a run's saved dict of an older layout) as a DataConfig: keys it lacks take
     their defaults, and every rule runs."""
     return _objects(data, DataConfig)
+
+
+def stored_train_config(stored: dict) -> TrainConfig:
+    """The TrainConfig a checkpoint stored (`Seq2SeqModule.run_config`, resolved), of today's layout or an older
+    one: moved keys where they are now (`_upgrade`), keys the schema no longer has left out, and keys
+    it lacks at their defaults. Every rule runs."""
+    plain = _known(TrainConfig, _upgrade(copy.deepcopy(stored)))
+    plain.setdefault("output_dir", "")  # the run's own directory, where it was trained; unused by evaluation
+    return _objects(OmegaConf.create(plain), TrainConfig)
+
+
+def _known(schema: type, values: dict) -> dict:
+    hints = typing.get_type_hints(schema)
+    known = {}
+    for f in dataclasses.fields(schema):
+        if f.name not in values:
+            continue
+        value, inner = values[f.name], hints[f.name]
+        inner = next((a for a in typing.get_args(inner) if a is not type(None)), inner)
+        if isinstance(inner, type) and dataclasses.is_dataclass(inner) and isinstance(value, dict):
+            value = _known(inner, value)
+        known[f.name] = value
+    return known
+
+
+def _upgrade(run: dict) -> dict:
+    """A run config of an earlier layout, with keys that have moved since put where they are now."""
+    for name in ("enable_progress_bar", "skip_nonfinite"):  # were Trainer-group keys; now ours, top-level
+        run.get("trainer", {}).pop(name, None)
+    data = run.get("data", {})
+    if "generation" in data:  # the decoding settings' earlier name
+        data.setdefault("decoding", data.pop("generation"))
+    return run

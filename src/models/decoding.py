@@ -16,7 +16,7 @@ computing `int ** length_penalty` is detected (`check_applied`) instead of silen
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass, field, fields, make_dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, make_dataclass, replace
 from typing import ClassVar, Optional, get_type_hints
 
 from src.system.errors import UserError
@@ -65,7 +65,9 @@ class Decoding(Checked):
         """From a mapping (a config node, a run's saved dict, a checkpoint's hyperparameters); unknown keys refused."""
         if isinstance(settings, Decoding):
             return settings
-        if settings is not None and not isinstance(settings, dict):
+        if is_dataclass(settings):  # the config's schema of it (TaskDecoding, DecodingOverride)
+            settings = asdict(settings)
+        elif settings is not None and not isinstance(settings, dict):
             from omegaconf import OmegaConf
 
             settings = OmegaConf.to_container(settings, resolve=True)

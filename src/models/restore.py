@@ -1,7 +1,7 @@
 """A checkpoint of `src.train` back as a module, offline: today's layout and the earlier one (before the model spec).
 
 A checkpoint carries the model description (`built`: architecture and tokenizers) and the run's config, so it
-rebuilds without the Hub. `upgrade_run_config` moves keys of an older run config to where they are now.
+rebuilds without the Hub.
 """
 
 from __future__ import annotations
@@ -101,16 +101,6 @@ def _legacy_module(ckpt: dict):
     module.load_state_dict(ckpt["state_dict"])
     module.run_config = extra.get("config")
     return module
-
-
-def upgrade_run_config(run: dict) -> dict:
-    """A run config of an earlier layout, with keys that have moved since put where they are now."""
-    for key in ("enable_progress_bar", "skip_nonfinite"):  # were Trainer-group keys; now ours, top-level
-        run.get("trainer", {}).pop(key, None)
-    data = run.get("data", {})
-    if "generation" in data:  # the decoding settings' earlier name
-        data.setdefault("decoding", data.pop("generation"))
-    return run
 
 
 def warm_start(module, ckpt_path: str) -> None:

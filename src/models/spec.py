@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from omegaconf import OmegaConf
-
 from src.system.errors import UserError
 
 WEIGHTS = ("pretrained", "random")
@@ -132,44 +130,6 @@ class ModelSpec:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-    @classmethod
-    def from_config(cls, cfg) -> ModelSpec:
-        """Resolve the `encoder=` / `decoder=` / `sharing=` groups (and `checkpoints`) into one spec.
-
-        A random side that names no checkpoint takes the other side's architecture and vocabulary, else
-        `checkpoints.bert`'s (the paper's rnd2rnd); a pretrained side without a checkpoint is refused.
-        `attn_implementation` (top level, default sdpa) is the attention of both sides.
-        """
-        attention = cfg.get("attn_implementation") or "sdpa"
-        if cfg.get("pretrained_seq2seq"):
-            given = (
-                OmegaConf.to_container(cfg.pretrained_usage, resolve=True)
-                if cfg.get("pretrained_usage")
-                else {}
-            )
-            usage = {
-                k: v for k, v in given.items() if v is not None
-            }  # plain values: checkpoints load weights_only
-            return cls.of_saved_model(cfg.pretrained_seq2seq, attn_implementation=attention, **usage)
-        enc, dec = cfg.encoder, cfg.decoder
-        decoder_only = enc.name == "none"
-        for side, c in (("encoder", enc), ("decoder", dec)):
-            if c.pretrained and not c.checkpoint and not (side == "encoder" and decoder_only):
-                raise UserError(
-                    f"a pretrained {side} needs a checkpoint. Fix: set {side}.checkpoint=<hub id or DIR>."
-                )
-        fallback = enc.checkpoint or dec.checkpoint or cfg.checkpoints.bert
-        return cls(
-            encoder=None if decoder_only else enc.checkpoint or fallback,
-            decoder=dec.checkpoint or fallback,
-            encoder_weights="pretrained" if enc.pretrained and not decoder_only else "random",
-            decoder_weights="pretrained" if dec.pretrained else "random",
-            sharing="none" if decoder_only else cfg.sharing.mode,
-            encoder_max_positions=enc.get("max_positions"),
-            decoder_max_positions=dec.get("max_positions"),
-            attn_implementation=attention,
-        )
 
     @classmethod
     def of_saved_model(cls, name: str, **usage) -> ModelSpec:

@@ -59,12 +59,12 @@ def variant_arch(variant: str, overrides: list[str] = ()) -> tuple[ModelSpec, di
     """Compose `variant=<name>` (as `src.train` would) and describe its architecture from its checkpoints' facts."""
     from hydra import compose, initialize_config_dir
 
+    from src.config.schema import composed_model_spec
     from src.models.builder import architecture
-    from src.models.spec import ModelSpec
 
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=[f"variant={variant}", *overrides])
-    spec = ModelSpec.from_config(cfg)
+    spec = composed_model_spec(cfg)
     enc = None if spec.decoder_only else arch_facts(spec.encoder)
     return spec, architecture(spec, enc, arch_facts(spec.decoder), same_vocab=spec.encoder == spec.decoder)
 

@@ -1,6 +1,6 @@
 """From a composed config to the objects Lightning runs: the model, the data and the Trainer, in one place.
 
-    config (conf/, Hydra) -> assemble(cfg) -> Seq2SeqModule + Seq2SeqDataModule + lightning.Trainer
+    TrainConfig (src.config.schema) -> assemble(config) -> Seq2SeqModule + Seq2SeqDataModule + lightning.Trainer
 
 `src.train`, `src.eval` and `scripts/benchmark.py` all build through here.
 """
@@ -12,16 +12,15 @@ from dataclasses import dataclass
 
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
 
-from src.config.schema import data_config
+from src.config.data import DataConfig
+from src.config.schema import TrainConfig
 from src.config.trainer import trainer_arguments
 from src.data.datamodule import Seq2SeqDataModule
 from src.data.synthetic import SPLITS
 from src.metrics.text import scoring_options
 from src.models.decoding import Decoding
 from src.models.module import Seq2SeqModule
-from src.models.spec import ModelSpec
 from src.paper.protocol import check_protocol
 from src.run.batches import per_device_batch_size
 from src.run.callbacks import AtomicCheckpointIO
@@ -31,24 +30,23 @@ from src.system.precision import precision_args
 log = logging.getLogger(__name__)
 
 
-def build_module(cfg: DictConfig) -> Seq2SeqModule:
+def build_module(config: TrainConfig) -> Seq2SeqModule:
     """The LightningModule: the model spec (encoder/decoder/sharing groups), optimizer, decoding and metrics."""
     return Seq2SeqModule(
-        model=ModelSpec.from_config(cfg).as_dict(),
-        optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
-        generation=Decoding.of(cfg.data.decoding).kwargs(),
-        metrics=list(cfg.data.metrics),
-        gen_val_batches=cfg.gen_val_batches,
-        skip_nonfinite=cfg.skip_nonfinite,
-        **scoring_options(cfg.data),
+        model=config.model_spec().as_dict(),
+        optimizer=config.optimizer.as_dict(),
+        generation=Decoding.of(config.data.decoding).kwargs(),
+        metrics=list(config.data.metrics),
+        gen_val_batches=config.gen_val_batches,
+        skip_nonfinite=config.skip_nonfinite,
+        **scoring_options(config.data.as_dict()),
     )
 
 
-def build_datamodule(data: DictConfig, module: Seq2SeqModule, seed: int) -> Seq2SeqDataModule:
-    """The DataModule from a `data=` config; the tokenizers and special tokens come from the model."""
-    config = data_config(data)  # a key an older run lacks: the default
+def build_datamodule(data: DataConfig, module: Seq2SeqModule, seed: int) -> Seq2SeqDataModule:
+    """The DataModule of a task; the tokenizers and special tokens come from the model."""
     return Seq2SeqDataModule(
-        config,
+        data,
         encoder_tokenizer=module.encoder_tokenizer,
         decoder_tokenizer=module.decoder_tokenizer,
         special_ids=module.special_ids,
@@ -58,7 +56,7 @@ def build_datamodule(data: DictConfig, module: Seq2SeqModule, seed: int) -> Seq2
     )
 
 
-def make_trainer(cfg: DictConfig, precision=None, callbacks=None, **overrides) -> L.Trainer:
+def make_trainer(config: TrainConfig, precision=None, callbacks=None, **overrides) -> L.Trainer:
     """The Lightning Trainer from the `trainer=` group.
 
     Args:
@@ -70,14 +68,15 @@ def make_trainer(cfg: DictConfig, precision=None, callbacks=None, **overrides) -
     from lightning.pytorch.callbacks import ProgressBar
     from lightning.pytorch.plugins.environments import SLURMEnvironment
 
+    trainer = config.trainer
     if precision is None:
-        precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+        precision = resolve_precision(trainer.precision, trainer.accelerator)
     if callbacks is None:
-        callbacks = [c for c in (instantiate(c) for c in cfg.callbacks.values()) if c is not None]
+        callbacks = [c for c in (instantiate(c) for c in config.callbacks.values()) if c is not None]
     # precision goes in resolved (below); the project's own keys (compile: `assemble`) are no Trainer arguments
-    args = trainer_arguments(OmegaConf.to_container(cfg.trainer, resolve=True))
+    args = trainer_arguments(trainer.as_dict())
     bar = any(isinstance(c, ProgressBar) for c in callbacks)
-    args_precision = precision_args(precision, cfg.trainer.accelerator)
+    args_precision = precision_args(precision, trainer.accelerator)
     # checkpoints replaced atomically on their own file system (callbacks.AtomicCheckpointIO)
     plugins = [*args_precision.pop("plugins", []), AtomicCheckpointIO()]
     if SLURMEnvironment.detect():  # requeue on a signal is ours (callbacks.SaveOnSignal), not Lightning's
@@ -118,9 +117,13 @@ class Assembly:
 
 
 def assemble(
-    cfg: DictConfig, module: Seq2SeqModule | None = None, callbacks=None, splits=SPLITS, **trainer_overrides
+    config: TrainConfig,
+    module: Seq2SeqModule | None = None,
+    callbacks=None,
+    splits=SPLITS,
+    **trainer_overrides,
 ) -> Assembly:
-    """Model, data and Trainer for a composed config; the data are loaded and checked before anything runs.
+    """Model, data and Trainer of a run; the data are loaded and checked before anything runs.
 
     Args:
         module: an already built (or loaded) module; None builds it from the config.
@@ -128,17 +131,17 @@ def assemble(
         splits: the splits to load and check now (evaluation needs one).
         trainer_overrides: Trainer arguments that win over the `trainer=` group (logger, devices, ...).
     """
-    check_protocol(cfg)
-    L.seed_everything(cfg.seed, workers=True)
-    module = module if module is not None else build_module(cfg)
-    if cfg.trainer.get("compile") and not module.compiled:  # trainer.compile=true: the loss pass, compiled
+    check_protocol(config.paper, config.variant, config.data.name)
+    L.seed_everything(config.seed, workers=True)
+    module = module if module is not None else build_module(config)
+    if config.trainer.compile and not module.compiled:  # trainer.compile=true: the loss pass, compiled
         module.compile_model()
-    datamodule = build_datamodule(cfg.data, module, cfg.seed)
-    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
-    trainer = make_trainer(cfg, precision, callbacks, **trainer_overrides)
+    datamodule = build_datamodule(config.data, module, config.seed)
+    precision = resolve_precision(config.trainer.precision, config.trainer.accelerator)
+    trainer = make_trainer(config, precision, callbacks, **trainer_overrides)
     if "train" in splits:
         devices = trainer.num_devices * trainer.num_nodes
-        datamodule.batch_size = per_device_batch_size(cfg.data, devices, trainer.accumulate_grad_batches)
+        datamodule.batch_size = per_device_batch_size(config.data, devices, trainer.accumulate_grad_batches)
     datamodule.prepare(splits)  # bad data fails here, before anything is trained or written
     return Assembly(module, datamodule, trainer, precision)
 

@@ -14,6 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from src.config.schema import TrainConfig
 from src.system.errors import UserError
 from src.system.outputs import existing_directory, free_mb
 
@@ -90,25 +91,24 @@ def check_hf_cache() -> None:
         )
 
 
-def uses_hub(cfg) -> bool:
+def uses_hub(config: TrainConfig) -> bool:
     """Whether the run loads a checkpoint or its data from the Hugging Face Hub (not a local path or package)."""
-    names = [cfg.get("pretrained_seq2seq")]
-    if not cfg.get("pretrained_seq2seq"):
-        names += [cfg.encoder.get("checkpoint"), cfg.decoder.get("checkpoint")]
+    names = [config.pretrained_seq2seq]
+    if not config.pretrained_seq2seq:
+        names += [config.encoder.checkpoint, config.decoder.checkpoint]
     remote = any(
         isinstance(n, str) and not n.startswith(("pkg://", "/", ".", "~")) and not Path(n).exists()
         for n in names
     )
-    data = cfg.get("data") or {}
-    return remote or (data.get("loader") == "hub" and not data.get("path"))
+    return remote or (config.data.loader == "hub" and not config.data.path)
 
 
-def check_environment(cfg) -> None:
+def check_environment(config: TrainConfig) -> None:
     """Everything above that can be known before the model loads."""
     check_tmpdir()
-    if (cfg.get("logger") or {}).get("kind") == "wandb" and (cfg.logger.get("mode") or "auto") != "disabled":
+    if config.logger.kind == "wandb" and config.logger.mode != "disabled":
         check_wandb()
-    if uses_hub(cfg):
+    if uses_hub(config):
         check_hf_cache()
 
 

@@ -14,6 +14,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+from src.run.run_record import RunRecord
 from src.system.errors import UserError
 from src.system.paths import REPO
 
@@ -188,54 +189,57 @@ def finish_wandb(failed: bool = False) -> None:
 
 
 # ---- a run's logger and what it records at the end ----------------------------------------------------------
-def wandb_group(cfg) -> str | None:
+def wandb_group(sweep_name: str) -> str | None:
     """The sweep in a multirun (a grid is one group), else the experiment's name, else none."""
     from hydra.core.hydra_config import HydraConfig
 
     from src.system.process import is_multirun
 
     if is_multirun():
-        return cfg.sweep_name
+        return sweep_name
     if HydraConfig.initialized():
         return HydraConfig.get().runtime.choices.get("experiment")
     return None
 
 
 def logger_for(run, kind: str, *, save_dir, name: str, group, job_type: str, config: dict, mode=None):
-    """`build_logger` with a run's `logger` settings and tags (encoder, decoder, sharing, data, variant)."""
-    lc = run.get("logger") or {}
+    """`build_logger` with a run's `logger` settings and tags (encoder, decoder, sharing, data, variant).
+
+    Args:
+        run: the run's TrainConfig.
+    """
+    lc = run.logger
     return build_logger(
         kind,
         save_dir=str(save_dir),
         name=name,
         group=group,
-        tags=[run.encoder.name, run.decoder.name, run.sharing.mode, run.data.name, run.get("variant")],
+        tags=[run.encoder.name, run.decoder.name, run.sharing.mode, run.data.name, run.variant],
         job_type=job_type,
         config=config,
-        project=lc.get("project", "warmstart"),
-        entity=lc.get("entity"),
-        mode=mode or lc.get("mode", "auto"),
+        project=lc.project,
+        entity=lc.entity,
+        mode=mode or lc.mode,
         log_model=False,  # logger.log_model uploads the exported model at the end (src.train), not checkpoints
     )
 
 
-def make_logger(cfg, job_type: str = "train"):
-    """The `logger=` choice for a training run, with the whole resolved config (flattened) and the git commit.
+def make_logger(run, job_type: str = "train"):
+    """The `logger=` choice for a training run (its TrainConfig), with the whole config (flattened) and the git
+    commit.
 
     DDP's extra processes open no W&B run (the launching process logs for all).
     """
-    from omegaconf import OmegaConf
-
     from src.system.process import is_launching_process
 
-    kind = cfg.logger.kind if is_launching_process() or cfg.logger.kind != "wandb" else "none"
-    config = {**flatten(OmegaConf.to_container(cfg, resolve=True)), "git_commit": git_commit()}
+    kind = run.logger.kind if is_launching_process() or run.logger.kind != "wandb" else "none"
+    config = {**flatten(run.as_dict()), "git_commit": git_commit()}
     return logger_for(
-        cfg,
+        run,
         kind,
-        save_dir=cfg.output_dir,
-        name=cfg.run_name,
-        group=wandb_group(cfg),
+        save_dir=run.output_dir,
+        name=run.run_name,
+        group=wandb_group(run.sweep_name),
         job_type=job_type,
         config=config,
     )
@@ -243,7 +247,7 @@ def make_logger(cfg, job_type: str = "train"):
 
 def log_results_to_wandb(
     logger,
-    results: dict,
+    results: RunRecord,
     out: Path,
     predictions: list[dict],
     split: str = "test",
@@ -260,9 +264,9 @@ def log_results_to_wandb(
     run = logger.experiment
     run.summary.update(
         {
-            **{f"{split}/{k}": v for k, v in results["test"].items()},
-            **{f"params/{k}": v for k, v in results["params"].items()},
-            "status": results["status"],
+            **{f"{split}/{k}": v for k, v in results.scores(split).items()},
+            **{f"params/{k}": v for k, v in results.params.items()},
+            "status": results.status,
         }
     )
     columns = ["source", "reference", "prediction"]
@@ -272,6 +276,6 @@ def log_results_to_wandb(
     artifact.add_file(str(out / "predictions.jsonl"))
     run.log_artifact(artifact)
     if model_dir is not None:  # logger.log_model=true: the model as `python -m src.export` writes it
-        model = wandb.Artifact(f"model-{run.id}", type="model", metadata={"test": results["test"]})
+        model = wandb.Artifact(f"model-{run.id}", type="model", metadata={"test": results.test})
         model.add_dir(str(model_dir))
         run.log_artifact(model)

@@ -1,11 +1,11 @@
-"""A run directory, the one owner of its layout: what `metrics.json` holds, whether a run is finished, where it
-resumes from, failures, and the one reader (`read_metrics`) that report, compare, the decoding table, plan, export
-and the SLURM launcher use. `src.train` and `src.eval` write the same schema.
+"""A run directory, the one owner of its layout: its record (`metrics.json`, a `RunRecord`), whether a run is
+finished, where it resumes from, failures, and the one reader (`read_metrics`) that report, compare, the decoding
+table, plan, export and the SLURM launcher use. `src.train` and `src.eval` both write through `write_record`.
 
-<run>/metrics.json       status (running | completed | failed | interrupted), what was run (run_name, variant,
-                         encoder, decoder, sharing, data, seed, params, precision, attention, compile), `scoring`,
-                         and the scores of each evaluated split under its name: `validation` and `test`
-                         ({metric: 0-100, loss})
+<run>/metrics.json       the RunRecord (src.run.run_record): status (running | completed | failed | interrupted),
+                         what was run (run_name, variant, encoder, decoder, sharing, data, seed, params, precision,
+                         attention, compile), `scoring`, `decoding`, and the scores of each evaluated split under its
+                         name: `validation` and `test` ({metric: 0-100, loss})
 <run>/predictions.jsonl  test predictions (source, reference, prediction), the strings the metrics saw
 <run>/checkpoints/       best.ckpt, last.ckpt (each carries the model description and tokenizers)
 <run>/error.txt          the traceback of a failed run
@@ -21,10 +21,12 @@ import time
 import traceback
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
+from src.config.data import DataConfig
+from src.config.schema import TrainConfig, stored_train_config
 from src.metrics.text import scoring_options
-from src.models.spec import ModelSpec
+from src.run.run_record import EVALUATED_SPLITS, RunRecord
 from src.system.errors import UserError
 from src.system.locks import FileLock
 from src.system.outputs import atomic_write_text, results_table, write_json
@@ -32,74 +34,55 @@ from src.system.outputs import atomic_write_text, results_table, write_json
 log = logging.getLogger(__name__)
 
 
-def sweep_job_dir(sweep_config: DictConfig) -> Path:
-    """Where a sweep job writes: hydra.sweep.dir / hydra.sweep.subdir of its composed config."""
-    return Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
+def sweep_job_dir(sweep: dict) -> Path:
+    """Where a sweep job writes: `sweep` is its composed config's hydra.sweep ({dir, subdir})."""
+    return Path(str(sweep["dir"])) / str(sweep["subdir"])
 
 
-EVALUATED_SPLITS = ("validation", "test")  # the evaluated splits, each a key of metrics.json
+def read_metrics(out: Path) -> RunRecord | None:
+    """A run directory's record (older layouts upgraded), or None where it has no whole metrics.json."""
+    return RunRecord.read(out)
 
 
-def read_metrics(out: Path) -> dict | None:
-    """A run directory's metrics.json in today's schema (older layouts upgraded), or None where it has none."""
-    try:
-        metrics = json.loads((out / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return upgrade_metrics(metrics) if isinstance(metrics, dict) else None
+def write_record(out: Path, record: RunRecord) -> None:
+    """Write `record` as `out/metrics.json`, replaced atomically."""
+    write_json(out / "metrics.json", record.as_dict())
 
 
-def upgrade_metrics(metrics: dict) -> dict:
-    """metrics.json of an earlier layout with its keys where they are now: `generation` is `decoding`; a train
-    run's `val` is `validation`;
-    an eval directory's `splits` ({split: scores}) and `metrics` (the scores of `split`) are each split's key."""
-    metrics = dict(metrics)
-    if "generation" in metrics:  # the decoding scored, under its earlier name
-        metrics.setdefault("decoding", metrics.pop("generation"))
-    if isinstance(metrics.get("val"), dict):
-        metrics.setdefault("validation", metrics.pop("val"))
-    splits = metrics.pop("splits", None) or {}
-    if isinstance(metrics.get("metrics"), dict):
-        splits.setdefault(metrics.get("split", "test"), metrics.pop("metrics"))
-    for split, scores in splits.items():
-        metrics.setdefault(split, scores)
-    return metrics
+def completed(out: Path) -> RunRecord | None:
+    """The record of a run directory if that run completed, else None."""
+    record = read_metrics(out)
+    return record if record is not None and record.completed else None
 
 
-def completed(out: Path) -> dict | None:
-    """The metrics.json of a run directory if that run completed, else None."""
-    metrics = read_metrics(out)
-    return metrics if metrics is not None and metrics.get("status") == "completed" else None
+def finished(out: Path, *, skip_completed: bool = True, resume: bool = True) -> RunRecord | None:
+    """The completed run in `out` that a command would not run again (`skip_completed` and `resume` on)."""
+    return completed(out) if skip_completed and resume else None
 
 
-def finished(cfg: DictConfig, out: Path) -> dict | None:
-    """The completed run in `out` that this command would not run again (`skip_completed` and `resume` on)."""
-    return completed(out) if cfg.get("skip_completed", True) and cfg.get("resume", True) else None
-
-
-def checkpoint_to_resume(cfg: DictConfig, out: Path) -> str | None:
+def checkpoint_to_resume(config: TrainConfig, out: Path) -> str | None:
     """`ckpt_path` if given (it must exist), else this run's last checkpoint when `resume` is on; either is checked
     to be whole before training starts. `resume=false` moves the earlier attempt aside (`set_aside`)."""
-    if cfg.ckpt_path:
-        path = Path(cfg.ckpt_path).expanduser()
+    if config.ckpt_path:
+        path = Path(config.ckpt_path).expanduser()
         if not path.is_file():
             raise UserError(
-                f"ckpt_path={cfg.ckpt_path} does not exist. Fix: point it at a .ckpt file, "
+                f"ckpt_path={config.ckpt_path} does not exist. Fix: point it at a .ckpt file, "
                 f"e.g. {out / 'checkpoints' / 'last.ckpt'}, or drop it."
             )
         check_checkpoint_file(
-            path, f"ckpt_path={cfg.ckpt_path}", "point ckpt_path at another checkpoint, or drop it"
+            path, f"ckpt_path={config.ckpt_path}", "point ckpt_path at another checkpoint, or drop it"
         )
         check_same_run(
-            cfg,
+            config,
             checkpoint_made_with(path),
-            f"ckpt_path={cfg.ckpt_path}",
+            f"ckpt_path={config.ckpt_path}",
             f"to start from its weights with this command's settings (a new optimizer, step 0), give "
-            f"warm_start_from={cfg.ckpt_path} instead of ckpt_path; to resume it, use the settings it was made with",
+            f"warm_start_from={config.ckpt_path} instead of ckpt_path; to resume it, use the settings it was made with",
         )
         return str(path)
     last = out / "checkpoints" / "last.ckpt"
-    if not cfg.get("resume", True):
+    if not config.resume:
         set_aside(out)
         return None
     if not last.is_file():
@@ -108,7 +91,7 @@ def checkpoint_to_resume(cfg: DictConfig, out: Path) -> str | None:
         last, str(last), "delete it to start this run afresh, or resume=false (it is kept aside)"
     )
     check_same_run(
-        cfg,
+        config,
         checkpoint_made_with(last),
         f"the run directory {out} (checkpoints/last.ckpt)",
         "run this command in its own directory (drop hydra.run.dir=...), or resume=false to start afresh here "
@@ -157,19 +140,6 @@ def set_aside(out: Path) -> Path | None:
     return aside
 
 
-def run_identity(cfg: DictConfig) -> dict:
-    """What a run is, as metrics.json (and the report) names it."""
-    return {
-        "run_name": cfg.run_name,
-        "variant": cfg.get("variant"),
-        "encoder": cfg.encoder.name,
-        "decoder": cfg.decoder.name,
-        "sharing": cfg.sharing.mode,
-        "data": cfg.data.name,
-        "seed": cfg.seed,
-    }
-
-
 #: the data keys that decide which examples a run sees and how they are tokenized (made_with's `data`)
 DATA_IDENTITY = (
     "name",
@@ -193,19 +163,18 @@ DATA_IDENTITY = (
 )
 
 
-def made_with(cfg: DictConfig) -> dict:
+def made_with(config: TrainConfig) -> dict:
     """What a run's weights and examples come from: the model (checkpoints and tokenizers, which sides are
     pretrained, sharing, positions) and the data (source, columns, lengths, subsets). A run directory or a
     checkpoint made with other values holds another run."""
-    if cfg.get("pretrained_seq2seq"):
-        model = {"pretrained_seq2seq": cfg.pretrained_seq2seq}
+    if config.pretrained_seq2seq:
+        model = {"pretrained_seq2seq": config.pretrained_seq2seq}
     else:
-        spec = ModelSpec.from_config(cfg).as_dict()
+        spec = config.model_spec().as_dict()
         # not attn_implementation: it changes how attention is computed, not the weights
         model = {k: v for k, v in spec.items() if k != "attn_implementation"}
-    data = cfg.get("data") or {}
-    plain = OmegaConf.to_container(data, resolve=True) if isinstance(data, DictConfig) else dict(data)
-    return {"model": model, "data": {k: plain.get(k) for k in DATA_IDENTITY if k in plain}}
+    data = config.data.as_dict()
+    return {"model": model, "data": {k: data[k] for k in DATA_IDENTITY}}
 
 
 def differences(before: dict, now: dict, prefix: str = "") -> list[str]:
@@ -220,13 +189,13 @@ def differences(before: dict, now: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def check_same_run(cfg: DictConfig, recorded: dict | None, where: str, fix: str) -> None:
+def check_same_run(config: TrainConfig, recorded: dict | None, where: str, fix: str) -> None:
     """Refuse to skip, resume or test `where` (a run directory or a checkpoint) for this command when what it was
     made with (`recorded`: `made_with` of its config) differs from this command's: one UserError listing the
     differences. A run from before the record recorded only its identity's names: those are compared."""
     if not recorded:
         return
-    now = made_with(cfg) if "model" in recorded else identity_names(run_identity(cfg))
+    now = made_with(config) if "model" in recorded else identity_names(config.identity())
     changed = differences(recorded, now)
     if changed:
         shown = "; ".join(changed[:6]) + (f"; and {len(changed) - 6} more" if len(changed) > 6 else "")
@@ -236,17 +205,17 @@ def check_same_run(cfg: DictConfig, recorded: dict | None, where: str, fix: str)
 
 
 def identity_names(identity: dict) -> dict:
-    """The names of a run identity (`run_identity`, or a metrics.json) that say what model and data it has."""
+    """The names of a run identity (`TrainConfig.identity`, or a record's) that say what model and data it has."""
     return {
         k: identity.get(k) for k in ("encoder", "decoder", "sharing", "data") if identity.get(k) is not None
     }
 
 
-def recorded_made_with(done: dict) -> dict | None:
-    """What a metrics.json says its run was made with: `made_with`, else (an older run) its identity's names."""
-    if isinstance(done.get("made_with"), dict):
-        return done["made_with"]
-    return identity_names(done) or None
+def recorded_made_with(done: RunRecord) -> dict | None:
+    """What a record says its run was made with: `made_with`, else (an older run) its identity's names."""
+    if isinstance(done.made_with, dict):
+        return done.made_with
+    return identity_names(done.identity()) or None
 
 
 def checkpoint_made_with(path: Path) -> dict | None:
@@ -262,36 +231,42 @@ def checkpoint_made_with(path: Path) -> dict | None:
     if not isinstance(stored, dict):
         return None
     try:
-        return made_with(OmegaConf.create(stored))
+        return made_with(stored_train_config(stored))
     except Exception:  # a config of an older layout: nothing to compare
         return None
 
 
-def header(
-    cfg: DictConfig,
+def start(
+    config: TrainConfig,
     budget: dict,
     precision,
     batch: dict,
     attention: dict | None = None,
     compiled: bool = False,
-) -> dict:
-    """The start of metrics.json: what is trained, on what, how.
+) -> RunRecord:
+    """A training run's record as it starts: what is trained, on what, how.
 
     Args:
         attention: `Seq2SeqModule.attention`: the attn_implementation asked for and what encoder and decoder run,
             read back from the built model.
         compiled: whether the loss pass runs torch.compile'd (`trainer.compile`).
     """
-    return {
-        "status": "running",
-        **run_identity(cfg),
-        "made_with": made_with(cfg),  # what resuming or skipping this run directory is checked against
-        "params": budget,
-        "precision": str(precision),
-        "batch": batch,  # examples per optimizer step = per_device x devices x accumulation
-        "attention": attention,
-        "compile": compiled,
-    }
+    return RunRecord(
+        status="running",
+        **config.identity(),
+        made_with=made_with(config),  # what resuming or skipping this run directory is checked against
+        params=budget,
+        precision=str(precision),
+        batch=batch,  # examples per optimizer step = per_device x devices x accumulation
+        attention=attention,
+        compile=compiled,
+    )
+
+
+def evaluation(run: TrainConfig, **what) -> RunRecord:
+    """An src.eval directory's record as it starts: the trained run it evaluates (`run`, its identity) and `what`
+    (model or ckpt_path, params, decoding, scoring); the caller adds each split's scores."""
+    return RunRecord(status="running", command="eval", **run.identity(), **what)
 
 
 def training_summary(
@@ -309,10 +284,10 @@ def training_summary(
     return {k.removeprefix("train/"): v for k, v in section.items()}
 
 
-def check_finite_scores(results: dict) -> None:
+def check_finite_scores(results: RunRecord) -> None:
     """Refuse to complete a run whose validation or test loss is not finite (its predictions are noise)."""
     for split in EVALUATED_SPLITS:
-        loss = (results.get(split) or {}).get("loss")
+        loss = results.scores(split).get("loss")
         if isinstance(loss, float) and not math.isfinite(loss):
             raise UserError(
                 f"the {split} loss is {loss}: the model's outputs are not finite, and the run is not completed. "
@@ -334,38 +309,43 @@ def write_predictions(path: str | Path, rows: list[dict]) -> None:
     atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
-def write_completed(out: Path, results: dict, predictions: list[dict], metrics: list[str]) -> None:
-    results["status"] = "completed"
+def write_completed(out: Path, results: RunRecord, predictions: list[dict], metrics: list[str]) -> None:
+    results.status = "completed"
     write_predictions(out / "predictions.jsonl", predictions)
-    write_json(out / "metrics.json", results)
+    write_record(out, results)
     show_results(results, out, metrics)
 
 
-def show_results(results: dict, out: Path, metrics: list[str]) -> None:
-    shown = {"before training": results.get("test_before_training"), "after training": results["test"]}
+def show_results(results: RunRecord, out: Path, metrics: list[str]) -> None:
+    shown = {"before training": results.test_before_training, "after training": results.test}
     table = results_table({k: v for k, v in shown.items() if v}, [*metrics, "loss"])
     log.info(
         "test results (%s, %s parameters):\n%s",
-        results["run_name"],
-        f"{results['params']['total'] / 1e6:.1f}M",
+        results.run_name,
+        f"{results.params['total'] / 1e6:.1f}M",
         table,
     )
     log.info("run directory: %s (metrics.json, predictions.jsonl, checkpoints/)", out)
 
 
-def write_failed(out: Path, cfg: DictConfig, err: BaseException) -> None:
+def write_failed(out: Path, identity: dict, err: BaseException) -> None:
     """Mark the run failed in metrics.json (the grid report shows it) and keep the traceback in error.txt; beside a
-    completed record, which is kept, in attempts/ instead."""
-    record = {"status": "failed", **run_identity(cfg), "error": f"{type(err).__name__}: {err}"}
+    completed record, which is kept, in attempts/ instead.
+
+    Args:
+        identity: what the run is (`TrainConfig.identity`, or as much of it as a config that failed its checks
+            gives: `src.config.schema.identity`).
+    """
+    record = RunRecord(status="failed", **identity, error=f"{type(err).__name__}: {err}")
     where = _attempt_dir(out, "failed")
-    write_json(where / "metrics.json", record)
+    write_record(where, record)
     atomic_write_text(where / "error.txt", "".join(traceback.format_exception(err)))
 
 
-def write_interrupted(out: Path, cfg: DictConfig, reason: str) -> None:
+def write_interrupted(out: Path, run_name: str, reason: str) -> None:
     """Mark the run interrupted (it resumes from checkpoints/last.ckpt); beside a completed record, in attempts/."""
-    record = {"status": "interrupted", "run_name": cfg.run_name, "reason": reason}
-    write_json(_attempt_dir(out, "interrupted") / "metrics.json", record)
+    record = RunRecord(status="interrupted", run_name=run_name, reason=reason)
+    write_record(_attempt_dir(out, "interrupted"), record)
 
 
 def _attempt_dir(out: Path, what: str) -> Path:
@@ -401,24 +381,24 @@ class RunLock:
 
 
 # ---- the data a run was trained on ---------------------------------------------------------------------------
-def data_files(cfg: DictConfig) -> dict | None:
+def data_files(data: DataConfig) -> dict | None:
     """The local data files of a run (data.path): {name: [size, mtime_ns]}; None for hub and synthetic data, whose
     identity is in the config (hence in the run directory's name)."""
-    path = cfg.data.get("path")
+    path = data.path
     if not path or not Path(path).expanduser().is_dir():
         return None
     files = sorted(Path(path).expanduser().glob("*.jsonl"))
     return {f.name: [f.stat().st_size, f.stat().st_mtime_ns] for f in files}
 
 
-def check_data_unchanged(cfg: DictConfig, out: Path, done: dict) -> None:
+def check_data_unchanged(data: DataConfig, out: Path, done: RunRecord) -> None:
     """A completed run whose data.path files changed since is not shown as current: one UserError saying so."""
-    recorded, now = done.get("data_files"), data_files(cfg)
+    recorded, now = done.data_files, data_files(data)
     if recorded is None or now is None or recorded == now:
         return
     changed = sorted(n for n in set(recorded) | set(now) if recorded.get(n) != now.get(n))
     raise UserError(
-        f"the data at data.path={cfg.data.path} changed since the run in {out} completed ({', '.join(changed)}): "
+        f"the data at data.path={data.path} changed since the run in {out} completed ({', '.join(changed)}): "
         "its results are not those of this data. Fix: resume=false to train afresh on it (the earlier run is "
         "kept aside in its directory), or restore the files."
     )
@@ -430,13 +410,13 @@ def checkpoint_of(path: Path) -> Path:
         return path
     metrics = path / "metrics.json"
     if metrics.is_file():
-        try:
-            tested = json.loads(metrics.read_text()).get("test_checkpoint")
-        except (ValueError, AttributeError, OSError):
+        record = read_metrics(path)
+        if record is None:
             raise UserError(
                 f"{metrics} is not a whole metrics.json (cut short?), so which checkpoint was tested is unknown. "
                 f"Fix: give the checkpoint itself, e.g. {path / 'checkpoints' / 'best.ckpt'}."
-            ) from None
+            )
+        tested = record.test_checkpoint
         if tested and (path / tested).is_file():
             return path / tested
     if (path / "checkpoints" / "last.ckpt").is_file():
@@ -497,8 +477,8 @@ def run_settings(path: Path) -> dict:
     data = (OmegaConf.load(composed).get("data") or {}) if composed.is_file() else {}
     if data.get("metrics"):
         return {"metrics": list(data.metrics), "scored_text": "as_given", **scoring_options(data)}
-    recorded = path.parent / "metrics.json"
-    scoring = json.loads(recorded.read_text()).get("scoring") if recorded.is_file() else None
+    recorded = read_metrics(path.parent)
+    scoring = recorded.scoring if recorded is not None else None
     if isinstance(scoring, dict) and scoring.get("metrics"):
         return {"metrics": list(scoring["metrics"]), **scoring_options(scoring)}
     return {}

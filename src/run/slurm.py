@@ -68,8 +68,8 @@ class ProjectSlurmLauncher(SubmititSlurmLauncher):
         todo, done = [], {}
         for i, overrides in enumerate(job_overrides):
             sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-            out = sweep_job_dir(sweep_config)
-            metrics = finished(sweep_config, out)
+            out = sweep_job_dir(sweep_config.hydra.sweep)
+            metrics = finished(out, skip_completed=sweep_config.skip_completed, resume=sweep_config.resume)
             if metrics is None:
                 todo.append(i)
                 continue
@@ -79,7 +79,6 @@ class ProjectSlurmLauncher(SubmititSlurmLauncher):
                 " ".join(overrides),
                 out,
             )
-            monitor = str(sweep_config.monitor).removeprefix("val/")
             done[i] = JobReturn(
                 overrides=list(overrides),
                 cfg=OmegaConf.create({}),
@@ -87,7 +86,7 @@ class ProjectSlurmLauncher(SubmititSlurmLauncher):
                 working_dir=str(out),
                 task_name=sweep_config.hydra.job.name,
                 status=JobStatus.COMPLETED,
-                _return_value=metrics.get("validation", {}).get(monitor),
+                _return_value=metrics.monitored(str(sweep_config.monitor)),
             )
         results = super().launch([job_overrides[i] for i in todo], initial_job_idx) if todo else []
         by_index = {**done, **dict(zip(todo, results, strict=True))}

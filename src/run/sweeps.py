@@ -17,7 +17,8 @@ def job_outcomes(sweep_dir: Path) -> dict[str, list[str]]:
     """{status: [job directory names]} of a sweep directory's jobs (each a directory with a metrics.json)."""
     outcomes: dict[str, list[str]] = {}
     for metrics in sorted(sweep_dir.glob("*/metrics.json")):
-        status = (read_metrics(metrics.parent) or {}).get("status") or "unreadable"
+        record = read_metrics(metrics.parent)
+        status = record.status if record is not None else "unreadable"
         outcomes.setdefault(status, []).append(metrics.parent.name)
     return outcomes
 

@@ -12,7 +12,7 @@ import difflib
 import math
 import typing
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 from src.system.errors import UserError
@@ -130,6 +130,10 @@ class Checked:
 
     def check(self) -> None:
         """Rules across this group's own keys (none by default)."""
+
+    def as_dict(self) -> dict:
+        """Plain values, nested groups as dicts (what a checkpoint, W&B's config and `made_with` record)."""
+        return asdict(self)
 
     @classmethod
     def key(cls, name: str) -> str:

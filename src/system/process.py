@@ -1,6 +1,6 @@
 """Process-wide settings and where this process stands (launcher, DDP rank, sweep): one visible place.
 
-Nothing here runs at import time. Every entry point calls `setup_process(cfg)` first; `register_resolvers()`
+Nothing here runs at import time. Every entry point calls `setup_process()` first; `register_resolvers()`
 is also called before Hydra composes a config (the resolvers are needed to read it).
 """
 
@@ -13,7 +13,7 @@ import os
 import re
 import warnings
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from src.system.errors import UserError
 from src.system.gpu_lease import lease_device
@@ -41,7 +41,7 @@ def register_resolvers() -> None:
             OmegaConf.register_new_resolver(name, fn)
 
 
-def setup_process(cfg: DictConfig | None = None) -> None:
+def setup_process(reuse_host_memory: bool = False) -> None:
     """What every entry point sets before it builds anything; none of it changes results.
 
     - the config resolvers (a sweep job in a fresh process reads its config only after this);
@@ -49,7 +49,8 @@ def setup_process(cfg: DictConfig | None = None) -> None:
     - Lightning 2.6's pytree deprecation notice about its own code under torch 2.13 silenced;
     - transformers' per-tensor loading bars off (the parameter budget summarises a load);
     - Lightning's console notes that say nothing about this run (`quiet_library_notes`);
-    - `reuse_host_memory` (default true): glibc keeps freed memory (speed only: see docs/performance.md).
+    - `reuse_host_memory` (the training and evaluation commands' key of that name, true by default): glibc keeps
+      freed memory (speed only: see docs/performance.md).
     """
     register_resolvers()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -58,7 +59,7 @@ def setup_process(cfg: DictConfig | None = None) -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    if cfg is not None and cfg.get("reuse_host_memory", True) and keep_freed_host_memory():
+    if reuse_host_memory and keep_freed_host_memory():
         log.debug("glibc keeps freed memory for reuse (reuse_host_memory=false turns it off)")
 
 
@@ -128,10 +129,9 @@ def is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def check_ddp_launch(cfg: DictConfig) -> None:
+def check_ddp_launch(strategy) -> None:
     """Lightning starts DDP workers by re-running the command, which in a local sweep is the whole sweep."""
-    strategy = str(cfg.trainer.get("strategy", ""))
-    if is_multirun() and "ddp" in strategy and "SLURM_JOB_ID" not in os.environ:
+    if is_multirun() and "ddp" in str(strategy) and "SLURM_JOB_ID" not in os.environ:
         raise UserError(
             "trainer=ddp inside a local sweep (-m) is not supported: Lightning would re-run the whole sweep in each "
             "worker. Fix: run each job on its own (python -m src.train trainer=ddp ...), or sweep with "
@@ -140,15 +140,15 @@ def check_ddp_launch(cfg: DictConfig) -> None:
         )
 
 
-def leased_devices(cfg: DictConfig):
-    """A context giving `devices` for the Trainer: a leased GPU index for one-GPU jobs on a multi-GPU machine."""
+def leased_devices(devices, accelerator: str, gpu_lease: bool = True):
+    """A context giving `devices` for the Trainer: a leased GPU index for one-GPU jobs on a multi-GPU machine
+    (`gpu_lease`), else `devices` as given (trainer.devices)."""
     import torch
 
-    t = cfg.trainer
-    one_gpu = str(t.devices) == "1" and t.accelerator in ("auto", "gpu", "cuda")
-    if cfg.get("gpu_lease", True) and one_gpu and torch.cuda.is_available() and torch.cuda.device_count() > 1:
+    one_gpu = str(devices) == "1" and accelerator in ("auto", "gpu", "cuda")
+    if gpu_lease and one_gpu and torch.cuda.is_available() and torch.cuda.device_count() > 1:
         return _lease_as_list(torch.cuda.device_count())
-    return contextlib.nullcontext(t.devices)
+    return contextlib.nullcontext(devices)
 
 
 @contextlib.contextmanager
