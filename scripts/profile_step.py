@@ -329,9 +329,9 @@ def profile_one(name: str, spec: dict, precision: str, args, tmp: Path, log) -> 
     from torch.profiler import ProfilerActivity, profile, record_function
 
     from scripts.bench.project import project_config
+    from src.config.data import per_device_batch_size
     from src.models.flops import model_configs, train_flops
     from src.run.assemble import build_datamodule, build_module
-    from src.run.batches import per_device_batch_size
     from src.system.hardware import cpu_peak_tflops
     from src.system.process import setup_process
 

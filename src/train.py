@@ -20,6 +20,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from src.config.checks import check_run
 from src.config.hydra_errors import hydra_entry
 from src.config.schema import TrainConfig, identity, train_config
 from src.models.export import export
@@ -27,7 +28,6 @@ from src.models.restore import warm_start
 from src.run import record
 from src.run.assemble import assemble, evaluate, make_trainer
 from src.run.callbacks import Interrupted, Throughput, requeue_slurm_job
-from src.run.checks import check_run
 from src.run.environment import check_checkpoint_space, check_environment
 from src.run.loggers import finish_wandb, log_results_to_wandb, make_logger, wandb_group
 from src.run.run_record import RunRecord
@@ -158,22 +158,8 @@ def train_or_skip(cfg: DictConfig) -> float | None:
         )  # a sweep survives its bad jobs: recorded, the others run
         log.error("%s: %s; the sweep goes on", cfg.run_name, err)
         return None
-    done = record.finished(out, skip_completed=config.skip_completed, resume=config.resume)
-    if done is not None:
-        record.check_same_run(
-            config,
-            record.recorded_made_with(done),
-            f"the completed run in {out}",
-            "run this command in its own directory (drop hydra.run.dir=...), or resume=false to train afresh "
-            "here (the completed run is kept aside)",
-        )
-        record.check_data_unchanged(config.data, out, done)
-        log.info(
-            "%s: already completed in %s, not run again (skip_completed=false or resume=false to redo it)",
-            config.run_name,
-            out,
-        )
-        record.show_results(done, out, list(config.data.metrics))
+    done = record.completed_run(config, out)
+    if done is not None:  # not run again: this command's run, completed (its results were shown)
         return done.monitored(config.monitor)
     # one process per run directory (the extra processes of a DDP run share their launcher's)
     with record.RunLock(out) if is_launching_process() else contextlib.nullcontext():

@@ -1,4 +1,4 @@
-"""Bad input fails before anything loads: each key a user types most (src.run.checks), keys the code never reads,
+"""Bad input fails before anything loads: each key a user types most (src.config), keys the code never reads,
 zero-step runs, and Hydra's own failures (src.config.hydra_errors), each as one `error: ... Fix: ...` line and
 exit 2; every config the repository ships passes."""
 

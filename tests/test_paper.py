@@ -8,6 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from src.config.data import per_device_batch_size
 from src.config.schema import train_config
 from src.models.builder import build
 from src.models.spec import ModelSpec
@@ -15,7 +16,6 @@ from src.paper.figures import paper_figures
 from src.paper.protocol import check_protocol, paper_tasks
 from src.paper.variants import VARIANTS, paper_variants
 from src.run.assemble import build_datamodule, build_module
-from src.run.batches import per_device_batch_size
 from src.system.errors import UserError
 from src.train import train
 from tests.helpers.commands import REPO, compose_train, run_cli

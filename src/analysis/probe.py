@@ -131,7 +131,7 @@ class BatchTimer(L.Callback):
 def probe_config(job: Job, out: str) -> TrainConfig:
     """The job's config as a plain one-device run in a scratch directory (no logger, no Hydra): a DDP job is
     probed as one of its devices, at its per-device batch."""
-    from src.run.batches import per_device_batch_size
+    from src.config.data import per_device_batch_size
 
     cfg = OmegaConf.create(OmegaConf.to_container(job.cfg, resolve=False))
     cfg.pop("hydra", None)

@@ -3,7 +3,7 @@ of the groups' schemas. Hydra composes conf/ onto them (`register`: conf/train.y
 first in their defaults), so a misspelt key, a value of the wrong type or a missing one fails as the config
 composes, with the key's path; `train_config` / `eval_config` then make the objects, which runs every key's rule
 (src.system.keys), before anything loads. The rules across groups (a budget the data cannot fill, the paper's
-protocol) are src.run.checks'.
+protocol) are src.config.checks'.
 
     python -m src.train --cfg job     # every key, with the defaults written here
 """

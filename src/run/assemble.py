@@ -13,16 +13,14 @@ from dataclasses import dataclass
 import lightning as L
 from hydra.utils import instantiate
 
-from src.config.data import DataConfig
+from src.config.data import DataConfig, per_device_batch_size
 from src.config.schema import TrainConfig
-from src.config.trainer import trainer_arguments
 from src.data.datamodule import Seq2SeqDataModule
 from src.data.synthetic import SPLITS
 from src.metrics.text import scoring_options
 from src.models.decoding import Decoding
 from src.models.module import Seq2SeqModule
 from src.paper.protocol import check_protocol
-from src.run.batches import per_device_batch_size
 from src.run.callbacks import AtomicCheckpointIO
 from src.system.hardware import resolve_precision
 from src.system.precision import precision_args
@@ -32,8 +30,9 @@ log = logging.getLogger(__name__)
 
 def build_module(config: TrainConfig) -> Seq2SeqModule:
     """The LightningModule: the model spec (encoder/decoder/sharing groups), optimizer, decoding and metrics."""
+    spec = config.model_spec()
     return Seq2SeqModule(
-        model=config.model_spec().as_dict(),
+        model=spec.as_dict(),
         optimizer=config.optimizer.as_dict(),
         generation=Decoding.of(config.data.decoding).kwargs(),
         metrics=list(config.data.metrics),
@@ -69,12 +68,12 @@ def make_trainer(config: TrainConfig, precision=None, callbacks=None, **override
     from lightning.pytorch.plugins.environments import SLURMEnvironment
 
     trainer = config.trainer
+    # precision goes in resolved (below); the project's own keys (compile: `assemble`) are no Trainer arguments
+    args = trainer.arguments()
     if precision is None:
         precision = resolve_precision(trainer.precision, trainer.accelerator)
     if callbacks is None:
         callbacks = [c for c in (instantiate(c) for c in config.callbacks.values()) if c is not None]
-    # precision goes in resolved (below); the project's own keys (compile: `assemble`) are no Trainer arguments
-    args = trainer_arguments(trainer.as_dict())
     bar = any(isinstance(c, ProgressBar) for c in callbacks)
     args_precision = precision_args(precision, trainer.accelerator)
     # checkpoints replaced atomically on their own file system (callbacks.AtomicCheckpointIO)

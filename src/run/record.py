@@ -60,6 +60,30 @@ def finished(out: Path, *, skip_completed: bool = True, resume: bool = True) -> 
     return completed(out) if skip_completed and resume else None
 
 
+def completed_run(config: TrainConfig, out: Path) -> RunRecord | None:
+    """The completed run in `out` that this command does not run again (`finished`), checked to be this command's
+    (made with the same model and data, its local data files unchanged: else a UserError), its results shown; None
+    where there is none, or the command redoes it."""
+    done = finished(out, skip_completed=config.skip_completed, resume=config.resume)
+    if done is None:
+        return None
+    check_same_run(
+        config,
+        recorded_made_with(done),
+        f"the completed run in {out}",
+        "run this command in its own directory (drop hydra.run.dir=...), or resume=false to train afresh "
+        "here (the completed run is kept aside)",
+    )
+    check_data_unchanged(config.data, out, done)
+    log.info(
+        "%s: already completed in %s, not run again (skip_completed=false or resume=false to redo it)",
+        config.run_name,
+        out,
+    )
+    show_results(done, out, list(config.data.metrics))
+    return done
+
+
 def checkpoint_to_resume(config: TrainConfig, out: Path) -> str | None:
     """`ckpt_path` if given (it must exist), else this run's last checkpoint when `resume` is on; either is checked
     to be whole before training starts. `resume=false` moves the earlier attempt aside (`set_aside`)."""

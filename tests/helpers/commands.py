@@ -96,8 +96,8 @@ def _checked(command: str, overrides, check) -> None:
 
 def check_train(*overrides: str):
     """`src.train`'s checks of a command line: every key's rule and the rules across groups; the TrainConfig."""
+    from src.config.checks import check_run
     from src.config.schema import train_config
-    from src.run.checks import check_run
 
     def check(cfg):
         config = train_config(cfg)

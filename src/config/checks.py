@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 
+from src.config.data import per_device_batch_size
 from src.config.schema import TrainConfig
 from src.models.spec import check_attention
-from src.run.batches import per_device_batch_size
 from src.system.errors import UserError
 from src.system.keys import is_int, is_number, refuse
 
