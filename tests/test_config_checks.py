@@ -94,6 +94,8 @@ BAD_VALUES = [
     (["trainer.gradient_clip_val=abc"], ["trainer.gradient_clip_val=abc", "a gradient norm >= 0"]),
     (["monitor_mode=maximum"], ["monitor_mode=maximum", "min or max", "Fix: monitor_mode=min"]),
     (["skip_nonfinite_max_share=2"], ["skip_nonfinite_max_share=2", "a share in [0, 1]"]),
+    (["label_smoothing=1"], ["label_smoothing=1", "a number in [0, 1)", "Fix: label_smoothing=0.1"]),
+    (["label_smoothing=-0.1"], ["label_smoothing=-0.1", "a number in [0, 1)"]),
     (["ckpt_path=a.ckpt", "warm_start_from=b.ckpt"], ["ckpt_path and warm_start_from are both set", "Fix:"]),
     (["data.limit_train=0"], ["data.limit_train=0", "a positive integer", "or null"]),
     (["data.limit_eval=-1"], ["data.limit_eval=-1", "a positive integer", "or null"]),
@@ -145,6 +147,7 @@ GOOD_VALUES = [
     ["trainer.gradient_clip_val=null"],
     ["monitor_mode=max", "monitor=val/rouge2"],
     ["skip_nonfinite_max_share=0"],
+    ["label_smoothing=0.1"],
 ]
 
 

@@ -165,7 +165,8 @@ def lightning_path(module: Seq2SeqModule, data: list[dict], plugin_args: dict, a
 def reference_path(
     module: Seq2SeqModule, data: list[dict], dtype, accumulate: int, clip: float | None
 ) -> list:
-    """Plain PyTorch: autocast, (scaled) backward, unscale, clip_grad_norm_, a non-fused step. Returns the norms."""
+    """Plain PyTorch: autocast, (scaled) backward, unscale, the gradients made per target token of the step,
+    clip_grad_norm_, a non-fused step. Returns the norms."""
     opt_cfg = {k: v for k, v in module.hparams.optimizer.items() if k != "fused"}
     opt, sched = build_optimizer(
         module.model,
@@ -179,15 +180,23 @@ def reference_path(
     module.train()
     norms = []
     for step in range(STEPS):
-        for batch in data[step * accumulate : (step + 1) * accumulate]:
+        window = data[step * accumulate : (step + 1) * accumulate]
+        tokens = sum(int((b["labels"] != -100).sum()) for b in window)
+        for batch in window:
             with torch.autocast(
                 "cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None, cache_enabled=False
             ):
-                loss = module.loss(batch) / accumulate
+                logits, labels = module.labelled_logits(batch)
+                # as the module computes it: the summed loss over a constant (its first batch's label slots)
+                summed = torch.nn.functional.cross_entropy(logits, labels, reduction="sum")
+                loss = summed / data[0]["labels"].numel() / accumulate
             (scaler.scale(loss) if scaler else loss).backward()
         if scaler:
             scaler.unscale_(opt)
         params = [p for g in opt.param_groups for p in g["params"]]
+        for p in params:  # ... then per target token of the step (Seq2SeqModule.normalize_gradients)
+            if p.grad is not None:
+                p.grad.mul_(accumulate * data[0]["labels"].numel() / tokens)
         norms.append(float(torch.nn.utils.clip_grad_norm_(params, clip if clip else float("inf"))))
         if scaler:
             scaler.step(opt)

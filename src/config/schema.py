@@ -27,7 +27,19 @@ from src.config.trainer import SET_BY_THE_PROJECT, TrainerConfig, precision_rule
 from src.models.decoding import DecodingOverride
 from src.models.spec import ATTENTION, ModelSpec
 from src.system.errors import UserError
-from src.system.keys import Checked, Rule, at_least, closest, is_int, key, one_of, rules, share, shown
+from src.system.keys import (
+    Checked,
+    Rule,
+    at_least,
+    closest,
+    is_int,
+    is_number,
+    key,
+    one_of,
+    rules,
+    share,
+    shown,
+)
 
 #: the largest seed Lightning's seed_everything takes (numpy's uint32); outside [0, it] it picks a random seed
 MAX_SEED = 2**32 - 1
@@ -118,6 +130,16 @@ class TrainConfig(Checked):
     )  # evaluated on test after training
     # auto: a Rich progress bar on a terminal, plain log lines otherwise
     progress: str = key("auto", one_of(("auto", "rich", "plain", "none"), fix="{key}=auto"))
+    # ε of the training loss's label smoothing (0: off; tensor2tensor's transformer models use 0.1); the loss and
+    # its gradient are per target token of the whole optimizer step (over accumulation and processes)
+    label_smoothing: float = key(
+        0.0,
+        Rule(
+            "a number in [0, 1): the probability mass spread over the vocabulary",
+            lambda v: is_number(v) and 0 <= v < 1,
+            fix="{key}=0.1",
+        ),
+    )
     skip_nonfinite: bool = False  # true: skip (and count) batches whose loss is NaN/inf instead of stopping
     skip_nonfinite_max_share: float = key(  # a run that skipped more than this share is not completed
         0.1,

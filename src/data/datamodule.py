@@ -328,6 +328,14 @@ class Seq2SeqDataModule(L.LightningDataModule):
             self.special_ids["decoder_start_token_id"],
         )
 
+    def target_token_capacity(self) -> int:
+        """The most target tokens a training batch holds: batch size x data.max_target_length, or the token
+        budget (data.max_tokens). The module divides each batch's summed loss by it, a constant of every batch and
+        process, so that the gradients keep the size of a per-token mean until they are normalised."""
+        if self.config.max_tokens is not None:
+            return self.config.max_tokens
+        return self.batch_size * self.max_lengths[1]
+
     def train_dataloader(self) -> DataLoader:
         data = self.split("train")
         max_tokens = self.config.max_tokens

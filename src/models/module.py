@@ -93,6 +93,8 @@ class Seq2SeqModule(L.LightningModule):
         scored_text: the form every metric scores (`canonical` or `as_given`; `src.metrics.text`).
         rouge_stemmer: ROUGE with Porter stemming (the paper's presets), or without (the blog's figures).
         skip_nonfinite: skip batches whose loss is NaN/inf (counted) instead of stopping the run.
+        label_smoothing: ε of the training loss (0: plain cross-entropy); validation and test losses, and the
+            logged train/loss, stay the unsmoothed per-token NLL.
         gen_val_batches: validation batches decoded for generation metrics per validation; None = all.
         built: the architecture and tokenizers of a trained model, which a checkpoint adds to these arguments:
             with it the model is rebuilt offline with random weights, for the checkpoint's state dict, so
@@ -110,6 +112,7 @@ class Seq2SeqModule(L.LightningModule):
         skip_nonfinite: bool = False,
         scored_text: str = "canonical",
         rouge_stemmer: bool = True,
+        label_smoothing: float = 0.0,
         built: dict | None = None,
     ):
         super().__init__()
@@ -138,6 +141,10 @@ class Seq2SeqModule(L.LightningModule):
         self._val_outputs: list[tuple[str, str]] = []
         self.nonfinite_skipped = 0
         self.train_batches = 0  # training batches seen (the share of skipped ones: check_finite)
+        self._step_tokens = 0  # target tokens of the optimizer step being accumulated (`normalize_gradients`)
+        self.token_normalizer: float | None = (
+            None  # what a batch's summed loss is divided by (`on_fit_start`)
+        )
         self.run_config: dict | None = None  # the composed Hydra config, saved inside every checkpoint
         self._tokenizer_files = None
         self._compiled: dict | None = None  # compile_model(): torch.compile'd loss passes (not submodules)
@@ -206,21 +213,25 @@ class Seq2SeqModule(L.LightningModule):
 
     # ---- steps -------------------------------------------------------------------------------------------
     def loss(self, batch: dict) -> torch.Tensor:
-        """Token-mean cross-entropy of the teacher-forced decoder; label pads (-100) are ignored.
+        """Token-mean cross-entropy (NLL) of the teacher-forced decoder; label pads (-100) are ignored."""
+        logits, labels = self.labelled_logits(batch)
+        return F.cross_entropy(logits, labels)
+
+    def labelled_logits(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (N, V) in fp32, labels (N,)) of the N labelled target positions of a batch.
 
         The output layer (hidden x vocabulary, the largest matrix of a small model) runs only on positions that
         have a label: the same loss and gradients as full logits with ignore_index, without the padding's share.
         """
         labels = batch["labels"]
+        keep = labels != -100
         head = lm_head(self.model)
         passes = self._compiled or {"hidden": self._decoder_hidden, "forward": self._forward}
         if head is None:  # a decoder we do not know how to split: full logits
             logits = passes["forward"](batch).logits  # (B, T, V)
-            return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+            return logits[keep].float(), labels[keep]
         hidden = passes["hidden"](batch)  # (B, T, H)
-        keep = labels != -100
-        logits = head(hidden[keep])  # (N, V): labelled positions only
-        return F.cross_entropy(logits.float(), labels[keep])
+        return head(hidden[keep]).float(), labels[keep]  # (N, V): labelled positions only
 
     def _forward(self, batch: dict):
         return self.model(
@@ -252,9 +263,21 @@ class Seq2SeqModule(L.LightningModule):
         ).last_hidden_state
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """The summed (label-smoothed) loss of the batch's target tokens; `normalize_gradients` divides the step's
+        gradients by the target tokens of the whole optimizer step, over gradient accumulation and processes, so
+        that accumulating k batches of B examples gives the gradient of one batch of kB (as fairseq does), whatever
+        their target lengths. The logged train/loss is the batch's unsmoothed per-token NLL."""
         self.train_batches += 1
-        loss = self.loss(batch)
-        if not torch.isfinite(loss):
+        logits, labels = self.labelled_logits(batch)
+        eps = self.hparams.get("label_smoothing", 0.0)
+        summed = F.cross_entropy(logits, labels, reduction="sum", label_smoothing=eps)
+        tokens = labels.numel()
+        loss = summed.detach() / max(tokens, 1) if not eps else F.cross_entropy(logits.detach(), labels)
+        if (
+            self.token_normalizer is None
+        ):  # a Trainer without the project's DataModule: its first batch's size
+            self.token_normalizer = self._agreed(float(batch["labels"].numel()))
+        if not torch.isfinite(summed):
             if self.hparams.skip_nonfinite:
                 self.nonfinite_skipped += 1
                 log.warning(
@@ -271,12 +294,44 @@ class Seq2SeqModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].size(0))
         if self._logging_step():
             self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
-        return loss
+        self._step_tokens += tokens
+        return summed / self.token_normalizer
+
+    def on_fit_start(self) -> None:
+        capacity = getattr(getattr(self.trainer, "datamodule", None), "target_token_capacity", None)
+        self.token_normalizer = float(capacity()) if callable(capacity) else None
+
+    def _agreed(self, value: float) -> float:
+        """`value`, the same on every process (their largest)."""
+        if self._trainer is None or self.trainer.world_size == 1:
+            return value
+        agreed = torch.tensor(value, device=self.device)
+        torch.distributed.all_reduce(agreed, op=torch.distributed.ReduceOp.MAX)
+        return float(agreed.item())
 
     def _logging_step(self) -> bool:
         return self._trainer is not None and self.global_step % self.trainer.log_every_n_steps == 0
 
+    def normalize_gradients(self) -> None:
+        """Make the accumulated gradients those of the step's summed loss over its target tokens, all processes'.
+
+        Each batch's loss was its summed loss / `token_normalizer`, which Lightning divided by
+        accumulate_grad_batches and DDP averaged over the processes: multiplying by accumulation x world size x
+        token_normalizer / (the step's target tokens, summed over the processes) leaves sum / tokens."""
+        if self._trainer is None:
+            return
+        tokens = torch.tensor(float(self._step_tokens), device=self.device)
+        world = self.trainer.world_size
+        if world > 1:
+            torch.distributed.all_reduce(tokens)
+        self._step_tokens = 0
+        scale = self.trainer.accumulate_grad_batches * world * self.token_normalizer / max(tokens.item(), 1.0)
+        for p in self.model.parameters():
+            if p.grad is not None:
+                p.grad.mul_(scale)
+
     def on_before_optimizer_step(self, optimizer) -> None:
+        self.normalize_gradients()  # before the norm is logged and the gradients clipped (the precision plugin)
         # the gradient norm before clipping; only on logging steps, as it costs a device sync
         if self._logging_step():
             norms = [p.grad.detach().norm() for p in self.model.parameters() if p.grad is not None]

@@ -38,6 +38,7 @@ def build_module(config: TrainConfig) -> Seq2SeqModule:
         metrics=list(config.data.metrics),
         gen_val_batches=config.gen_val_batches,
         skip_nonfinite=config.skip_nonfinite,
+        label_smoothing=config.label_smoothing,
         **scoring_options(config.data.as_dict()),
     )
 
