@@ -27,7 +27,7 @@ from src.models.export import export
 from src.models.restore import warm_start
 from src.run import record
 from src.run.assemble import assemble, evaluate, make_trainer
-from src.run.callbacks import Interrupted, Throughput, requeue_slurm_job
+from src.run.callbacks import Interrupted, RunEarlyStopping, Throughput, requeue_slurm_job
 from src.run.environment import check_checkpoint_space, check_environment
 from src.run.loggers import finish_wandb, log_results_to_wandb, make_logger, wandb_group
 from src.run.run_record import RunRecord
@@ -107,8 +107,12 @@ def _fit_and_test(config: TrainConfig, devices) -> RunRecord:
         raise
     seconds = time.perf_counter() - start
     module.check_finite(config.skip_nonfinite_max_share)  # the last update too; the skipped share
+    stopper = next((c for c in trainer.callbacks if isinstance(c, RunEarlyStopping)), None)
+    early = stopper.stopped_step if stopper is not None else None
     budget = int(config.trainer.max_steps or -1)
-    if budget > 0 and trainer.global_step < budget:  # `completed` means the configured budget was trained
+    if (
+        budget > 0 and trainer.global_step < budget and early is None
+    ):  # completed: the budget, or stopped early
         raise UserError(
             f"training stopped at step {trainer.global_step} of trainer.max_steps={budget}: the epochs ran out first "
             f"(trainer.max_epochs={config.trainer.max_epochs}). Fix: a larger trainer.max_epochs (or null), or "
@@ -116,6 +120,8 @@ def _fit_and_test(config: TrainConfig, devices) -> RunRecord:
         )
     throughput = next((c.summary() for c in trainer.callbacks if isinstance(c, Throughput)), {})
     results.train = record.training_summary(trainer, module, throughput, out, resume_from, seconds)
+    reason = stopper.stopping_reason_message if early is not None else None
+    results.selection = record.selection(trainer, config, out, early, reason)
     results.data_stats = datamodule.stats()
     results.validation = {
         k.removeprefix("val/"): float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")

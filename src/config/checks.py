@@ -20,9 +20,31 @@ FULL_PRECISIONS = ("32-true", "32", "64-true", "64")
 
 def check_run(config: TrainConfig) -> None:
     """`src.train`'s rules across groups; raises the first problem found as a UserError."""
+    _check_monitor(config)
     _check_batch(config)
     _check_attention(config)
     _check_steps_the_data_allow(config)
+
+
+def _check_monitor(config: TrainConfig) -> None:
+    """`monitor` names the validation loss or one of the task's metrics, and `monitor_mode` ranks it the right way
+    round (a generated metric is better higher, the loss lower): else best.ckpt, early stopping and an Optuna sweep
+    would chase the worst checkpoint."""
+    names = ["val/loss", *(f"val/{m}" for m in config.data.metrics)]
+    if config.monitor not in names:
+        refuse(
+            "monitor",
+            config.monitor,
+            f"val/loss or a metric of the task: {', '.join(names)}",
+            f"monitor={names[1] if len(names) > 1 else names[0]}",
+        )
+    mode = "max" if config.monitors_generation else "min"
+    if config.monitor_mode != mode:
+        better = "higher" if mode == "max" else "lower"
+        raise UserError(
+            f"monitor={config.monitor} is better {better}, and monitor_mode={config.monitor_mode} would keep the "
+            f"worst checkpoint as best.ckpt. Fix: monitor_mode={mode}."
+        )
 
 
 def _check_batch(config: TrainConfig) -> None:

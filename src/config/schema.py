@@ -79,6 +79,31 @@ def identity(config) -> dict:
 
 
 @dataclass
+class EarlyStoppingConfig(Checked):
+    """Stop the run when `monitor` has not improved for `patience` validations (Lightning's EarlyStopping)."""
+
+    PREFIX: ClassVar[str] = "early_stopping"
+
+    patience: Optional[int] = key(  # noqa: UP045  validations without an improvement; null: never stop early
+        None,
+        at_least(
+            1,
+            "validations without an improvement of `monitor`; null: never stop early",
+            nullable=True,
+            fix="{key}=5",
+        ),
+    )
+    min_delta: float = key(  # the least change of `monitor` that counts as an improvement
+        0.0,
+        Rule(
+            "a number >= 0 (the least change that counts as an improvement)",
+            lambda v: is_number(v) and v >= 0,
+            fix="{key}=0",
+        ),  # fmt: skip
+    )
+
+
+@dataclass
 class TrainConfig(Checked):
     """python -m src.train: the run-level keys, then each group's."""
 
@@ -116,7 +141,9 @@ class TrainConfig(Checked):
     # start from the model weights of this checkpoint, whatever made it (a new optimizer, schedule and step count)
     warm_start_from: Optional[str] = None  # noqa: UP045
     resume: bool = True  # re-running a command continues from checkpoints/last.ckpt; false: start afresh
-    monitor: str = "val/loss"  # the metric that picks checkpoints/best.ckpt
+    # the metric that picks checkpoints/best.ckpt (and stops the run early): val/loss, or val/<one of data.metrics>,
+    # computed then on the whole validation split at every validation (paper=rothe2020: the task's primary metric)
+    monitor: str = "val/loss"
     monitor_mode: str = key(
         "min", one_of(("min", "max"), "min or max (for the `monitor` metric)", fix="{key}=min")
     )
@@ -124,6 +151,7 @@ class TrainConfig(Checked):
         2,
         at_least(1, "validation batches decoded at each validation; null: all", nullable=True, fix="{key}=2"),
     )
+    early_stopping: EarlyStoppingConfig = key(factory=EarlyStoppingConfig)
     eval_before_training: bool = False  # also evaluate the untrained model on test (test_before_training)
     test_ckpt: str = key(
         "best", one_of(("best", "last"), fix="{key}=best")
@@ -165,6 +193,11 @@ class TrainConfig(Checked):
     logger: LoggerConfig = key(factory=LoggerConfig)
     callbacks: Dict[str, Any] = key(factory=dict)  # noqa: UP006  Lightning callbacks to instantiate (_target_)
     paper: Optional[Any] = None  # noqa: UP045  the paper picked (paper=rothe2020), its protocol: src.paper
+
+    @property
+    def monitors_generation(self) -> bool:
+        """Whether `monitor` is a generated metric (ROUGE, SARI, BLEU, ...), not the teacher-forced loss."""
+        return self.monitor != "val/loss"
 
     def model_spec(self) -> ModelSpec:
         """The model this run trains: its encoder, decoder and sharing groups (or pretrained_seq2seq) as one spec."""

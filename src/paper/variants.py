@@ -78,8 +78,13 @@ def variant_budget(variant: str, overrides: list[str] = ()) -> ParamBudget:
 
 
 def register_resolver() -> None:
-    """`${paper_variants:...}` for the configs (idempotent); `import src` calls it before Hydra composes."""
+    """`${paper_variants:...}` and `${primary_metric:${data.metrics}}` (the task's headline metric: ROUGE-2, SARI,
+    t2t BLEU, ...) for the configs (idempotent); `import src` calls it before Hydra composes."""
     from omegaconf import OmegaConf
+
+    from src.metrics.text import primary_metric
 
     if not OmegaConf.has_resolver("paper_variants"):
         OmegaConf.register_new_resolver("paper_variants", paper_variants)
+    if not OmegaConf.has_resolver("primary_metric"):
+        OmegaConf.register_new_resolver("primary_metric", lambda metrics: primary_metric(list(metrics)))

@@ -12,7 +12,8 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 
 from src.models.flops import model_configs, train_flops
 from src.system import signals
@@ -40,11 +41,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class RunCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint whose saved paths are read back inside this run's checkpoint directory.
+    """ModelCheckpoint whose saved paths are read back inside this run's checkpoint directory, and whose last.ckpt
+    is written at every validation.
 
     Lightning restores `best_model_path` (and, in the same directory, the others) as they were written: a run
     directory that was copied or moved would test, or resume beside, the original's checkpoints. Each recorded
-    path is taken as its file name in this callback's `dirpath`."""
+    path is taken as its file name in this callback's `dirpath`.
+
+    Lightning writes last.ckpt only where it saved a best one: a validation that did not improve `monitor` left
+    last.ckpt at an older step, which a resumed run (and early stopping's patience count) would go back to."""
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        due = self.save_last and self._last_global_step_saved != trainer.global_step
+        if due and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def load_state_dict(self, state_dict: dict) -> None:
         here = self.dirpath
@@ -62,6 +73,44 @@ class RunCheckpoint(ModelCheckpoint):
         if "best_k_models" in state:
             state["best_k_models"] = {inside(k): v for k, v in state["best_k_models"].items()}
         super().load_state_dict(state)
+
+
+class RunEarlyStopping(EarlyStopping):
+    """Lightning's EarlyStopping (`early_stopping.patience` validations without an improvement of `monitor` stop
+    the run), which also notes the step it stopped at; its state, patience count included, is in every
+    checkpoint, so a resumed run goes on counting where it was."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.stopped_step: int | None = None
+
+    def _run_early_stopping_check(self, trainer) -> None:
+        super()._run_early_stopping_check(trainer)
+        stopped = self.stopping_reason != EarlyStoppingReason.NOT_STOPPED
+        if trainer.should_stop and stopped and self.stopped_step is None:
+            self.stopped_step = trainer.global_step
+            log.info("early stopping at step %d: %s", self.stopped_step, self.stopping_reason_message)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.stopped_step is not None:  # resumed from a checkpoint saved as it stopped: it stays stopped
+            trainer.should_stop = True
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "stopped_step": self.stopped_step}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state = dict(state_dict)
+        self.stopped_step = state.pop("stopped_step", None)
+        super().load_state_dict(state)
+
+
+def early_stopping(
+    monitor: str, mode: str, patience: int | None, min_delta: float = 0.0
+) -> RunEarlyStopping | None:
+    """The `early_stopping` keys' callback; None (no early stopping) when patience is null."""
+    if patience is None:
+        return None
+    return RunEarlyStopping(monitor=monitor, mode=mode, patience=patience, min_delta=min_delta)
 
 
 class Throughput(L.Callback):

@@ -308,6 +308,30 @@ def training_summary(
     return {k.removeprefix("train/"): v for k, v in section.items()}
 
 
+def selection(
+    trainer, config: TrainConfig, out: Path, early_stop_step: int | None, reason: str | None
+) -> dict:
+    """metrics.json's `selection`: the metric that picked best.ckpt and its best value, and why training ended
+    (`early_stop_step`: where early stopping ended it, else None)."""
+    ckpt = trainer.checkpoint_callback
+    best = ckpt.best_model_score if ckpt is not None else None
+    path = ckpt.best_model_path if ckpt is not None else ""
+    if early_stop_step is not None:
+        stopped_by = "early_stopping"
+    else:
+        stopped_by = "max_steps" if config.trainer.max_steps not in (None, -1) else "max_epochs"
+    return {
+        "monitor": config.monitor,
+        "mode": config.monitor_mode,
+        "best": None if best is None else float(best),
+        "best_checkpoint": os.path.relpath(path, out) if path else None,
+        "stopped_by": stopped_by,
+        "stopped_at_step": trainer.global_step,
+        "patience": config.early_stopping.patience,
+        "reason": reason,
+    }
+
+
 def check_finite_scores(results: RunRecord) -> None:
     """Refuse to complete a run whose validation or test loss is not finite (its predictions are noise)."""
     for split in EVALUATED_SPLITS:

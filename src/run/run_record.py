@@ -58,6 +58,9 @@ class RunRecord:
     scoring: dict | None = None  # what the metrics compared, and sacreBLEU's signatures
     decoding: dict | None = None  # the decoding scored
     train: dict | None = None  # steps, wall time, throughput, skipped batches, resumed_from
+    # how the tested checkpoint was chosen and why training ended: monitor, mode, best, best_checkpoint,
+    # stopped_by (max_steps | max_epochs | early_stopping), stopped_at_step, reason
+    selection: dict | None = None
     data_stats: dict | None = None  # examples, truncation, lengths per split
     test_before_training: dict | None = None
     validation: dict | None = None  # the last validation's scores (a train run), or the split's (eval)
