@@ -59,11 +59,16 @@ def final(run_dir: Path) -> dict:
     return metrics
 
 
-# Exact equality holds in each precision the CPU may resolve `auto` to; both are run on every machine.
+# Exact equality holds in each precision the CPU may resolve `auto` to; both are run on every machine; and with an
+# average of the weights (ema.decay), which the checkpoint carries beside the trained weights.
 @pytest.mark.slow  # 85 s of one worker: `make test-slow`, which .ci/run runs after `make test`
-@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
-def test_sigkill_then_rerun_resumes_and_matches_an_uninterrupted_run(tiny, tmp_path, precision):
-    steps = ["trainer.max_steps=20", f"trainer.precision={precision}"]
+@pytest.mark.parametrize(
+    ("precision", "ema"),
+    [("32-true", None), ("bf16-mixed", None), ("32-true", 0.9)],
+    ids=["fp32", "bf16", "ema"],
+)
+def test_sigkill_then_rerun_resumes_and_matches_an_uninterrupted_run(tiny, tmp_path, precision, ema):
+    steps = ["trainer.max_steps=20", f"trainer.precision={precision}", f"ema.decay={ema or 'null'}"]
     reference = start(tiny, tmp_path / "reference", *steps)
     assert reference.wait(timeout=300) == 0, reference.stdout.read()[-3000:]
 
@@ -84,6 +89,11 @@ def test_sigkill_then_rerun_resumes_and_matches_an_uninterrupted_run(tiny, tmp_p
     # same batches, same dropout masks, same optimizer state: identical on CPU, in fp32 and in bf16 autocast
     assert got["test"] == want["test"]
     assert got["validation"] == want["validation"]
+    assert (
+        got["weights"]
+        == want["weights"]
+        == ({"kind": "ema", "decay": ema, "start_step": 0} if ema else {"kind": "trained"})
+    )
 
 
 @pytest.mark.slow  # 20-50 s of one worker: make test-slow (CI runs it), the default run stays under 10 min

@@ -104,6 +104,31 @@ class EarlyStoppingConfig(Checked):
 
 
 @dataclass
+class EMAConfig(Checked):
+    """An exponential moving average of the weights (Lightning's EMAWeightAveraging): what validation, best.ckpt,
+    the test and every later command use."""
+
+    PREFIX: ClassVar[str] = "ema"
+
+    decay: Optional[float] = key(  # noqa: UP045  the average's decay per optimizer step; null: no average
+        None,
+        Rule(
+            "a number in (0, 1): the weight the average keeps at each step (0.999: about the last 1000 steps)",
+            lambda v: is_number(v) and 0 < v < 1,
+            nullable=True,
+            fix="{key}=0.999",
+        ),
+    )
+    start_step: int = key(0, at_least(0, "the optimizer step the average starts at", fix="{key}=0"))
+
+    def weights(self) -> dict:
+        """metrics.json's `weights`: which weights the scores are of."""
+        if self.decay is None:
+            return {"kind": "trained"}
+        return {"kind": "ema", "decay": self.decay, "start_step": self.start_step}
+
+
+@dataclass
 class TrainConfig(Checked):
     """python -m src.train: the run-level keys, then each group's."""
 
@@ -152,6 +177,7 @@ class TrainConfig(Checked):
         at_least(1, "validation batches decoded at each validation; null: all", nullable=True, fix="{key}=2"),
     )
     early_stopping: EarlyStoppingConfig = key(factory=EarlyStoppingConfig)
+    ema: EMAConfig = key(factory=EMAConfig)
     eval_before_training: bool = False  # also evaluate the untrained model on test (test_before_training)
     test_ckpt: str = key(
         "best", one_of(("best", "last"), fix="{key}=best")

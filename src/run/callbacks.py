@@ -12,7 +12,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 
 from src.models.flops import model_configs, train_flops
@@ -111,6 +111,35 @@ def early_stopping(
     if patience is None:
         return None
     return RunEarlyStopping(monitor=monitor, mode=mode, patience=patience, min_delta=min_delta)
+
+
+class RunEMA(EMAWeightAveraging):
+    """Lightning's EMAWeightAveraging (`ema.decay`): an exponential moving average of the weights, updated after
+    every optimizer step from `ema.start_step` on. Validation scores the averaged weights, so best.ckpt is chosen
+    on them, and every checkpoint holds them as its `state_dict` (the trained ones under `current_model_state`, and
+    the average's state, so a resumed run continues it): src.eval, src.export and src.predict load the averaged
+    weights.
+
+    After fit the average is let go, so that testing best.ckpt loads its averaged `state_dict`: Lightning's
+    callback, still holding it, would load `current_model_state` into the model and test the trained weights."""
+
+    def __init__(self, decay: float, start_step: int = 0):
+        super().__init__(decay=decay, update_starting_at_step=start_step)
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        if stage == "fit":
+            self._average_model = None
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        if (
+            self._average_model is not None
+        ):  # resuming fit: the average and the trained weights, each restored
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
+
+
+def ema(decay: float | None, start_step: int = 0) -> RunEMA | None:
+    """The `ema` keys' callback; None (the trained weights, no average) when decay is null."""
+    return None if decay is None else RunEMA(decay, start_step)
 
 
 class Throughput(L.Callback):

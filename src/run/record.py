@@ -284,13 +284,14 @@ def start(
         batch=batch,  # examples per optimizer step = per_device x devices x accumulation
         attention=attention,
         compile=compiled,
+        weights=config.ema.weights(),
     )
 
 
 def evaluation(run: TrainConfig, **what) -> RunRecord:
     """An src.eval directory's record as it starts: the trained run it evaluates (`run`, its identity) and `what`
     (model or ckpt_path, params, decoding, scoring); the caller adds each split's scores."""
-    return RunRecord(status="running", command="eval", **run.identity(), **what)
+    return RunRecord(status="running", command="eval", **run.identity(), weights=run.ema.weights(), **what)
 
 
 def training_summary(

@@ -56,6 +56,7 @@ class RunRecord:
     attention: dict | None = None  # asked for, and what encoder and decoder run
     compile: bool | None = None  # whether the loss pass ran torch.compile'd
     scoring: dict | None = None  # what the metrics compared, and sacreBLEU's signatures
+    weights: dict | None = None  # which weights the scores are of: {kind: trained} or {kind: ema, decay, ...}
     decoding: dict | None = None  # the decoding scored
     train: dict | None = None  # steps, wall time, throughput, skipped batches, resumed_from
     # how the tested checkpoint was chosen and why training ended: monitor, mode, best, best_checkpoint,
