@@ -61,6 +61,9 @@ def test_compare_two_trained_runs_writes_md_html_and_a_wandb_table(seed_sweep, t
     # both runs are bert2bert-synthetic-s1 (they differ in sharing): named by their directories
     a_dir, b_dir = runs[("embeddings", 1)].name, runs[("shared", 1)].name
     assert (out / "compare.md").read_text().startswith(f"# {a_dir} (A) vs {b_dir} (B)")
+    # and which checkpoint and weights each side's predictions are of
+    assert result["a"]["tested"] == result["b"]["tested"] == "best val/loss"
+    assert f"{result['a']['label']} (best val/loss)" in (out / "compare.md").read_text()
     assert 'id="examples"' in (out / "compare.html").read_text()
     (path,) = run_files(out)  # the runs used W&B (offline): so does the comparison
     run = read_run(path)

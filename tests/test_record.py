@@ -86,3 +86,43 @@ def test_the_docs_name_every_key_of_the_record():
     table = (REPO / "docs" / "reliability.md").read_text().split("**`metrics.json`: the run record.**")[1]
     missing = [f.name for f in fields(RunRecord) if f.name != "extra" and f"`{f.name}`" not in table]
     assert not missing, f"docs/reliability.md's record table lacks {missing}"
+
+
+def test_a_record_says_which_checkpoint_and_weights_its_scores_are_of():
+    ema = {"kind": "ema", "decay": 0.999, "start_step": 0}
+    chosen = {"monitor": "val/rouge2", "mode": "max"}
+    best = RunRecord(
+        status="completed", test_checkpoint="checkpoints/best.ckpt", selection=chosen, weights=ema
+    )
+    assert best.tested() == "best val/rouge2, EMA 0.999"
+    last = RunRecord(status="completed", test_checkpoint="checkpoints/last.ckpt", weights={"kind": "trained"})
+    assert last.tested() == "last"
+    evaluated = RunRecord(
+        status="completed", command="eval", ckpt_path="/r/checkpoints/best.ckpt", weights=ema
+    )
+    assert evaluated.tested() == "best.ckpt, EMA 0.999"
+    assert RunRecord(status="completed").tested() is None  # an older record: unknown, not guessed
+
+
+def test_the_report_shows_which_checkpoint_and_weights_each_row_is(tmp_path):
+    from src.analysis.report import write_report
+
+    for name, extra in (
+        ("plain", {"test_checkpoint": "checkpoints/best.ckpt", "selection": {"monitor": "val/loss"}}),
+        ("ema", {"test_checkpoint": "checkpoints/last.ckpt", "weights": {"kind": "ema", "decay": 0.99}}),
+    ):
+        record = {
+            "status": "completed",
+            "run_name": name,
+            "variant": name,
+            "data": "xsum",
+            "seed": 1,
+            **extra,
+        }
+        write(tmp_path / name, {**record, "test": {"rouge2": 10.0, "loss": 2.0}})
+    report = write_report(tmp_path, tmp_path / "out", resamples=10)
+    assert {r["variant"]: r["tested"] for r in report["rows"]} == {
+        "plain": "best val/loss",
+        "ema": "last, EMA 0.99",
+    }
+    assert "| last, EMA 0.99 |" in (tmp_path / "out" / "report.md").read_text()

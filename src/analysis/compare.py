@@ -34,6 +34,7 @@ class Side:
     scoring: dict  # the run's scoring options (`src.metrics.text.SCORING_KEYS`)
     used_wandb: bool
     wandb: dict  # the run's W&B project, entity and group
+    tested: str | None = None  # which checkpoint and weights its predictions are of (RunRecord.tested)
 
 
 def load_side(arg: str) -> Side:
@@ -66,7 +67,10 @@ def load_side(arg: str) -> Side:
         metrics = [m for m in scores if m in SUPPORTED]
     used_wandb = used_wandb or (path.parent / "wandb").is_dir()
     label = (result.run_name if result is not None else None) or (run_dir.name if run_dir else path.stem)
-    return Side(label, path, run_dir, predictions, references, sources, metrics, scoring, used_wandb, wb)
+    tested = result.tested() if result is not None else None
+    return Side(
+        label, path, run_dir, predictions, references, sources, metrics, scoring, used_wandb, wb, tested
+    )
 
 
 def wandb_group_of(run_dir: Path) -> str | None:
@@ -155,8 +159,8 @@ def compare(
         for i in order
     ]
     return {
-        "a": {"label": a.label, "path": str(a.path)},
-        "b": {"label": b.label, "path": str(b.path)},
+        "a": {"label": a.label, "path": str(a.path), "tested": a.tested},
+        "b": {"label": b.label, "path": str(b.path), "tested": b.tested},
         "metric": metric,
         "examples_count": n,
         "corpus": {

@@ -82,6 +82,10 @@ words that differ between the predictions <mark>marked</mark>)</h2>
 """
 
 
+def _with_tested(label: str, tested: str | None) -> str:
+    return f"{label} ({tested})" if tested else label
+
+
 def summary_lines(result: dict) -> list[tuple[str, str]]:
     iv = Interval(**{k: v for k, v in result["bootstrap"].items() if k != "significant"})
     a, b, m, n = result["a"]["label"], result["b"]["label"], result["metric"], result["examples_count"]
@@ -91,8 +95,8 @@ def summary_lines(result: dict) -> list[tuple[str, str]]:
         else "no significant difference: the interval includes 0"
     )
     return [
-        ("A", a),
-        ("B", b),
+        ("A", _with_tested(a, result["a"].get("tested"))),
+        ("B", _with_tested(b, result["b"].get("tested"))),
         (f"corpus {m} (A / B)", f"{result['corpus']['a']:.2f} / {result['corpus']['b']:.2f}"),
         (
             f"B - A, {100 * iv.confidence:.0f}% paired-bootstrap interval",

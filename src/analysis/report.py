@@ -47,6 +47,7 @@ def load_runs(sweep_dir: Path) -> list[dict]:
         ):  # written before it was named
             record.variant = OmegaConf.load(composed).get("variant")
         metrics = record.as_dict() if record is not None else {"status": "unreadable"}
+        metrics["tested"] = record.tested() if record is not None else None
         metrics["dir"] = str(path.parent.relative_to(sweep_dir))
         metrics["path"] = path.parent
         overrides = path.parent / ".hydra" / "overrides.yaml"
@@ -106,7 +107,7 @@ def build_rows(
     tolerance = paper.get("tolerance", 1.0) if tolerance is None else tolerance
     primary = primary_metric(metrics)
     groups = group_runs(runs)
-    columns = ["variant", "data", "seeds", "status", *metrics]
+    columns = ["variant", "data", "seeds", "status", "tested", *metrics]
     if has_paper:
         columns += [f"paper {m}" for m in metrics]
         if primary:
@@ -129,6 +130,8 @@ def build_rows(
         params, train = first.get("params", {}), first.get("train", {})
         row = {"variant": g["label"], "data": g["data"], "status": first.get("status")}
         row["seeds"] = ",".join(str(r.get("seed")) for r in members)
+        # which checkpoint and weights the scores are of (a grid never mixes them silently)
+        row["tested"] = " / ".join(dict.fromkeys(r.get("tested") or "?" for r in members))
         row["n"] = len(members)
         if first.get("status") == "failed":
             row["status"] = f"failed: {first.get('error', '')[:120]}"

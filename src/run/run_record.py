@@ -94,6 +94,19 @@ class RunRecord:
     def identity(self) -> dict:
         return {k: getattr(self, k) for k in IDENTITY}
 
+    def tested(self) -> str | None:
+        """Which checkpoint and weights the test scores are of, in a few words (the report's and src.compare's):
+        "best val/rouge2, EMA 0.999", "last", "best.ckpt" (an evaluation), "saved model"; None where unknown."""
+        weights = self.weights or {}
+        ema = f"EMA {weights.get('decay')}" if weights.get("kind") == "ema" else None
+        if self.command == "eval":
+            ckpt = Path(self.ckpt_path).name if self.ckpt_path else ("saved model" if self.model else None)
+        else:
+            ckpt = Path(self.test_checkpoint).stem if self.test_checkpoint else None
+            if ckpt == "best" and self.selection:
+                ckpt = f"best {self.selection.get('monitor')}"
+        return ", ".join(p for p in (ckpt, ema) if p) or None
+
     def as_dict(self) -> dict:
         """metrics.json's content: the set keys in the schema's order, then `extra`'s."""
         out = {}
