@@ -102,9 +102,8 @@ def _run_eval(config: EvalConfig) -> RunRecord:
         setattr(result, split, by_split[split])  # each split's scores under its name (EVALUATED_SPLITS)
     last = splits[-1]  # test when it was evaluated: predictions.jsonl is the test split's
     result.split, result.outputs, result.test_outputs = last, outputs, outputs.get("test")
-    if (
-        config.pretrained_seq2seq and "test" in by_split
-    ):  # src.report reads it as a row (the paper's, if released)
+    # src.report reads a saved model's test as a row (the paper's, if released)
+    if config.pretrained_seq2seq and "test" in by_split:
         result.data, result.variant = run.data.name, paper_row(config.pretrained_seq2seq)
     # every split asked for is scored: src.report counts the directory as done
     result.status = "completed"

@@ -110,9 +110,8 @@ def _fit_and_test(config: TrainConfig, devices) -> RunRecord:
     stopper = next((c for c in trainer.callbacks if isinstance(c, RunEarlyStopping)), None)
     early = stopper.stopped_step if stopper is not None else None
     budget = int(config.trainer.max_steps or -1)
-    if (
-        budget > 0 and trainer.global_step < budget and early is None
-    ):  # completed: the budget, or stopped early
+    # completed: the configured budget trained, or stopped early
+    if budget > 0 and trainer.global_step < budget and early is None:
         raise UserError(
             f"training stopped at step {trainer.global_step} of trainer.max_steps={budget}: the epochs ran out first "
             f"(trainer.max_epochs={config.trainer.max_epochs}). Fix: a larger trainer.max_epochs (or null), or "

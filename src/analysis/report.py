@@ -42,9 +42,8 @@ def load_runs(sweep_dir: Path) -> list[dict]:
     for path in sorted(sweep_dir.rglob("metrics.json")):
         record = read_metrics(path.parent)
         composed = path.parent / ".hydra" / "config.yaml"
-        if (
-            record is not None and record.variant is None and composed.is_file()
-        ):  # written before it was named
+        unnamed = record is not None and record.variant is None  # a run written before records named it
+        if unnamed and composed.is_file():
             record.variant = OmegaConf.load(composed).get("variant")
         metrics = record.as_dict() if record is not None else {"status": "unreadable"}
         metrics["tested"] = record.tested() if record is not None else None

@@ -142,9 +142,8 @@ class Seq2SeqModule(L.LightningModule):
         self.nonfinite_skipped = 0
         self.train_batches = 0  # training batches seen (the share of skipped ones: check_finite)
         self._step_tokens = 0  # target tokens of the optimizer step being accumulated (`normalize_gradients`)
-        self.token_normalizer: float | None = (
-            None  # what a batch's summed loss is divided by (`on_fit_start`)
-        )
+        # what a batch's summed loss is divided by (`on_fit_start`)
+        self.token_normalizer: float | None = None
         self.run_config: dict | None = None  # the composed Hydra config, saved inside every checkpoint
         self._tokenizer_files = None
         self._compiled: dict | None = None  # compile_model(): torch.compile'd loss passes (not submodules)
@@ -273,9 +272,8 @@ class Seq2SeqModule(L.LightningModule):
         summed = F.cross_entropy(logits, labels, reduction="sum", label_smoothing=eps)
         tokens = labels.numel()
         loss = summed.detach() / max(tokens, 1) if not eps else F.cross_entropy(logits.detach(), labels)
-        if (
-            self.token_normalizer is None
-        ):  # a Trainer without the project's DataModule: its first batch's size
+        if self.token_normalizer is None:
+            # a Trainer without the project's DataModule: its first batch's label slots, on every process
             self.token_normalizer = self._agreed(float(batch["labels"].numel()))
         if not torch.isfinite(summed):
             if self.hparams.skip_nonfinite:

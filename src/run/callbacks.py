@@ -131,9 +131,8 @@ class RunEMA(EMAWeightAveraging):
             self._average_model = None
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-        if (
-            self._average_model is not None
-        ):  # resuming fit: the average and the trained weights, each restored
+        # resuming fit: the average and the trained weights, each restored; testing: the averaged state_dict
+        if self._average_model is not None:
             super().on_load_checkpoint(trainer, pl_module, checkpoint)
 
 
