@@ -41,19 +41,15 @@ from src.system.errors import DiskFull, UserError
 from src.system.outputs import atomic_write_text, strict_json, write_json
 from tests.helpers.commands import one_error_line, run_cli, start_cli
 from tests.helpers.faults import nan_losses
-from tests.helpers.tiny_run import tiny_run
+from tests.helpers.tiny_run import tiny_models, tiny_run
 
 TINY = tiny_run(
     steps=4, val_every=2, log_every=1, warmup=1, lr="1e-3", train=16, test=4, batch=4, eval_batch=4
 )
 
 
-def models(tiny, side: str = "bert") -> list[str]:
-    return [f"encoder.checkpoint={tiny[side]}", f"decoder.checkpoint={tiny[side]}"]
-
-
 def train_cli(tiny, run_dir: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return run_cli("src.train", *models(tiny), f"hydra.run.dir={run_dir}", *TINY, *extra, env=env)
+    return run_cli("src.train", *tiny_models(tiny), f"hydra.run.dir={run_dir}", *TINY, *extra, env=env)
 
 
 def strict(path: Path) -> dict:
@@ -275,11 +271,11 @@ def test_skipping_most_batches_is_not_a_completed_run(tiny, tmp_path, nan_from_s
     from src.train import train
     from tests.helpers.commands import compose_train
 
-    cfg = compose_train(*models(tiny), *TINY, "skip_nonfinite=true", f"output_dir={tmp_path}")
+    cfg = compose_train(*tiny_models(tiny), *TINY, "skip_nonfinite=true", f"output_dir={tmp_path}")
     with pytest.raises(UserError, match=r"3 of 4 training batches had a non-finite loss.*75%.*not completed"):
         train(train_config(cfg))
     cfg = compose_train(
-        *models(tiny),
+        *tiny_models(tiny),
         *TINY,
         "skip_nonfinite=true",
         "skip_nonfinite_max_share=0.8",
@@ -384,7 +380,7 @@ def test_sigterm_while_tokenizing_a_large_split_stops_the_run_at_once(tiny, tmp_
     cache = tmp_path / "cache"
     proc = start_cli(
         "src.train",
-        *models(tiny),
+        *tiny_models(tiny),
         f"hydra.run.dir={tmp_path / 'run'}",
         *TINY,
         "data.synthetic.num_train=300000",
@@ -489,7 +485,7 @@ def test_a_jsonl_file_with_a_byte_order_mark_reads_its_first_line(tmp_path):
 def test_a_sweep_records_its_bad_job_runs_the_others_and_says_how_many_failed(tiny, tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli(
-        "src.train", "-m", *models(tiny), *TINY, "optimizer.lr=-1,1e-3", f"hydra.sweep.dir={sweep}"
+        "src.train", "-m", *tiny_models(tiny), *TINY, "optimizer.lr=-1,1e-3", f"hydra.sweep.dir={sweep}"
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
     outcomes = {json.loads(p.read_text())["status"]: p for p in sweep.glob("*/metrics.json")}
@@ -506,7 +502,7 @@ def test_a_sweep_value_hydra_cannot_compose_is_refused_before_any_job_runs(tiny,
     proc = run_cli(
         "src.train",
         "-m",
-        *models(tiny),
+        *tiny_models(tiny),
         *TINY,
         "data.decoding.num_beams=four,1",
         f"hydra.sweep.dir={sweep}",

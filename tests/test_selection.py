@@ -12,7 +12,7 @@ from src.config.schema import train_config
 from src.system.errors import UserError
 from src.train import train
 from tests.helpers.commands import check_train, compose_train
-from tests.helpers.tiny_run import tiny_run
+from tests.helpers.tiny_run import tiny_models, tiny_run
 
 
 def validation_scores(run_dir, name: str) -> list[float]:
@@ -25,8 +25,7 @@ def validation_scores(run_dir, name: str) -> list[float]:
 def test_a_run_selects_on_a_generated_metric_stops_early_and_records_why(tiny, tmp_path):
     out = tmp_path / "run"
     cfg = compose_train(
-        f"encoder.checkpoint={tiny['bert']}",
-        f"decoder.checkpoint={tiny['bert']}",
+        *tiny_models(tiny),
         *tiny_run(steps=40, val_every=2, train=32, validation=6, test=4, eval_batch=2, logger="csv"),
         "monitor=val/exact",
         "monitor_mode=max",

@@ -21,7 +21,7 @@ from src.system.outputs import atomic_write_text, write_json
 from src.train import train
 from tests.helpers.commands import CACHE, REPO, run_cli, start_cli
 from tests.helpers.faults import nan_losses
-from tests.helpers.tiny_run import tiny_run
+from tests.helpers.tiny_run import tiny_models, tiny_run
 
 TINY = tiny_run(
     steps=None,
@@ -37,12 +37,8 @@ TINY = tiny_run(
 )
 
 
-def models(tiny):
-    return [f"encoder.checkpoint={tiny['bert']}", f"decoder.checkpoint={tiny['bert']}"]
-
-
 def start(tiny, run_dir: Path, *extra: str) -> subprocess.Popen:
-    return start_cli("src.train", *models(tiny), f"hydra.run.dir={run_dir}", *TINY, *extra)
+    return start_cli("src.train", *tiny_models(tiny), f"hydra.run.dir={run_dir}", *TINY, *extra)
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -115,7 +111,7 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes(tiny, tmp_path):
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "interrupted"
     proc = run_cli(
         "src.train",
-        *models(tiny),
+        *tiny_models(tiny),
         f"hydra.run.dir={tmp_path}",
         *TINY,
         "trainer.max_steps=8",
@@ -130,7 +126,7 @@ def compose_run(tiny, out: Path, *extra: str):
         return compose(
             "train",
             overrides=[
-                *models(tiny),
+                *tiny_models(tiny),
                 f"output_dir={out}",
                 f"data.cache_dir={CACHE}",
                 *TINY,
@@ -175,7 +171,7 @@ def test_nonfinite_batches_can_be_skipped_and_counted(tiny, tmp_path, nan_at_ste
 def test_a_failed_run_is_marked_in_metrics_json(tiny, tmp_path):
     proc = run_cli(
         "src.train",
-        *models(tiny),
+        *tiny_models(tiny),
         f"hydra.run.dir={tmp_path}",
         *TINY,
         "trainer.max_steps=4",
@@ -209,7 +205,7 @@ def test_oom_while_generating_names_the_batch_size_to_lower(tiny, monkeypatch):
 @pytest.mark.slow  # 20-50 s of one worker: make test-slow (CI runs it), the default run stays under 10 min
 def test_checkpoint_of_another_architecture_is_refused(tiny, tmp_path):
     first = run_cli(
-        "src.train", *models(tiny), f"hydra.run.dir={tmp_path / 'a'}", *TINY, "trainer.max_steps=5"
+        "src.train", *tiny_models(tiny), f"hydra.run.dir={tmp_path / 'a'}", *TINY, "trainer.max_steps=5"
     )
     assert first.returncode == 0, first.stderr[-2000:]
     other = run_cli(

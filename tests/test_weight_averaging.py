@@ -13,14 +13,13 @@ from src.config.schema import train_config
 from src.system.errors import UserError
 from src.train import train
 from tests.helpers.commands import check_train, compose_train, run_cli
-from tests.helpers.tiny_run import tiny_run
+from tests.helpers.tiny_run import tiny_models, tiny_run
 
 
 def test_an_ema_run_validates_tests_and_evaluates_the_averaged_weights(tiny, tmp_path):
     out = tmp_path / "run"
     cfg = compose_train(
-        f"encoder.checkpoint={tiny['bert']}",
-        f"decoder.checkpoint={tiny['bert']}",
+        *tiny_models(tiny),
         *tiny_run(steps=6, val_every=2, warmup=1, lr="3e-3", train=32, validation=4, test=4),
         "ema.decay=0.8",
         f"output_dir={out}",

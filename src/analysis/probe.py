@@ -216,8 +216,7 @@ def _probe(job: Job, steps: int) -> dict:
         train_batches = len(dm.train_dataloader())  # an epoch at the job's batch
         # validation: generated batches and loss-only batches, timed
         val_loader_len = len(dm.val_dataloader())
-        # as the run decodes: every validation batch where a generated metric is monitored
-        decoded = None if cfg.monitors_generation else cfg.gen_val_batches
+        decoded = cfg.decoded_val_batches  # as the run decodes (all where a generated metric is monitored)
         gen_batches = decoded if decoded is not None else val_loader_len
         timer = BatchTimer()
         limit = min(val_loader_len, gen_batches + 2)

@@ -73,9 +73,8 @@ def model_spec(
     attention = attn_implementation or "sdpa"
     if pretrained_seq2seq:
         given = dataclasses.asdict(pretrained_usage) if pretrained_usage is not None else {}
-        usage = {
-            k: v for k, v in given.items() if v is not None
-        }  # plain values: checkpoints load weights_only
+        # plain values: checkpoints load weights_only
+        usage = {k: v for k, v in given.items() if v is not None}
         return ModelSpec.of_saved_model(pretrained_seq2seq, attn_implementation=attention, **usage)
     decoder_only = encoder.name == "none"
     for side, c in (("encoder", encoder), ("decoder", decoder)):

@@ -225,17 +225,15 @@ class TrainConfig(Checked):
         """Whether `monitor` is a generated metric (ROUGE, SARI, BLEU, ...), not the teacher-forced loss."""
         return self.monitor != "val/loss"
 
+    @property
+    def decoded_val_batches(self) -> int | None:
+        """Validation batches decoded at each validation (None: all): every one where a generated metric is
+        monitored, else `gen_val_batches`."""
+        return None if self.monitors_generation else self.gen_val_batches
+
     def model_spec(self) -> ModelSpec:
         """The model this run trains: its encoder, decoder and sharing groups (or pretrained_seq2seq) as one spec."""
-        return model_spec(
-            self.encoder,
-            self.decoder,
-            self.sharing,
-            fallback_checkpoint=self.checkpoints["bert"],
-            attn_implementation=self.attn_implementation,
-            pretrained_seq2seq=self.pretrained_seq2seq,
-            pretrained_usage=self.pretrained_usage,
-        )
+        return _model_spec(self, self.encoder, self.decoder, self.sharing, self.pretrained_usage)
 
     def identity(self) -> dict:
         """What a run is, as metrics.json, the report and W&B's tags name it."""
@@ -318,8 +316,6 @@ def unknown_keys(node, where: str = "") -> None:
 
 
 def _objects(cfg: DictConfig, schema: type):
-    if isinstance(cfg, schema):
-        return cfg
     if OmegaConf.get_type(cfg) is not schema:
         cfg = OmegaConf.merge(OmegaConf.structured(schema), cfg)
     if "hydra" in cfg:  # Hydra's own node, where a composed config keeps it: not the command's
@@ -344,23 +340,28 @@ def composed_model_spec(cfg: DictConfig) -> ModelSpec:
     """The ModelSpec of a composed `src.train` config, from its model groups alone (as objects, their rules
     checked): what plan and the paper's parameter counts need, where the run's other keys (its output_dir) may
     not resolve outside the command."""
-    groups = {
-        name: OmegaConf.to_object(cfg[name]) for name in ("encoder", "decoder", "sharing", "pretrained_usage")
-    }
+    groups = (
+        OmegaConf.to_object(cfg[name]) for name in ("encoder", "decoder", "sharing", "pretrained_usage")
+    )
+    return _model_spec(cfg, *groups)
+
+
+def _model_spec(run, encoder, decoder, sharing, usage) -> ModelSpec:
+    """`model_spec` of a run's model groups (objects) and its run-level keys (a TrainConfig or a composed one)."""
     return model_spec(
-        groups["encoder"],
-        groups["decoder"],
-        groups["sharing"],
-        fallback_checkpoint=cfg.checkpoints.bert,
-        attn_implementation=cfg.attn_implementation,
-        pretrained_seq2seq=cfg.pretrained_seq2seq,
-        pretrained_usage=groups["pretrained_usage"],
+        encoder,
+        decoder,
+        sharing,
+        fallback_checkpoint=run.checkpoints["bert"],
+        attn_implementation=run.attn_implementation,
+        pretrained_seq2seq=run.pretrained_seq2seq,
+        pretrained_usage=usage,
     )
 
 
 def data_config(data) -> DataConfig:
-    """A `data=` config (composed, or a run's saved dict of an older layout) as a DataConfig: keys it lacks take
-    their defaults, and every rule runs."""
+    """A `data=` config (a composed node or a plain dict) as a DataConfig: keys it lacks take their defaults, and
+    every rule runs."""
     return _objects(data, DataConfig)
 
 

@@ -37,7 +37,7 @@ def build_module(config: TrainConfig) -> Seq2SeqModule:
         generation=Decoding.of(config.data.decoding).kwargs(),
         metrics=list(config.data.metrics),
         # a monitored generated metric is scored on the whole validation split (data.validation_size)
-        gen_val_batches=None if config.monitors_generation else config.gen_val_batches,
+        gen_val_batches=config.decoded_val_batches,
         skip_nonfinite=config.skip_nonfinite,
         label_smoothing=config.label_smoothing,
         **scoring_options(config.data.as_dict()),

@@ -18,6 +18,11 @@ KEYS = {
 }
 
 
+def tiny_models(tiny, side: str = "bert") -> list[str]:
+    """Overrides that make encoder and decoder the session's tiny checkpoint of one family (`tiny[side]`)."""
+    return [f"encoder.checkpoint={tiny[side]}", f"decoder.checkpoint={tiny[side]}"]
+
+
 def synthetic_overrides(
     *, train: int, validation: int, test: int, batch: int, eval_batch: int, new_tokens: int, beams: int
 ) -> list[str]:
