@@ -296,6 +296,11 @@ def train_entry(monkeypatch, tmp_path):
         ),
         (["sed=1"], ["sed is not a top-level key", "Did you mean seed?", "Fix: seed=1"]),
         (["encoer=bert"], ["Did you mean encoder?", "Fix: encoder=bert"]),
+        # a misspelt group under its key: the fix keeps the key (not "data=8")
+        (
+            ["dta.batch_size=8"],
+            ["dta is not a top-level key", "Did you mean data?", "Fix: data.batch_size=8"],
+        ),
         (["-m", "optimizer.lrr=1,2"], ["Did you mean optimizer.lr?"]),  # a sweep's job
         (["--cfg", "job", "trainer.max_step=3"], ["Did you mean trainer.max_steps?"]),
         (

@@ -223,7 +223,11 @@ def _unknown_key(message: str, cause) -> str:
     close = closest(key, known)
     if close:
         name = f"{parent}.{close}" if parent else close
-        fix = f"{name}={value}" if value is not None else name
+        # the override as typed, the misspelt part mended (dta.batch_size=8 -> data.batch_size=8)
+        if override.startswith(full_key):
+            fix = name + override[len(full_key) :]
+        else:
+            fix = f"{name}={value}" if value is not None else name
         return (
             f"{full_key} is not {where}. Did you mean {name}? Fix: {fix} "
             f"(+{override or full_key} would add a key the code never reads)."
