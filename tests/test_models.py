@@ -276,9 +276,11 @@ def test_loss_on_labelled_positions_equals_full_logits_loss(tiny, decoder):
 
 @pytest.mark.parametrize("decoder", ["bert", "gpt2"])
 def test_beam_search_skipping_the_cross_attention_reorder_gives_identical_outputs(tiny, decoder):
+    """The project's beam search (cross-attention cache not gathered, one copy of it per example, the beams'
+    queries side by side) against transformers' own on the same weights: the same tokens."""
     from transformers import EncoderDecoderModel
 
-    from src.models.builder import WarmStartedEncoderDecoder
+    from src.models.builder import WarmStartedEncoderDecoder, attention_used
     from src.models.module import Seq2SeqModule
 
     torch.manual_seed(0)
@@ -290,18 +292,23 @@ def test_beam_search_skipping_the_cross_attention_reorder_gives_identical_output
     model = module.model.eval()
     rows = [*ROWS, ("a much longer source sentence about the violin and the tiger", "instrument")]
     batch = batch_for(module, rows)
-    calls = []
+    calls, shared = [], []
 
     def counted(cache, beam_idx):
         calls.append(beam_idx.numel())
-        return WarmStartedEncoderDecoder._reorder_cache(model, cache, beam_idx)
+        cache = WarmStartedEncoderDecoder._reorder_cache(model, cache, beam_idx)
+        # the beams of an example share one copy of its keys and values from the first step on
+        shared.append({layer.keys.shape[0] for layer in cache.cross_attention_cache.layers})
+        return cache
 
     model._reorder_cache = counted
     fast = module._generate(batch)
     del model._reorder_cache
+    assert attention_used(model)["decoder"] == "sdpa"  # beam search's attention ended with it
     model.__class__ = EncoderDecoderModel  # transformers' own reorder: self- and cross-attention caches
     full = module._generate(batch)
     assert calls and calls[0] == 4 * len(rows)  # the fast path ran, on every beam of every example
+    assert shared and all(rows_kept == {len(rows)} for rows_kept in shared)
     assert torch.equal(fast, full)
 
 

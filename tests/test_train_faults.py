@@ -191,7 +191,7 @@ def test_oom_while_generating_names_the_batch_size_to_lower(tiny, monkeypatch):
         generation={"num_beams": 4},
     )
 
-    def boom(batch):
+    def boom(batch, encoded=None):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.setattr(module, "_generate", boom)

@@ -35,6 +35,7 @@ from src.models.checkpoints import (
     resolve_checkpoint,
 )
 from src.models.decoder_only import DecoderOnlySeq2Seq
+from src.models.inference import share_source, slice_output_layer, source_shared_by_beams
 from src.models.sharing import apply_sharing, is_cross_attention
 from src.models.spec import ModelSpec, check_attention
 from src.models.special_tokens import SPECIAL_KEYS, saved_special_ids, set_special_tokens
@@ -225,12 +226,25 @@ class WarmStartedEncoderDecoder(EncoderDecoderModel):
     After each step beam search gathers the cache rows of the beams it keeps. Cross-attention keys and values are
     the encoder's, identical for every beam of an example, and beams never move between examples, so gathering
     them changes nothing: it only copies rows x source length x hidden floats per layer per step (for
-    CNN/DailyMail, 16 examples x 4 beams x 512 x 384, 50 MB a layer a step). Outputs stay identical.
+    CNN/DailyMail, 16 examples x 4 beams x 512 x 384, 50 MB a layer a step). Outputs stay identical. With an sdpa
+    decoder the beams then share one copy (`src.models.inference.source_shared_by_beams`).
     """
+
+    shared_beams: int | None = (
+        None  # during a beam search whose beams share their source (src.models.inference)
+    )
+
+    def generate(self, *args, **kwargs):
+        config = kwargs.get("generation_config") or self.generation_config
+        beams = kwargs.get("num_beams") or getattr(config, "num_beams", None) or 1
+        with source_shared_by_beams(self, beams):
+            return super().generate(*args, **kwargs)
 
     def _reorder_cache(self, cache, beam_idx: torch.Tensor):  # generate() calls it when a model has one
         if isinstance(cache, EncoderDecoderCache):
             cache.self_attention_cache.reorder_cache(beam_idx)
+            if self.shared_beams:
+                share_source(cache.cross_attention_cache, self.shared_beams)
         else:
             cache.reorder_cache(beam_idx)
         return cache
@@ -448,6 +462,8 @@ def build(
             )
     if source is not BuildFrom.CHECKPOINTS and "budget" in arch:
         budget = ParamBudget(**arch["budget"])  # the count of the model as it was loaded from its checkpoints
+    if source is not BuildFrom.META:
+        slice_output_layer(model)  # the same logits, faster on a CPU (src.models.inference)
     tokenizers = tokenizers or (None, None)
     if tokenizers[1] is not None:
         # a saved model keeps its own ids (and a checkpoint of a run started from it, through `arch`)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from transformers import EncoderDecoderModel
+from transformers.modeling_outputs import BaseModelOutput
 
 from src.metrics.health import collapse, output_health
 from src.metrics.text import GenerationMetrics
@@ -211,12 +213,15 @@ class Seq2SeqModule(L.LightningModule):
         return {k: getattr(g, k) for k in ("decoder_start_token_id", "eos_token_id", "pad_token_id")}
 
     # ---- steps -------------------------------------------------------------------------------------------
-    def loss(self, batch: dict) -> torch.Tensor:
-        """Token-mean cross-entropy (NLL) of the teacher-forced decoder; label pads (-100) are ignored."""
-        logits, labels = self.labelled_logits(batch)
+    def loss(self, batch: dict, encoded: torch.Tensor | None = None) -> torch.Tensor:
+        """Token-mean cross-entropy (NLL) of the teacher-forced decoder; label pads (-100) are ignored.
+        `encoded`: the batch's encoder output (`encode`), when it has been computed already."""
+        logits, labels = self.labelled_logits(batch, encoded)
         return F.cross_entropy(logits, labels)
 
-    def labelled_logits(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def labelled_logits(
+        self, batch: dict, encoded: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits (N, V) in fp32, labels (N,)) of the N labelled target positions of a batch.
 
         The output layer (hidden x vocabulary, the largest matrix of a small model) runs only on positions that
@@ -225,12 +230,25 @@ class Seq2SeqModule(L.LightningModule):
         labels = batch["labels"]
         keep = labels != -100
         head = lm_head(self.model)
-        passes = self._compiled or {"hidden": self._decoder_hidden, "forward": self._forward}
         if head is None:  # a decoder we do not know how to split: full logits
-            logits = passes["forward"](batch).logits  # (B, T, V)
+            forward = self._compiled["forward"] if self._compiled else self._forward
+            logits = forward(batch).logits  # (B, T, V)
             return logits[keep].float(), labels[keep]
-        hidden = passes["hidden"](batch)  # (B, T, H)
+        hidden_of = (
+            self._compiled["hidden"] if self._compiled else partial(self._decoder_hidden, encoded=encoded)
+        )
+        hidden = hidden_of(batch)  # (B, T, H)
         return head(hidden[keep]).float(), labels[keep]  # (N, V): labelled positions only
+
+    def encode(self, batch: dict) -> torch.Tensor | None:
+        """The encoder's last hidden states of a batch, for its loss and its generation to share (an evaluation step
+        then encodes each source once, not twice); None where they cannot share it (a decoder-only model, a decoder
+        without a separable head, compiled passes)."""
+        if self._compiled or lm_head(self.model) is None:
+            return None
+        return self.model.encoder(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], return_dict=True
+        ).last_hidden_state
 
     def _forward(self, batch: dict):
         return self.model(
@@ -241,12 +259,13 @@ class Seq2SeqModule(L.LightningModule):
             use_cache=False,
         )
 
-    def _decoder_hidden(self, batch: dict) -> torch.Tensor:
+    def _decoder_hidden(self, batch: dict, encoded: torch.Tensor | None = None) -> torch.Tensor:
         """The decoder's last hidden states, computed as EncoderDecoderModel.forward does, without its LM head."""
         m = self.model
-        encoded = m.encoder(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], return_dict=True
-        ).last_hidden_state
+        if encoded is None:
+            encoded = m.encoder(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], return_dict=True
+            ).last_hidden_state
         if hasattr(m, "enc_to_dec_proj") and (
             m.encoder.config.hidden_size != m.decoder.config.hidden_size
             and getattr(m.decoder.config, "cross_attention_hidden_size", None) is None
@@ -337,11 +356,12 @@ class Seq2SeqModule(L.LightningModule):
                 self.log("train/grad_norm", torch.stack(norms).norm(), on_step=True, on_epoch=False)
 
     @torch.no_grad()
-    def generate(self, batch: dict) -> list[str]:
+    def generate(self, batch: dict, encoded: torch.Tensor | None = None) -> list[str]:
+        """The batch's predictions as texts; `encoded`: its encoder output (`encode`), when computed already."""
         gnmt = self.decoding.gnmt and self.decoding.beam_search(self.model.generation_config)
         try:
             with gnmt_applied(gnmt):
-                out = self._generate(batch)
+                out = self._generate(batch, encoded)
         except torch.OutOfMemoryError:
             size, beams = batch["input_ids"].size(0), self.decoding.num_beams or 1
             raise UserError(
@@ -350,18 +370,23 @@ class Seq2SeqModule(L.LightningModule):
             ) from None
         return decode(self.decoder_tokenizer, out, self.special_ids)
 
-    def _generate(self, batch: dict) -> torch.Tensor:
-        return self.model.generate(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            **self.decoding.generate_kwargs(self.model.generation_config),
-        )
+    def _generate(self, batch: dict, encoded: torch.Tensor | None = None) -> torch.Tensor:
+        settings = self.decoding.generate_kwargs(self.model.generation_config)
+        if (
+            encoded is not None
+        ):  # generate skips its own encoder pass (a new output: generate expands it in place)
+            source = {"encoder_outputs": BaseModelOutput(last_hidden_state=encoded)}
+        else:
+            source = {"input_ids": batch["input_ids"]}
+        return self.model.generate(**source, attention_mask=batch["attention_mask"], **settings)
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict | None:
-        self.log("val/loss", self.loss(batch), batch_size=batch["input_ids"].size(0), sync_dist=True)
         limit = self.hparams.gen_val_batches
-        if limit is None or batch_idx < limit:
-            predictions = self.generate(batch)
+        decodes = limit is None or batch_idx < limit
+        encoded = self.encode(batch) if decodes else None
+        self.log("val/loss", self.loss(batch, encoded), batch_size=batch["input_ids"].size(0), sync_dist=True)
+        if decodes:
+            predictions = self.generate(batch, encoded)
             self.val_metrics.update(predictions, batch["target"], batch["source"])
             self._val_outputs += zip(predictions, batch["target"], strict=True)
             return {"predictions": predictions}  # for callbacks (ValidationExamples)
@@ -399,8 +424,11 @@ class Seq2SeqModule(L.LightningModule):
         self.test_predictions = []
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self.log("test/loss", self.loss(batch), batch_size=batch["input_ids"].size(0), sync_dist=True)
-        predictions = self.generate(batch)
+        encoded = self.encode(batch)  # once, for the loss and the generation
+        self.log(
+            "test/loss", self.loss(batch, encoded), batch_size=batch["input_ids"].size(0), sync_dist=True
+        )
+        predictions = self.generate(batch, encoded)
         self.test_metrics.update(predictions, batch["target"], batch["source"])
         scored = self.test_metrics.scorer.scored
         for i, src, ref, pred in zip(

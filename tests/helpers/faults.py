@@ -33,8 +33,8 @@ def nan_losses(monkeypatch, at) -> None:
 
     real = Seq2SeqModule.labelled_logits
 
-    def labelled_logits(self, batch):
-        logits, labels = real(self, batch)
+    def labelled_logits(self, batch, encoded=None):
+        logits, labels = real(self, batch, encoded)
         return (logits * float("nan") if self.training and at(self.global_step) else logits), labels
 
     monkeypatch.setattr(Seq2SeqModule, "labelled_logits", labelled_logits)
