@@ -125,7 +125,10 @@ def _fit_and_test(config: TrainConfig, devices) -> RunRecord:
     results.validation = {
         k.removeprefix("val/"): float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")
     }
-    test_ckpt = record.test_checkpoint(trainer, config.test_ckpt)
+    if config.average.last:  # the mean of the kept validation checkpoints: checkpoints/average.ckpt
+        record.write_average(trainer, out, config.average.last)
+    test_ckpt = record.test_checkpoint(trainer, config.test_ckpt, out)
+    results.weights = record.tested_weights(test_ckpt, config)  # trained, EMA, or the average of N of them
     results.test = evaluate(trainer, module, datamodule, ckpt_path=test_ckpt)
     record.check_finite_scores(results)  # a NaN loss on validation or test: not a completed run
     results.test_outputs = module.test_outputs  # distinct share, repeated 3-grams, length ratio

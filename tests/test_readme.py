@@ -3,7 +3,7 @@
 The commands are the fenced block after `<!-- commands -->` in README.md. Each `python -m src.X ...` line is
 checked against the command as it is now, without training or writing anything:
 
-- argparse commands (score, export, predict, report, compare, plan, params): `--help` exits 0 and names every
+- argparse commands (score, export, predict, report, compare, plan, params, average): `--help` exits 0 and names every
   `--flag` the line uses, whole (argparse would take an abbreviation), and the line's own arguments parse (the
   command stops right after parsing);
 - Hydra commands (train, eval): the line with `--cfg job` appended composes (exit 0); a `-m` sweep is composed
@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 MARK = "<!-- commands -->"
 HYDRA = {"src.train", "src.eval"}  # the Hydra entry points; every other src.X takes argparse flags
-COMMANDS = {"train", "eval", "predict", "export", "score", "report", "compare", "plan", "params"}
+COMMANDS = {"train", "eval", "predict", "export", "score", "report", "compare", "plan", "params", "average"}
 MAX_LINES = 250
 
 # Runs each job [module, argv] as `python -m module *argv` would, in this one process, and writes

@@ -55,16 +55,19 @@ def final(run_dir: Path) -> dict:
     return metrics
 
 
-# Exact equality holds in each precision the CPU may resolve `auto` to; both are run on every machine; and with an
-# average of the weights (ema.decay), which the checkpoint carries beside the trained weights.
+# Exact equality holds in each precision the CPU may resolve `auto` to; both are run on every machine; with an
+# average of the weights (ema.decay), which the checkpoint carries beside the trained weights; and with the mean of
+# the last 3 validation checkpoints tested (average.last), kept beside last.ckpt.
 @pytest.mark.slow  # 85 s of one worker: `make test-slow`, which .ci/run runs after `make test`
 @pytest.mark.parametrize(
-    ("precision", "ema"),
-    [("32-true", None), ("bf16-mixed", None), ("32-true", 0.9)],
-    ids=["fp32", "bf16", "ema"],
+    ("precision", "ema", "last"),
+    [("32-true", None, 0), ("bf16-mixed", None, 0), ("32-true", 0.9, 0), ("32-true", None, 3)],
+    ids=["fp32", "bf16", "ema", "average"],
 )
-def test_sigkill_then_rerun_resumes_and_matches_an_uninterrupted_run(tiny, tmp_path, precision, ema):
+def test_sigkill_then_rerun_resumes_and_matches_an_uninterrupted_run(tiny, tmp_path, precision, ema, last):
     steps = ["trainer.max_steps=20", f"trainer.precision={precision}", f"ema.decay={ema or 'null'}"]
+    if last:
+        steps += [f"average.last={last}", "test_ckpt=average"]
     reference = start(tiny, tmp_path / "reference", *steps)
     assert reference.wait(timeout=300) == 0, reference.stdout.read()[-3000:]
 
@@ -85,11 +88,12 @@ def test_sigkill_then_rerun_resumes_and_matches_an_uninterrupted_run(tiny, tmp_p
     # same batches, same dropout masks, same optimizer state: identical on CPU, in fp32 and in bf16 autocast
     assert got["test"] == want["test"]
     assert got["validation"] == want["validation"]
-    assert (
-        got["weights"]
-        == want["weights"]
-        == ({"kind": "ema", "decay": ema, "start_step": 0} if ema else {"kind": "trained"})
-    )
+    weights = {"kind": "ema", "decay": ema, "start_step": 0} if ema else {"kind": "trained"}
+    if last:  # validations every 5 steps: the last 3 are steps 10, 15, 20, each kept once, the same weights
+        weights = {"kind": "average", "checkpoints": 3, "steps": [10, 15, 20]}
+        kept_steps = [p.name for p in sorted((victim_dir / "checkpoints").glob("step-*.ckpt"))]
+        assert kept_steps == ["step-0000010.ckpt", "step-0000015.ckpt", "step-0000020.ckpt"]
+    assert got["weights"] == want["weights"] == weights
 
 
 @pytest.mark.slow  # 20-50 s of one worker: make test-slow (CI runs it), the default run stays under 10 min

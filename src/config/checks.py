@@ -21,6 +21,7 @@ FULL_PRECISIONS = ("32-true", "32", "64-true", "64")
 def check_run(config: TrainConfig) -> None:
     """`src.train`'s rules across groups; raises the first problem found as a UserError."""
     _check_monitor(config)
+    _check_average(config)
     _check_batch(config)
     _check_attention(config)
     _check_steps_the_data_allow(config)
@@ -44,6 +45,15 @@ def _check_monitor(config: TrainConfig) -> None:
         raise UserError(
             f"monitor={config.monitor} is better {better}, and monitor_mode={config.monitor_mode} would keep the "
             f"worst checkpoint as best.ckpt. Fix: monitor_mode={mode}."
+        )
+
+
+def _check_average(config: TrainConfig) -> None:
+    """test_ckpt=average tests checkpoints/average.ckpt, which only average.last >= 1 writes."""
+    if config.test_ckpt == "average" and config.average.last < 1:
+        raise UserError(
+            "test_ckpt=average tests the mean of the last validation checkpoints, and average.last=0 keeps none. "
+            "Fix: average.last=5 (or test_ckpt=best)."
         )
 
 

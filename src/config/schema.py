@@ -129,6 +129,16 @@ class EMAConfig(Checked):
 
 
 @dataclass
+class AverageConfig(Checked):
+    """The mean of the last N validation checkpoints (fairseq's checkpoint averaging): kept as
+    checkpoints/step-<step>.ckpt, averaged into checkpoints/average.ckpt when training ends (src.run.average)."""
+
+    PREFIX: ClassVar[str] = "average"
+
+    last: int = key(0, at_least(0, "validation checkpoints kept and averaged; 0: none", fix="{key}=5"))
+
+
+@dataclass
 class TrainConfig(Checked):
     """python -m src.train: the run-level keys, then each group's."""
 
@@ -178,10 +188,10 @@ class TrainConfig(Checked):
     )
     early_stopping: EarlyStoppingConfig = key(factory=EarlyStoppingConfig)
     ema: EMAConfig = key(factory=EMAConfig)
+    average: AverageConfig = key(factory=AverageConfig)
     eval_before_training: bool = False  # also evaluate the untrained model on test (test_before_training)
-    test_ckpt: str = key(
-        "best", one_of(("best", "last"), fix="{key}=best")
-    )  # evaluated on test after training
+    # evaluated on test after training: best.ckpt, last.ckpt, or average.ckpt (average.last >= 1)
+    test_ckpt: str = key("best", one_of(("best", "last", "average"), fix="{key}=best"))
     # auto: a Rich progress bar on a terminal, plain log lines otherwise
     progress: str = key("auto", one_of(("auto", "rich", "plain", "none"), fix="{key}=auto"))
     # ε of the training loss's label smoothing (0: off; tensor2tensor's transformer models use 0.1); the loss and

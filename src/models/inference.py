@@ -4,9 +4,9 @@ Beam search runs the decoder's output layer (hidden -> vocabulary) on every beam
 384 x 30522, 4 beams of 32 examples, a 128 x 30522 product a step, a third of Gigaword-like evaluation. As one
 product the CPU's matrix kernel streams a 47 MB weight and a 16 MB result through its caches; in slices of
 `VOCAB_SLICE` rows of the weight each slice stays in cache. Every logit is the same dot product of the same
-numbers either way; measured on the 2-core AMD EPYC (MKL sgemm), the slices give the whole product's logits bit for
-bit, 1.3-1.5x faster at 64-256 rows (docs/performance.md). Only in inference (no gradient), on a CPU, in fp32
-outside autocast: training, GPUs and bf16 keep the one product.
+numbers either way; on the 2-core AMD EPYC (MKL sgemm) the slices gave the whole product's logits bit for bit
+(tests/test_inference.py allows 1e-6 for other CPUs' kernels); the benchmark's gain: docs/performance.md. Only
+in inference (no gradient), on a CPU, in fp32 outside autocast: training, GPUs and bf16 keep the one product.
 
 Beam search repeats each example's encoder output once per beam, and every decoder layer's cross-attention reads
 the keys and values of every copy at every step: for CNN/DailyMail-like data (16 examples x 4 beams x 512 source
@@ -15,8 +15,8 @@ model's `_reorder_cache` never moves them (beams stay within their example). Aft
 `share_source` keeps one copy per example, and `SHARED_SOURCE` attention (transformers' sdpa, registered
 through its AttentionInterface) puts the beams of an example side by side as queries of that one copy: the same
 attention, reading a quarter of the memory. It differs from the copies' attention only in rounding (the kernel
-sums a block of 4 queries, not 4 blocks of 1: at most 4e-7 apart in fp32, measured), so predictions may differ
-where two beams tie to that precision; the benchmark's 144 predictions are the recipe's (docs/performance.md).
+sums a block of 4 queries, not 4 blocks of 1: within 2e-6 in fp32, tests/test_inference.py), so predictions may
+differ where two beams tie to that precision; the benchmark's 144 predictions are the recipe's (docs/performance.md).
 """
 
 from __future__ import annotations

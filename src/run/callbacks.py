@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, Model
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 
 from src.models.flops import model_configs, train_flops
+from src.run import average
 from src.system import signals
 from src.system.errors import UserError
 from src.system.hardware import device_peak_tflops, peak_memory_mb
@@ -139,6 +140,34 @@ class RunEMA(EMAWeightAveraging):
 def ema(decay: float | None, start_step: int = 0) -> RunEMA | None:
     """The `ema` keys' callback; None (the trained weights, no average) when decay is null."""
     return None if decay is None else RunEMA(decay, start_step)
+
+
+class KeepForAverage(L.Callback):
+    """After each validation of training, the trained weights as checkpoints/step-<step>.ckpt
+    (`trainer.save_checkpoint(weights_only=True)`: no optimizer state, and no callback's hook, so with `ema.decay`
+    too these are the trained weights, not the moving average); the newest `last` of them are kept.
+
+    Resuming is safe: a step's file is written again, with the same weights, when the resumed run reaches the step,
+    and only files older than the newest `last` up to the current step are removed."""
+
+    def __init__(self, dirpath: str, last: int):
+        self.dirpath, self.last = dirpath, last
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        step = trainer.global_step
+        # every process calls it; the first writes
+        trainer.save_checkpoint(average.step_path(self.dirpath, step), weights_only=True)
+        if trainer.is_global_zero:
+            older = [p for s, p in average.kept(self.dirpath) if s <= step][: -self.last]
+            for path in older:
+                path.unlink(missing_ok=True)
+
+
+def keep_for_average(dirpath: str, last: int) -> KeepForAverage | None:
+    """The `average` keys' callback; None when average.last is 0."""
+    return KeepForAverage(dirpath, last) if last else None
 
 
 class Throughput(L.Callback):

@@ -26,6 +26,7 @@ from omegaconf import OmegaConf
 from src.config.data import DataConfig
 from src.config.schema import TrainConfig, stored_train_config
 from src.metrics.text import scoring_options
+from src.run import average
 from src.run.run_record import EVALUATED_SPLITS, RunRecord
 from src.system.errors import UserError
 from src.system.locks import FileLock
@@ -291,7 +292,8 @@ def start(
 def evaluation(run: TrainConfig, **what) -> RunRecord:
     """An src.eval directory's record as it starts: the trained run it evaluates (`run`, its identity) and `what`
     (model or ckpt_path, params, decoding, scoring); the caller adds each split's scores."""
-    return RunRecord(status="running", command="eval", **run.identity(), weights=run.ema.weights(), **what)
+    weights = average.checkpoint_weights(what.get("ckpt_path"), run.ema.weights())
+    return RunRecord(status="running", command="eval", **run.identity(), weights=weights, **what)
 
 
 def training_summary(
@@ -344,11 +346,43 @@ def check_finite_scores(results: RunRecord) -> None:
             )
 
 
-def test_checkpoint(trainer, which: str) -> str | None:
-    """The checkpoint evaluated on test: `best` or `last` (whichever exists when the other does not)."""
+def test_checkpoint(trainer, which: str, out: Path) -> str | None:
+    """The checkpoint evaluated on test: `best` or `last` (whichever exists when the other does not), or `average`
+    (checkpoints/average.ckpt, `write_average`'s)."""
+    if which == "average":
+        path = out / "checkpoints" / average.AVERAGE
+        if not path.is_file():
+            raise UserError(
+                f"test_ckpt=average, and no validation checkpoint was kept to average into {path} (training "
+                "validated no time). Fix: a trainer.val_check_interval that validates, or test_ckpt=best."
+            )
+        return str(path)
     ckpt = trainer.checkpoint_callback
     best, last = (ckpt.best_model_path, ckpt.last_model_path) if ckpt is not None else ("", "")
     return (best if which == "best" else last) or last or best or None
+
+
+def write_average(trainer, out: Path, last: int) -> None:
+    """checkpoints/average.ckpt: the mean of the `last` kept validation checkpoints (src.run.average), written by
+    the first process while the others wait."""
+    if trainer.is_global_zero:
+        made = average.average_of_run(out / "checkpoints", last)
+        if made is None:
+            log.warning("average.last=%d: no validation checkpoint was kept, nothing to average", last)
+        else:
+            path, entry = made
+            log.info(
+                "%s: the mean of %d checkpoints (steps %s)",
+                os.path.relpath(path, out),
+                entry["checkpoints"],
+                ", ".join(map(str, entry["steps"])),
+            )
+    trainer.strategy.barrier("average")
+
+
+def tested_weights(ckpt_path: str | None, config: TrainConfig) -> dict:
+    """metrics.json's `weights` of the test: the run's kind (trained or EMA), or the average the checkpoint is of."""
+    return average.checkpoint_weights(ckpt_path, config.ema.weights())
 
 
 def write_predictions(path: str | Path, rows: list[dict]) -> None:

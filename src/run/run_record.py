@@ -56,7 +56,8 @@ class RunRecord:
     attention: dict | None = None  # asked for, and what encoder and decoder run
     compile: bool | None = None  # whether the loss pass ran torch.compile'd
     scoring: dict | None = None  # what the metrics compared, and sacreBLEU's signatures
-    weights: dict | None = None  # which weights the scores are of: {kind: trained} or {kind: ema, decay, ...}
+    # which weights the test scores are of: {kind: trained}, {kind: ema, decay, ...}, {kind: average, checkpoints, steps}
+    weights: dict | None = None
     decoding: dict | None = None  # the decoding scored
     train: dict | None = None  # steps, wall time, throughput, skipped batches, resumed_from
     # how the tested checkpoint was chosen and why training ended: monitor, mode, best, best_checkpoint,
@@ -96,16 +97,23 @@ class RunRecord:
 
     def tested(self) -> str | None:
         """Which checkpoint and weights the test scores are of, in a few words (the report's and src.compare's):
-        "best val/rouge2, EMA 0.999", "last", "best.ckpt" (an evaluation), "saved model"; None where unknown."""
+        "best val/rouge2, EMA 0.999", "last", "average of 5", "best.ckpt" (an evaluation), "saved model"; None where
+        unknown."""
         weights = self.weights or {}
-        ema = f"EMA {weights.get('decay')}" if weights.get("kind") == "ema" else None
+        kind = weights.get("kind")
+        how = {
+            "ema": f"EMA {weights.get('decay')}",
+            "average": f"average of {weights.get('checkpoints')}",
+        }.get(kind)
         if self.command == "eval":
             ckpt = Path(self.ckpt_path).name if self.ckpt_path else ("saved model" if self.model else None)
         else:
             ckpt = Path(self.test_checkpoint).stem if self.test_checkpoint else None
             if ckpt == "best" and self.selection:
                 ckpt = f"best {self.selection.get('monitor')}"
-        return ", ".join(p for p in (ckpt, ema) if p) or None
+            if kind == "average":  # checkpoints/average.ckpt: the kind says it
+                ckpt = None
+        return ", ".join(p for p in (ckpt, how) if p) or None
 
     def as_dict(self) -> dict:
         """metrics.json's content: the set keys in the schema's order, then `extra`'s."""
