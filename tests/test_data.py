@@ -320,3 +320,42 @@ def test_a_1mb_document_is_truncated_and_counted(tiny, tmp_path):
     dm = Seq2SeqDataModule(config, encoder_tokenizer=tok, decoder_tokenizer=tok, special_ids=ids)
     split = dm.split("train")
     assert len(split.source(0)) == 64 and split.stats.truncated_sources == 1
+
+
+def test_every_epoch_of_a_real_fit_draws_its_own_order(tiny, tmp_path):
+    """Lightning calls `set_epoch` on a DataLoader's sampler and its batch sampler's `sampler`: the bucketing batch
+    sampler must be reachable there, or every epoch repeats epoch 0's order (and a run resumed after its first
+    epoch would not skip what it trained on; the kill-and-resume test, tests/test_train_faults.py, kills one there)."""
+    from src.config.schema import train_config
+    from src.train import train
+    from tests.helpers.commands import compose_train
+    from tests.helpers.tiny_run import tiny_models, tiny_run
+
+    seen: dict[int, list[list[int]]] = {}
+    cfg = compose_train(
+        *tiny_models(tiny),
+        *tiny_run(steps=12, val_every=100, warmup=1, train=16, validation=4, test=4, batch=4),
+        "+callbacks.orders._target_=tests.test_data.OrdersOf",
+        f"output_dir={tmp_path / 'run'}",
+    )
+    OrdersOf.seen = seen
+    assert train(train_config(cfg)).completed
+    assert sorted(seen) == [0, 1, 2]  # 4 batches an epoch, 12 steps
+    for epoch in (1, 2):
+        assert sorted(sum(seen[epoch], [])) == sorted(sum(seen[0], []))  # every example once an epoch
+    assert seen[0] != seen[1] != seen[2] != seen[0]  # each epoch in an order of its own
+
+
+class OrdersOf:
+    """A callback the test above adds from the command line: the batches' example indices of each epoch."""
+
+    seen: dict = {}
+
+    def __new__(cls):
+        import lightning as L
+
+        class Record(L.Callback):
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+                cls.seen.setdefault(trainer.current_epoch, []).append(batch["index"].tolist())
+
+        return Record()

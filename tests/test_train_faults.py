@@ -49,6 +49,18 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
         time.sleep(0.02)
 
 
+def wait_for_step(path: Path, proc: subprocess.Popen, step: int, timeout: float = 180) -> None:
+    """Until the checkpoint at `path` is of `step` or later (checkpoints are replaced atomically)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        wait_for(path, proc, timeout=max(1.0, deadline - time.monotonic()))
+        if torch.load(path, weights_only=True, map_location="cpu")["global_step"] >= step:
+            return
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        assert time.monotonic() < deadline, f"{path} never reached step {step}"
+        time.sleep(0.05)
+
+
 def final(run_dir: Path) -> dict:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "completed", metrics
@@ -65,7 +77,13 @@ def final(run_dir: Path) -> dict:
     ids=["fp32", "bf16", "ema", "average"],
 )
 def test_sigkill_then_rerun_resumes_and_matches_an_uninterrupted_run(tiny, tmp_path, precision, ema, last):
-    steps = ["trainer.max_steps=20", f"trainer.precision={precision}", f"ema.decay={ema or 'null'}"]
+    # 8 batches an epoch: killed in the second epoch, which must draw its own order and skip what it trained on
+    steps = [
+        "trainer.max_steps=20",
+        "data.synthetic.num_train=32",
+        f"trainer.precision={precision}",
+        f"ema.decay={ema or 'null'}",
+    ]
     if last:
         steps += [f"average.last={last}", "test_ckpt=average"]
     reference = start(tiny, tmp_path / "reference", *steps)
@@ -73,7 +91,7 @@ def test_sigkill_then_rerun_resumes_and_matches_an_uninterrupted_run(tiny, tmp_p
 
     victim_dir = tmp_path / "victim"
     victim = start(tiny, victim_dir, *steps)
-    wait_for(victim_dir / "checkpoints" / "last.ckpt", victim)
+    wait_for_step(victim_dir / "checkpoints" / "last.ckpt", victim, 10)  # step 10: epoch 1, 2 batches in
     victim.send_signal(signal.SIGKILL)  # no chance to save anything more
     victim.wait(timeout=60)
     assert not (victim_dir / "metrics.json").exists()

@@ -61,6 +61,13 @@ class BucketBatchSampler(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    @property
+    def sampler(self) -> BucketBatchSampler:
+        """Itself: Lightning calls `set_epoch` at the start of every epoch (a resumed one too) on a DataLoader's
+        `sampler` and its `batch_sampler.sampler`, never on the batch sampler. Without this every epoch drew epoch
+        0's order, and a run resumed after its first epoch did not skip the batches it had trained on."""
+        return self
+
     def _longest_first(self, chunk: np.ndarray) -> np.ndarray:
         return chunk[np.lexsort((-self.target_lengths[chunk], -self.lengths[chunk]))]
 

@@ -3,6 +3,7 @@ memory, progress display (a bar of steps, or log lines), W&B validation examples
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -381,7 +382,10 @@ class ResumableOrder(L.Callback):
     same batches and the same dropout masks as an uninterrupted one.
 
     On restore the data module's `order_state` receives {"epoch", "skip"} and the training sampler skips the
-    batches the interrupted run had already consumed.
+    batches the interrupted run had already consumed. A checkpoint holds the first process's RNG state only: with
+    several processes (DDP), each process seeds its generator before every training batch from the run's seed, the
+    epoch, the batch and its rank (`batch_seed`), so that every process of a resumed run draws the dropout masks of
+    the uninterrupted one.
     """
 
     def __init__(self):
@@ -394,6 +398,11 @@ class ResumableOrder(L.Callback):
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:  # not called when resuming mid-epoch
         self.epoch, self.consumed = trainer.current_epoch, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.world_size > 1:
+            seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # seed_everything's, in every process
+            torch.manual_seed(batch_seed(seed, trainer.current_epoch, self.consumed, trainer.global_rank))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.epoch, self.consumed = trainer.current_epoch, self.consumed + 1
@@ -410,6 +419,12 @@ class ResumableOrder(L.Callback):
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def batch_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
+    """A seed for one process's training batch, the same in an uninterrupted and a resumed run."""
+    digest = hashlib.sha256(f"{seed}/{epoch}/{batch}/{rank}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
 class Interrupted(Exception):
