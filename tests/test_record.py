@@ -101,6 +101,13 @@ def test_a_record_says_which_checkpoint_and_weights_its_scores_are_of():
         status="completed", command="eval", ckpt_path="/r/checkpoints/best.ckpt", weights=ema
     )
     assert evaluated.tested() == "best.ckpt, EMA 0.999"
+    mean = {"kind": "average", "checkpoints": 3, "steps": [4, 6, 8]}
+    averaged = RunRecord(status="completed", test_checkpoint="checkpoints/average.ckpt", weights=mean)
+    assert averaged.tested() == "average of 3"
+    again = RunRecord(
+        status="completed", command="eval", ckpt_path="/r/checkpoints/average-2.ckpt", weights=mean
+    )
+    assert again.tested() == "average-2.ckpt, average of 3"
     assert RunRecord(status="completed").tested() is None  # an older record: unknown, not guessed
 
 
@@ -110,6 +117,10 @@ def test_the_report_shows_which_checkpoint_and_weights_each_row_is(tmp_path):
     for name, extra in (
         ("plain", {"test_checkpoint": "checkpoints/best.ckpt", "selection": {"monitor": "val/loss"}}),
         ("ema", {"test_checkpoint": "checkpoints/last.ckpt", "weights": {"kind": "ema", "decay": 0.99}}),
+        (
+            "mean",
+            {"test_checkpoint": "checkpoints/average.ckpt", "weights": {"kind": "average", "checkpoints": 5}},
+        ),
     ):
         record = {
             "status": "completed",
@@ -124,5 +135,6 @@ def test_the_report_shows_which_checkpoint_and_weights_each_row_is(tmp_path):
     assert {r["variant"]: r["tested"] for r in report["rows"]} == {
         "plain": "best val/loss",
         "ema": "last, EMA 0.99",
+        "mean": "average of 5",
     }
     assert "| last, EMA 0.99 |" in (tmp_path / "out" / "report.md").read_text()
