@@ -16,7 +16,7 @@ import argparse
 import logging
 import re
 
-from src.analysis.plan import plan, render
+from src.analysis.plan import cluster_devices, plan, render
 from src.analysis.sweep import job_devices
 from src.system.cli import command_parser
 from src.system.errors import UserError, one_line, report_user_errors
@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 USAGE = """\
 python -m src.plan experiment=rothe_grid_demo
 python -m src.plan experiment=rothe_grid data=xsum hydra/launcher=slurm --no-probe
-python -m src.plan variant=bert2bert,bertshare seed=1,2 --probe-steps 8 --json plan.json"""
+python -m src.plan variant=bert2bert,bertshare seed=1,2 --probe-steps 8 --json plan.json
+python -m src.plan experiment=rothe_grid_demo seed=1,2,3 --cluster 2x4   # its wall time on 2 nodes x 4 devices"""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -35,6 +36,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="the sweep's overrides, as for python -m src.train -m")
     p.add_argument("--probe-steps", type=int, default=5, help="timed training steps of the probe (default 5)")
     p.add_argument("--no-probe", action="store_true", help="list jobs and budgets only: no time or memory")
+    p.add_argument(
+        "--cluster",
+        metavar="NODESxDEVICES",
+        help="also the sweep's wall time on this many devices (2x4: 2 nodes of 4), jobs starting as devices free "
+        "up and in synchronous batches",
+    )
     p.add_argument("--json", help="also write the plan as JSON to this file")
     p.add_argument(
         "-m",
@@ -57,12 +64,12 @@ def compose_error(err: Exception) -> UserError:
     return UserError(line)
 
 
-def planned(overrides: list[str], probe_steps: int, run_probe: bool) -> dict:
+def planned(overrides: list[str], probe_steps: int, run_probe: bool, cluster: str | None = None) -> dict:
     """`src.analysis.plan.plan`, with what Hydra (or a value of the wrong type) refuses as one UserError."""
     from hydra.errors import HydraException
 
     try:
-        result = plan(overrides, probe_steps, run_probe)
+        result = plan(overrides, probe_steps, run_probe, cluster)
     except HydraException as err:
         raise compose_error(err) from None
     except UserError as err:
@@ -94,8 +101,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"--probe-steps {args.probe_steps}: the probe needs a step to time. "
                 "Fix: --probe-steps 5, or --no-probe."
             )
+        if args.cluster is not None:
+            cluster_devices(args.cluster)  # before anything is composed or probed
         result = planned(
-            [o for o in args.overrides if o not in ("-m", "--multirun")], args.probe_steps, not args.no_probe
+            [o for o in args.overrides if o not in ("-m", "--multirun")],
+            args.probe_steps,
+            not args.no_probe,
+            args.cluster,
         )
         print(render(result))
         if args.json:
@@ -126,6 +138,7 @@ def plan_json(result: dict) -> dict:
         "probes": result["probes"],
         "total_s": result["total_s"],
         "device_hours": result["device_hours"],
+        "cluster": result.get("cluster"),
     }
 
 

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from src.analysis.plan import plan, render, validations
 from src.analysis.probe import MemoryMeter, fit_line, largest_batch, probe_config
 from src.analysis.sweep import Job, job_devices
+from src.system.errors import UserError
 from tests.helpers.commands import compose_train, run_cli
 from tests.helpers.runs import run_dirs
 
@@ -42,6 +43,17 @@ def test_plan_lists_jobs_states_budgets_and_estimates_from_a_probe(seed_sweep, t
     assert probe["memory"]["train_peak_gib"] > 0 and probe["memory"]["largest_batch"] >= 8
     assert "device-hours" in proc.stdout and "largest batch that fits" in proc.stdout
     assert not any(seed_sweep.glob("*-s3-*")), "the plan ran a job"
+    # the same jobs on a cluster of one node with two devices: two at a time
+    on = plan["cluster"]
+    assert on is None
+    proc = run_cli("src.plan", *overrides, "--probe-steps", "2", "--cluster", "1x2", "--json", str(extra))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    on = json.loads(extra.read_text())["cluster"]
+    longest = max(j["estimate_s"] for j in json.loads(extra.read_text())["jobs"] if j["state"] == "new")
+    assert on["devices"] == 2 and on["asynchronous_s"] == on["synchronous_s"] == pytest.approx(longest)
+    assert "On 1x2 (2 devices):" in proc.stdout
+    proc = run_cli("src.plan", *overrides, "--cluster", "2by4")
+    assert proc.returncode == 2 and "--cluster '2by4' is not NODESxDEVICES. Fix: --cluster 2x4" in proc.stderr
 
 
 # ---- the plan's arithmetic, each answer forced -------------------------------------------------------------------
@@ -109,3 +121,21 @@ def test_plan_of_an_optuna_search_counts_its_trials():
     )
     assert len(result["jobs"]) == 3 and all(j.trial and j.state == "new" for j in result["jobs"])
     assert "3 trials of the base config" in render(result) and "<chosen by Optuna>" in render(result)
+
+
+def test_a_cluster_runs_jobs_as_devices_free_up_or_in_synchronous_batches():
+    """Two devices, jobs of 10, 1, 1, 1 and 1 s: a freed device takes the next job (10 s), where batches of two
+    wait for their slowest (10 + 1 + 1 = 12 s); a two-device job waits for both devices."""
+    from src.analysis.plan import cluster_devices, schedules
+
+    one_each = [(10.0, 1), (1.0, 1), (1.0, 1), (1.0, 1), (1.0, 1)]
+    assert schedules(one_each, 2) == {"devices": 2, "asynchronous_s": 10.0, "synchronous_s": 12.0}
+    assert schedules(one_each, 1)["asynchronous_s"] == schedules(one_each, 1)["synchronous_s"] == 14.0
+    wide = [(1.0, 1), (5.0, 2), (1.0, 1)]
+    assert schedules(wide, 2) == {"devices": 2, "asynchronous_s": 7.0, "synchronous_s": 7.0}
+    assert schedules(wide, 3)["asynchronous_s"] == 5.0  # the 5-s job starts at once on two free devices
+    assert schedules([], 4)["asynchronous_s"] == 0.0
+    assert cluster_devices("2x4") == 8 and cluster_devices(" 1 x 2 ") == 2
+    for bad in ("2", "0x4", "2x0", "x", "2x4x1"):
+        with pytest.raises(UserError, match="is not NODESxDEVICES"):
+            cluster_devices(bad)

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.helpers.commands import CACHE, REPO, run_cli
-from tests.helpers.slurm_cluster import Cluster, missing
+from tests.helpers.slurm_cluster import missing, running
 from tests.helpers.tiny_run import tiny_run
 
 pytestmark = [pytest.mark.slurm, pytest.mark.skipif(missing() is not None, reason=str(missing()))]
@@ -44,15 +44,8 @@ TINY = tiny_run(
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("slurm")).start()
-    before = os.environ.get("SLURM_CONF")
-    os.environ.update(c.env)  # sbatch / squeue of the commands under test find this cluster
-    yield c
-    c.stop()
-    if before is None:
-        os.environ.pop("SLURM_CONF", None)
-    else:
-        os.environ["SLURM_CONF"] = before
+    with running(tmp_path_factory.mktemp("slurm")) as c:
+        yield c
 
 
 def metrics_of(directory) -> dict:
@@ -126,6 +119,26 @@ def _squeue(*fields: str) -> list[list[str]]:
     return [line.split("|") for line in out.splitlines() if line.strip()]
 
 
+def interrupt_when_paused(proc: subprocess.Popen, marker, how: str, pause_s: float, after_s: float) -> str:
+    """Once the job has written `marker` (PauseOnce), requeue it (`scontrol requeue`, as a preemption does) or send
+    it submitit's time-limit warning (SIGUSR2); let the requeued job start at once; the sweep command's output."""
+    deadline = time.time() + pause_s
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert marker.exists(), proc.communicate()[0][-3000:] if proc.poll() is not None else "no pause in time"
+    (job,) = [j for j, state in _squeue("%i", "%T") if state == "RUNNING"]
+    if how == "requeue":
+        subprocess.run(["scontrol", "requeue", job], check=True)
+    else:
+        subprocess.run(["scancel", "--signal=USR2", "--full", job], check=True)
+    while proc.poll() is None and time.time() < deadline + after_s:  # a requeued job waits for its begin time
+        for j, state, reason in _squeue("%i", "%T", "%r"):
+            if state == "PENDING" and reason == "BeginTime":
+                subprocess.run(["scontrol", "update", f"JobId={j}", "StartTime=now"], check=False)
+        time.sleep(1)
+    return proc.communicate(timeout=60)[0]
+
+
 @pytest.mark.parametrize("how", ["requeue", "time-limit warning"])
 def test_a_preempted_job_saves_resumes_and_the_sweep_waits_for_its_result(cluster, tiny, tmp_path, how):
     """`scontrol requeue` (preemption) or SIGUSR2 (submitit's warning before the time limit) in the middle of
@@ -154,21 +167,7 @@ def test_a_preempted_job_saves_resumes_and_the_sweep_waits_for_its_result(cluste
         "+callbacks.pause.step=8",
         f"+callbacks.pause.marker={marker}",
     )
-    deadline = time.time() + 180
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert marker.exists(), proc.communicate()[0][-3000:] if proc.poll() is not None else "no step 8 in 180 s"
-    (job,) = [j for j, state in _squeue("%i", "%T") if state == "RUNNING"]
-    if how == "requeue":
-        subprocess.run(["scontrol", "requeue", job], check=True)
-    else:
-        subprocess.run(["scancel", "--signal=USR2", "--full", job], check=True)
-    while proc.poll() is None and time.time() < deadline + 120:  # a requeued job waits for its begin time
-        for j, state, reason in _squeue("%i", "%T", "%r"):
-            if state == "PENDING" and reason == "BeginTime":
-                subprocess.run(["scontrol", "update", f"JobId={j}", "StartTime=now"], check=False)
-        time.sleep(1)
-    output = proc.communicate(timeout=60)[0]
+    output = interrupt_when_paused(proc, marker, how, pause_s=180, after_s=120)
     assert proc.returncode == 0, output[-3000:]
 
     (run_dir,) = [p.parent for p in sweep.glob("*/metrics.json")]

@@ -5,15 +5,12 @@ installed."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import time
 
 import pytest
 
 from tests.helpers.commands import run_cli
-from tests.helpers.slurm_cluster import Cluster, missing
-from tests.test_slurm import SLURM, TINY, _squeue, _start
+from tests.helpers.slurm_cluster import missing, running
+from tests.test_slurm import SLURM, TINY, _start, interrupt_when_paused
 
 pytestmark = [pytest.mark.slurm, pytest.mark.skipif(missing() is not None, reason=str(missing()))]
 
@@ -36,15 +33,8 @@ def one_thread_a_process(monkeypatch):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("slurm2"), nodes=2).start()
-    before = os.environ.get("SLURM_CONF")
-    os.environ.update(c.env)
-    yield c
-    c.stop()
-    if before is None:
-        os.environ.pop("SLURM_CONF", None)
-    else:
-        os.environ["SLURM_CONF"] = before
+    with running(tmp_path_factory.mktemp("slurm2"), nodes=2) as c:
+        yield c
 
 
 def tasks_launched(cluster) -> dict[str, int]:
@@ -125,18 +115,7 @@ def test_a_requeued_two_node_job_resumes_to_the_metrics_of_an_uninterrupted_one(
         "+callbacks.pause.step=8",
         f"+callbacks.pause.marker={marker}",
     )
-    deadline = time.time() + 240
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert marker.exists(), proc.communicate()[0][-3000:] if proc.poll() is not None else "no step 8 in 240 s"
-    (job,) = [j for j, state in _squeue("%i", "%T") if state == "RUNNING"]
-    subprocess.run(["scontrol", "requeue", job], check=True)
-    while proc.poll() is None and time.time() < deadline + 180:  # a requeued job waits for its begin time
-        for j, state, reason in _squeue("%i", "%T", "%r"):
-            if state == "PENDING" and reason == "BeginTime":
-                subprocess.run(["scontrol", "update", f"JobId={j}", "StartTime=now"], check=False)
-        time.sleep(1)
-    output = proc.communicate(timeout=60)[0]
+    output = interrupt_when_paused(proc, marker, "requeue", pause_s=240, after_s=180)
     assert proc.returncode == 0, output[-3000:]
     (run_dir,) = [p.parent for p in sweep.glob("*/metrics.json")]
     result = json.loads((run_dir / "metrics.json").read_text())

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -112,6 +113,48 @@ def test_sigkill_then_rerun_resumes_and_matches_an_uninterrupted_run(tiny, tmp_p
         kept_steps = [p.name for p in sorted((victim_dir / "checkpoints").glob("step-*.ckpt"))]
         assert kept_steps == ["step-0000010.ckpt", "step-0000015.ckpt", "step-0000020.ckpt"]
     assert got["weights"] == want["weights"] == weights
+
+
+def ddp_rank_process(parent: int, rank: int, timeout: float = 120) -> int:
+    """The pid of the DDP process of local rank `rank` that Lightning started under the command `parent`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in Path(f"/proc/{parent}/task/{parent}/children").read_text().split():
+            try:
+                environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"LOCAL_RANK={rank}".encode() in environ:
+                return int(child)
+        time.sleep(0.1)
+    raise AssertionError(f"no process of rank {rank} under {parent}")
+
+
+@pytest.mark.slow  # about 60 s of one worker
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_signal_to_one_ddp_process_stops_every_process_after_the_same_step(tiny, tmp_path):
+    """SIGTERM to the second of two DDP processes only (a signal reaches a job's processes at different moments):
+    both save and stop after the same step, and the re-run ends with the uninterrupted run's metrics. Without the
+    processes agreeing, one left while the other waited in the next step's all-reduce."""
+    steps = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_steps=20"]
+    reference = start(tiny, tmp_path / "reference", *steps)
+    assert reference.wait(timeout=300) == 0, reference.stdout.read()[-3000:]
+    victim = start(tiny, tmp_path / "victim", *steps)
+    wait_for_step(tmp_path / "victim" / "checkpoints" / "last.ckpt", victim, 5)
+    os.kill(ddp_rank_process(victim.pid, 1), signal.SIGTERM)
+    out = victim.communicate(timeout=120)[0]
+    assert victim.returncode == 143, out[-3000:]
+    assert "SIGTERM received: saved" in out
+    saved = torch.load(
+        tmp_path / "victim" / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu"
+    )
+    assert 5 <= saved["global_step"] < 20
+    again = start(tiny, tmp_path / "victim", *steps)
+    out = again.communicate(timeout=300)[0]
+    assert again.returncode == 0, out[-3000:]
+    got, want = final(tmp_path / "victim"), final(tmp_path / "reference")
+    assert got["train"]["resumed_from"] == "checkpoints/last.ckpt"
+    assert got["test"] == want["test"]
 
 
 @pytest.mark.slow  # 20-50 s of one worker: make test-slow (CI runs it), the default run stays under 10 min

@@ -37,6 +37,19 @@ def test_an_ema_run_validates_tests_and_evaluates_the_averaged_weights(tiny, tmp
     evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert evaluated["test"] == pytest.approx(results.test, rel=1e-5)
     assert evaluated["weights"]["kind"] == "ema"
+    # src.predict and src.export load the same averaged weights
+    from safetensors.torch import load_file
+
+    from src.run.predictor import Predictor
+
+    loaded = Predictor(str(out / "checkpoints" / "best.ckpt")).module.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in averaged.items())
+    proc = run_cli("src.export", str(out / "checkpoints" / "best.ckpt"), "--out", str(tmp_path / "hf"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    exported = load_file(tmp_path / "hf" / "model.safetensors")
+    name = "encoder.embeddings.word_embeddings.weight"
+    assert torch.equal(exported[name], averaged[f"model.{name}"])
+    assert not torch.equal(exported[name], trained[f"model.{name}"])
     # ... and not the trained weights, which score another loss
     swapped = {**best, "state_dict": trained}
     torch.save(swapped, tmp_path / "trained.ckpt")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 from omegaconf import DictConfig
 
@@ -75,7 +76,12 @@ def estimate(job: Job, measured: dict, probe_arch: dict) -> float:
     return measured["setup_s"] + train + checks * per_val + test
 
 
-def plan(overrides: list[str], probe_steps: int = 5, run_probe: bool = True) -> dict:
+def plan(
+    overrides: list[str], probe_steps: int = 5, run_probe: bool = True, cluster: str | None = None
+) -> dict:
+    """The sweep's jobs, their state, budget and (probed) time; with `cluster` (NODESxDEVICES), the wall time on
+    it asynchronously and in synchronous batches (`schedules`)."""
+    devices = cluster_devices(cluster) if cluster else None
     jobs, info = sweep_jobs(overrides)
     if not jobs:
         raise UserError("these overrides give no job.")
@@ -97,13 +103,62 @@ def plan(overrides: list[str], probe_steps: int = 5, run_probe: bool = True) -> 
                 job.estimate_s = estimate(job, measured, largest.arch)
     total_s = sum(j.estimate_s or 0.0 for j in todo) if probes else None
     device_s = sum((j.estimate_s or 0.0) * job_devices(j.cfg) for j in todo) if probes else None
+    on_cluster = None
+    if devices is not None and probes:
+        widest = max(job_devices(j.cfg) for j in todo)
+        if widest > devices:
+            raise UserError(
+                f"a job trains on {widest} devices and --cluster {cluster} has {devices}. Fix: a larger --cluster."
+            )
+        on_cluster = {
+            "nodes_x_devices": cluster.replace(" ", ""),
+            **schedules([(j.estimate_s or 0.0, job_devices(j.cfg)) for j in todo], devices),
+        }
     return {
         "jobs": jobs,
         "info": info,
         "probes": list(probes.values()),
         "total_s": total_s,
         "device_hours": None if device_s is None else device_s / 3600,
+        "cluster": on_cluster,
     }
+
+
+def schedules(estimates: list[tuple[float, int]], devices: int) -> dict:
+    """Wall time of jobs (seconds, devices each) on `devices` devices, in the order given, two ways:
+
+    - `asynchronous`: a job starts as soon as enough devices are free (SLURM's queue, the local launcher's pool):
+      greedy list scheduling;
+    - `synchronous`: jobs go in batches that fill the devices, each batch waiting for its slowest job (Hydra's
+      Optuna sweeper with `n_jobs`, a sweeper's `max_batch_size`).
+
+    A job wider than the cluster is refused by the caller; here it would never start."""
+    free = [0.0] * devices  # when each device is next free
+    for seconds, width in estimates:
+        free.sort()
+        start = free[width - 1]  # the moment `width` devices are free
+        for i in range(width):
+            free[i] = start + seconds
+    asynchronous = max(free) if estimates else 0.0
+    synchronous, batch, used = 0.0, [], 0
+    for seconds, width in estimates:
+        if used + width > devices:
+            synchronous += max(batch)
+            batch, used = [], 0
+        batch.append(seconds)
+        used += width
+    synchronous += max(batch) if batch else 0.0
+    return {"devices": devices, "asynchronous_s": asynchronous, "synchronous_s": synchronous}
+
+
+def cluster_devices(text: str) -> int:
+    """`--cluster NODESxDEVICES` (2x4: two nodes of four devices) as a count of devices."""
+    m = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", text or "")
+    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+        raise UserError(
+            f"--cluster {text!r} is not NODESxDEVICES. Fix: --cluster 2x4 (2 nodes of 4 devices)."
+        )
+    return int(m.group(1)) * int(m.group(2))
 
 
 def render(result: dict) -> str:
@@ -154,6 +209,14 @@ def render(result: dict) -> str:
             f"Estimated time to run: {_duration(result['total_s'])} one job after another ({hours:.2f} "
             "device-hours); jobs run in parallel divide the wall time, not the device-hours.",
         ]
+        if result.get("cluster"):
+            c = result["cluster"]
+            lines.append(
+                f"On {c['nodes_x_devices']} ({c['devices']} devices): {_duration(c['asynchronous_s'])} if each job "
+                "starts as soon as devices are free (SLURM's queue, the local launcher's pool), "
+                f"{_duration(c['synchronous_s'])} in synchronous batches that fill the devices (Hydra's Optuna "
+                "sweeper's n_jobs), in this order."
+            )
         if any(job_devices(j.cfg) > 1 for j in todo):
             lines.append(
                 "A job on several devices was probed as one of them at its per-device batch (DDP taken as "

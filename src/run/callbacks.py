@@ -502,14 +502,22 @@ class SaveOnSignal(L.Callback):
         self.received = signal.Signals(signum).name
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.received is None:
+        stop = self.received is not None
+        if trainer.world_size > 1:
+            # a signal reaches a job's processes at slightly different moments (or only one of them): all stop after
+            # the same batch, or one would save and leave while the others wait in the next step's all-reduce
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if not stop:
             return
+        name = (
+            self.received or "SIGTERM"
+        )  # another process's signal (SLURM's preemption: SIGTERM to every task)
         trainer.save_checkpoint(self.last_path)
-        log.warning("%s received: saved %s at step %d", self.received, self.last_path, trainer.global_step)
-        requeued = requeue_slurm_job(self.received) if trainer.is_global_zero else False
+        log.warning("%s received: saved %s at step %d", name, self.last_path, trainer.global_step)
+        requeued = requeue_slurm_job(name) if trainer.is_global_zero else False
         if requeued:
             log.warning("SLURM job %s requeued; it will resume from %s", slurm_job_id(), self.last_path)
         raise Interrupted(
-            f"{self.received} at step {trainer.global_step}; checkpoint saved to {self.last_path}",
+            f"{name} at step {trainer.global_step}; checkpoint saved to {self.last_path}",
             requeued=requeued,
         )

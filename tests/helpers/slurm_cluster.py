@@ -182,6 +182,23 @@ class Cluster:
                     os.kill(pid, signal.SIGTERM)
 
 
+@contextlib.contextmanager
+def running(root: Path, nodes: int = 1):
+    """A started cluster whose SLURM_CONF the commands under test see (sbatch, squeue, submitit), stopped and the
+    variable restored afterwards."""
+    cluster = Cluster(root, nodes=nodes).start()
+    before = os.environ.get("SLURM_CONF")
+    os.environ.update(cluster.env)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        if before is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = before
+
+
 if __name__ == "__main__":
     if why := missing():
         sys.exit(why)
