@@ -12,7 +12,7 @@ from tests.helpers.commands import run_cli
 from tests.helpers.slurm_cluster import missing, running
 from tests.test_slurm import SLURM, TINY, _start, interrupt_when_paused
 
-pytestmark = [pytest.mark.slurm, pytest.mark.skipif(missing() is not None, reason=str(missing()))]
+pytestmark = [pytest.mark.slurm, pytest.mark.skipif(missing(2) is not None, reason=str(missing(2)))]
 
 #: one process on each of two nodes: Lightning's SLURM environment makes them one DDP job of 2
 TWO_NODES = [

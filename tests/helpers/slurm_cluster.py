@@ -29,13 +29,15 @@ from pathlib import Path
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol")
 
 
-def missing() -> str | None:
-    """Why a cluster cannot start here (one line), or None."""
+def missing(nodes: int = 1) -> str | None:
+    """Why a cluster of `nodes` cannot start here (one line), or None."""
     absent = [b for b in BINARIES if shutil.which(b) is None]
     if absent:
         return f"SLURM is not installed ({', '.join(absent)} missing): apt-get install slurm-wlm munge"
     if os.geteuid() != 0:
         return "the test cluster's daemons run as root"
+    if nodes > 1 and socket.gethostname().split(".")[0] == "localhost":
+        return "the second test node is named localhost, and so is this machine"
     return None
 
 
