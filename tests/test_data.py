@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
+import lightning as L
 import numpy as np
 import pytest
 
@@ -346,16 +347,10 @@ def test_every_epoch_of_a_real_fit_draws_its_own_order(tiny, tmp_path):
     assert seen[0] != seen[1] != seen[2] != seen[0]  # each epoch in an order of its own
 
 
-class OrdersOf:
+class OrdersOf(L.Callback):
     """A callback the test above adds from the command line: the batches' example indices of each epoch."""
 
     seen: dict = {}
 
-    def __new__(cls):
-        import lightning as L
-
-        class Record(L.Callback):
-            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-                cls.seen.setdefault(trainer.current_epoch, []).append(batch["index"].tolist())
-
-        return Record()
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        OrdersOf.seen.setdefault(trainer.current_epoch, []).append(batch["index"].tolist())

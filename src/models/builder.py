@@ -230,9 +230,8 @@ class WarmStartedEncoderDecoder(EncoderDecoderModel):
     decoder the beams then share one copy (`src.models.inference.source_shared_by_beams`).
     """
 
-    shared_beams: int | None = (
-        None  # during a beam search whose beams share their source (src.models.inference)
-    )
+    # during a beam search whose beams share their source (src.models.inference)
+    shared_beams: int | None = None
 
     def generate(self, *args, **kwargs):
         config = kwargs.get("generation_config") or self.generation_config

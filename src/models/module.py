@@ -230,14 +230,12 @@ class Seq2SeqModule(L.LightningModule):
         labels = batch["labels"]
         keep = labels != -100
         head = lm_head(self.model)
+        hidden_of = partial(self._decoder_hidden, encoded=encoded)
+        passes = self._compiled or {"hidden": hidden_of, "forward": self._forward}
         if head is None:  # a decoder we do not know how to split: full logits
-            forward = self._compiled["forward"] if self._compiled else self._forward
-            logits = forward(batch).logits  # (B, T, V)
+            logits = passes["forward"](batch).logits  # (B, T, V)
             return logits[keep].float(), labels[keep]
-        hidden_of = (
-            self._compiled["hidden"] if self._compiled else partial(self._decoder_hidden, encoded=encoded)
-        )
-        hidden = hidden_of(batch)  # (B, T, H)
+        hidden = passes["hidden"](batch)  # (B, T, H)
         return head(hidden[keep]).float(), labels[keep]  # (N, V): labelled positions only
 
     def encode(self, batch: dict) -> torch.Tensor | None:
@@ -372,9 +370,8 @@ class Seq2SeqModule(L.LightningModule):
 
     def _generate(self, batch: dict, encoded: torch.Tensor | None = None) -> torch.Tensor:
         settings = self.decoding.generate_kwargs(self.model.generation_config)
-        if (
-            encoded is not None
-        ):  # generate skips its own encoder pass (a new output: generate expands it in place)
+        # given the encoder's output, generate skips its own encoder pass (a new output: generate expands it in place)
+        if encoded is not None:
             source = {"encoder_outputs": BaseModelOutput(last_hidden_state=encoded)}
         else:
             source = {"input_ids": batch["input_ids"]}

@@ -26,6 +26,23 @@ def load_module(ckpt_path: str):
     A path that is not such a checkpoint (missing, a directory, text, a zip cut short, another program's) is a
     UserError naming the file and the fix, not a traceback."""
     path = Path(ckpt_path).expanduser()
+    ckpt = read_checkpoint(path)
+    if "seq2seq" in ckpt:  # written before the model spec (2026-11): its description is kept elsewhere
+        return _legacy_module(ckpt)
+    if "built" not in ckpt.get("hyper_parameters", {}):
+        raise UserError(
+            f"{path} was not written by src.train (no model description inside). Fix: {CHECKPOINT_FIX}."
+        )
+    from src.models.module import Seq2SeqModule
+
+    return Seq2SeqModule.load_from_checkpoint(
+        path, map_location="cpu", weights_only=True, **_runnable_attention(ckpt["hyper_parameters"])
+    )
+
+
+def read_checkpoint(path: Path) -> dict:
+    """A checkpoint file's dict (`torch.load`, weights only); a path that is none (missing, a directory, text, a zip
+    cut short, another program's pickle) is a UserError naming the file and the fix."""
     if path.is_dir():
         raise UserError(
             f"checkpoint {path} is a directory. Fix: ckpt_path={path / 'checkpoints' / 'last.ckpt'} (or best.ckpt)"
@@ -38,8 +55,6 @@ def load_module(ckpt_path: str):
     import zipfile
 
     import torch
-
-    from src.models.module import Seq2SeqModule
 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -54,15 +69,7 @@ def load_module(ckpt_path: str):
         raise UserError(
             f"{path} is not a checkpoint written by src.train (it holds a {type(ckpt).__name__}). Fix: {CHECKPOINT_FIX}."
         )
-    if "seq2seq" in ckpt:  # written before the model spec (2026-11): its description is kept elsewhere
-        return _legacy_module(ckpt)
-    if "built" not in ckpt.get("hyper_parameters", {}):
-        raise UserError(
-            f"{path} was not written by src.train (no model description inside). Fix: {CHECKPOINT_FIX}."
-        )
-    return Seq2SeqModule.load_from_checkpoint(
-        path, map_location="cpu", weights_only=True, **_runnable_attention(ckpt["hyper_parameters"])
-    )
+    return ckpt
 
 
 def _runnable_attention(hparams: dict) -> dict:

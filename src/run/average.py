@@ -87,17 +87,13 @@ def average(paths: list[Path], out: Path) -> dict:
 
 
 def load(path: Path) -> dict:
-    import torch
+    """A checkpoint of src.train with its weights (`read_checkpoint`'s refusals, then one for a dict without)."""
+    from src.models.restore import CHECKPOINT_FIX, read_checkpoint
 
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001  any unreadable file: one line naming it
+    ckpt = read_checkpoint(path)
+    if "state_dict" not in ckpt:
         raise UserError(
-            f"cannot read {path} as a checkpoint ({str(err).splitlines()[0]}). Fix: give .ckpt files of src.train."
-        ) from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise UserError(
-            f"{path} is not a checkpoint of src.train (no state_dict). Fix: give .ckpt files of src.train."
+            f"{path} is not a checkpoint written by src.train (no state_dict). Fix: {CHECKPOINT_FIX}."
         )
     return ckpt
 

@@ -509,9 +509,8 @@ class SaveOnSignal(L.Callback):
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if not stop:
             return
-        name = (
-            self.received or "SIGTERM"
-        )  # another process's signal (SLURM's preemption: SIGTERM to every task)
+        # None: another process's signal (SLURM's preemption sends SIGTERM to every task)
+        name = self.received or "SIGTERM"
         trainer.save_checkpoint(self.last_path)
         log.warning("%s received: saved %s at step %d", name, self.last_path, trainer.global_step)
         requeued = requeue_slurm_job(name) if trainer.is_global_zero else False
