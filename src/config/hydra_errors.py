@@ -29,6 +29,7 @@ import sys
 
 from src.config.schema import schema_rules
 from src.config.trainer import SET_BY_THE_PROJECT, set_by_the_project
+from src.system.errors import UserError
 from src.system.keys import closest, refusal
 
 #: the modules that call Hydra's run_and_report by a name of their own
@@ -127,6 +128,8 @@ def describe(ex: BaseException) -> str | None:
 
     if isinstance(ex, MissingConfigException):
         return _missing_option(ex)
+    if isinstance(ex, UserError):  # the project's sweeper or launcher refusing its settings, before any job
+        return str(ex)
     if isinstance(ex, OSError):
         return (
             f"cannot write the run directory {ex.filename or ''} ({ex.strerror or ex}). Fix: hydra.run.dir=<a "

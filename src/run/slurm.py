@@ -16,7 +16,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurmLauncher
 from omegaconf import OmegaConf
 
-from src.run.record import finished, sweep_job_dir
+from src.run.record import sweep_job_dir
+from src.run.sweeps import completed_before
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class ProjectSlurmLauncher(SubmititSlurmLauncher):
         for i, overrides in enumerate(job_overrides):
             sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
             out = sweep_job_dir(sweep_config.hydra.sweep)
-            metrics = finished(out, skip_completed=sweep_config.skip_completed, resume=sweep_config.resume)
+            metrics = completed_before(sweep_config)
             if metrics is None:
                 todo.append(i)
                 continue

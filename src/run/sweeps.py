@@ -7,8 +7,9 @@ import logging
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
 
-from src.run.record import read_metrics
+from src.run.record import RunRecord, finished, read_metrics, sweep_job_dir
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,13 @@ def job_outcomes(sweep_dir: Path) -> dict[str, list[str]]:
         status = record.status if record is not None else "unreadable"
         outcomes.setdefault(status, []).append(metrics.parent.name)
     return outcomes
+
+
+def completed_before(sweep_config: DictConfig) -> RunRecord | None:
+    """The completed run a sweep job's directory already holds (`sweep_config`: the job's composed config), which
+    the sweep does not start again; None where the job is to run."""
+    out = sweep_job_dir(sweep_config.hydra.sweep)
+    return finished(out, skip_completed=sweep_config.skip_completed, resume=sweep_config.resume)
 
 
 class SweepSummary(Callback):
