@@ -6,14 +6,19 @@ with unequal job lengths, a worker killed mid-training, and a re-run that starts
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from src.system.workers import Slots, Task, device_env
 from tests.helpers.async_jobs import die_once, fail, stamped_sleep
-from tests.helpers.commands import run_cli, start_cli
+from tests.helpers.commands import REPO, command_environment, run_cli, start_cli
 from tests.helpers.tiny_run import tiny_models, tiny_run
 
 LONG, SHORT = 4.0, 0.5
@@ -131,8 +136,9 @@ def test_a_grid_of_unequal_jobs_on_two_workers_then_a_rerun_that_starts_nothing(
     assert {name: (sweep / name / "metrics.json").read_bytes() for name in runs} == before
 
 
-def _optuna_sweep(tiny, sweep: Path, *extra: str, kill: bool = True) -> list[str]:
-    """An Optuna search of the learning rate on tiny runs of 4 steps; `kill`: each process killed once after step 3."""
+def _optuna_sweep(tiny, sweep: Path, *extra: str, kill: bool = True, steps: int = 4) -> list[str]:
+    """An Optuna search of the learning rate on tiny runs of `steps` steps; `kill`: each process killed once after
+    step 3."""
     return [
         "src.train",
         "-m",
@@ -141,7 +147,7 @@ def _optuna_sweep(tiny, sweep: Path, *extra: str, kill: bool = True) -> list[str
         "optimizer.warmup_steps=0",  # given: the search is the learning rate's (batch size: tiny_run's)
         f"hydra.sweep.dir={sweep}",
         *tiny_models(tiny),
-        *tiny_run(steps=4, test=4),
+        *tiny_run(steps=steps, test=4),
         *(["+callbacks.kill_once._target_=tests.helpers.kill_once.KillOnce"] if kill else []),
         *(["+callbacks.kill_once.step=3"] if kill else []),  # after the checkpoint of step 2
         *extra,
@@ -248,3 +254,48 @@ def test_two_sweeps_given_one_storage_share_the_study_as_sweeps_on_two_machines_
     jobs = sorted(x["job"] for d in sweeps for x in _ledger(d))
     assert jobs == [0, 1, 2]  # each trial ran once, in one of the two sweeps
     assert all(_ledger(d) for d in sweeps)  # both took trials
+
+
+@pytest.mark.slow  # real training jobs: make test-slow (CI runs it), the default run stays under 10 min
+def test_a_trial_whose_whole_sweep_died_is_run_again_by_the_next_sweep_once_its_heartbeat_is_stale(
+    tiny, tmp_path
+):
+    sweep = tmp_path / "sweep"
+    command = _optuna_sweep(
+        tiny,
+        sweep,
+        "hydra.sweeper.n_jobs=1",
+        "hydra.sweeper.n_trials=1",
+        "hydra.sweeper.heartbeat_s=1",
+        kill=False,
+        steps=30,
+    )
+    # the machine fails: the sweep and its worker are killed at once, mid-training (after a checkpoint)
+    node = subprocess.Popen(
+        [sys.executable, "-m", *command],
+        cwd=REPO,
+        env=command_environment(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not list(sweep.glob("*/checkpoints/last.ckpt")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        os.killpg(node.pid, signal.SIGKILL)
+        node.wait()
+    assert list(sweep.glob("*/checkpoints/last.ckpt")), "the trial never reached its first checkpoint"
+    trials = _trials(sweep / "optuna.db")
+    assert [t["state"] for t in trials.values()] == ["RUNNING"]  # as the dead sweep left it
+    time.sleep(3)  # its heartbeat (every 1 s) is stale after 2
+
+    again = run_cli(*command)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "0 of 1 trials there, 1 to run again" in again.stdout, again.stdout[-3000:]
+    trials = _trials(sweep / "optuna.db")
+    assert trials[0]["state"] == "FAIL" and "failure" not in trials[0]["attrs"]  # failed as stale, by Optuna
+    assert trials[1]["state"] == "COMPLETE" and trials[1]["attrs"]["retry_of"] == 0
+    record = _run_record(trials[1])
+    assert record["status"] == "completed" and record["train"]["resumed_from"], record
