@@ -16,7 +16,7 @@ import argparse
 import logging
 import re
 
-from src.analysis.plan import cluster_devices, plan, render
+from src.analysis.plan import cluster_devices, plan, render, schedules
 from src.analysis.sweep import job_devices
 from src.system.cli import command_parser
 from src.system.errors import UserError, one_line, report_user_errors
@@ -28,7 +28,8 @@ USAGE = """\
 python -m src.plan experiment=rothe_grid_demo
 python -m src.plan experiment=rothe_grid data=xsum hydra/launcher=slurm --no-probe
 python -m src.plan variant=bert2bert,bertshare seed=1,2 --probe-steps 8 --json plan.json
-python -m src.plan experiment=rothe_grid_demo seed=1,2,3 --cluster 2x4   # its wall time on 2 nodes x 4 devices"""
+python -m src.plan experiment=rothe_grid_demo seed=1,2,3 --cluster 2x4   # its wall time on 2 nodes x 4 devices
+python -m src.plan --paper-grid --gpu H100 --mfu 0.35 --cluster 1x8     # the paper's whole grid, from its FLOPs"""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -41,6 +42,19 @@ def parser() -> argparse.ArgumentParser:
         metavar="NODESxDEVICES",
         help="also the sweep's wall time on this many devices (2x4: 2 nodes of 4), jobs starting as devices free "
         "up and in synchronous batches",
+    )
+    p.add_argument(
+        "--paper-grid",
+        action="store_true",
+        help="instead of a sweep's overrides: the paper's whole grid (every task x variant of its tables) in "
+        "device-hours on --gpu at --mfu, from the models' FLOPs (src/paper/grid_cost.py)",
+    )
+    p.add_argument("--gpu", default="H100", help="--paper-grid: the card (default H100, the SXM one)")
+    p.add_argument(
+        "--mfu",
+        type=float,
+        default=0.35,
+        help="--paper-grid: the share of the card's peak a run reaches (0.35)",
     )
     p.add_argument("--json", help="also write the plan as JSON to this file")
     p.add_argument(
@@ -101,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"--probe-steps {args.probe_steps}: the probe needs a step to time. "
                 "Fix: --probe-steps 5, or --no-probe."
             )
-        if args.cluster is not None:
-            cluster_devices(args.cluster)  # before anything is composed or probed
+        devices = cluster_devices(args.cluster) if args.cluster is not None else None  # before anything runs
+        if args.paper_grid:
+            return paper_grid(args, devices)
         result = planned(
             [o for o in args.overrides if o not in ("-m", "--multirun")],
             args.probe_steps,
@@ -118,6 +133,26 @@ def main(argv: list[str] | None = None) -> int:
                     f"cannot write --json {args.json} ({err.strerror or err}). "
                     "Fix: a path in a directory you can write to."
                 ) from None
+    return 0
+
+
+def paper_grid(args, devices: int | None) -> int:
+    """`--paper-grid`: the paper's grid in device-hours (and on --cluster, its wall time both ways)."""
+    from src.paper.grid_cost import grid_cost, render_grid
+
+    if args.overrides:
+        raise UserError(
+            f"--paper-grid takes no overrides ({' '.join(args.overrides)}): it is the paper's grid at the paper's "
+            "settings. Fix: drop them, or plan a sweep of your own without --paper-grid."
+        )
+    result = grid_cost(args.gpu, args.mfu)
+    wall = None
+    if devices is not None:
+        wall = schedules([(c["device_hours"] * 3600, 1) for c in result["cells"]], devices)
+        result["cluster"] = {"nodes_x_devices": args.cluster.replace(" ", ""), **wall}
+    print(render_grid(result, wall))
+    if args.json:
+        write_json(args.json, result)
     return 0
 
 

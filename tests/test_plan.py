@@ -139,3 +139,41 @@ def test_a_cluster_runs_jobs_as_devices_free_up_or_in_synchronous_batches():
     for bad in ("2", "0x4", "2x0", "x", "2x4x1"):
         with pytest.raises(UserError, match="is not NODESxDEVICES"):
             cluster_devices(bad)
+
+
+# ---- the paper's whole grid, from its FLOPs --------------------------------------------------------------------
+def test_the_paper_grid_has_every_base_row_of_its_tables_at_the_papers_steps_batch_and_lengths():
+    from src.paper.grid_cost import WMT14_TRAIN_PAIRS, _task_budget, paper_cells
+
+    cells = paper_cells()
+    assert len(cells) == 66  # 10 variants on five tasks, 8 on each WMT direction (no RoBERTa rows)
+    assert {v for t, v in cells if t.startswith("wmt14")} == {
+        "rnd2rnd", "bert2rnd", "rnd2bert", "bert2bert", "bertshare", "gpt", "rnd2gpt", "bert2gpt"
+    }  # fmt: skip
+    # the paper's training setup (../shared/reference/rothe2020.md): steps, batch, source / target tokens
+    assert _task_budget("discofuse") == (300_000, 256, 128, 128)
+    assert _task_budget("wikisplit") == (300_000, 256, 128, 128)
+    assert _task_budget("gigaword") == (500_000, 256, 128, 32)
+    assert _task_budget("cnn_dailymail") == (300_000, 128, 512, 128)
+    assert _task_budget("xsum") == (200_000, 128, 512, 64)
+    assert _task_budget("wmt14_en_de") == (-(-30 * WMT14_TRAIN_PAIRS // 256), 256, 128, 128)  # 30 epochs
+
+
+def test_a_cells_device_hours_are_its_flops_at_the_cards_peak_times_the_mfu():
+    from transformers import BertConfig
+
+    from src.paper.grid_cost import cell_cost
+    from src.system.paths import CONF
+
+    cell = cell_cost("xsum", "bert2bert")
+    facts = OmegaConf.to_container(OmegaConf.load(CONF / "arch" / "bert-base-cased.yaml"))
+    facts.pop("model_type")
+    encoder = BertConfig(**facts)
+    decoder = BertConfig(**facts, is_decoder=True, add_cross_attention=True)
+    from src.models.flops import train_flops
+
+    assert cell["flops"] == pytest.approx(200_000 * 128 * train_flops(encoder, decoder, 512, 64), rel=1e-9)
+    proc = run_cli("src.plan", "--paper-grid", "extra=1")
+    assert "--paper-grid takes no overrides" in proc.stderr and proc.returncode == 2, proc.stderr[-2000:]
+    proc = run_cli("src.plan", "--paper-grid", "--gpu", "B9000")
+    assert proc.returncode == 2 and "is not a known card" in proc.stderr, proc.stderr[-2000:]

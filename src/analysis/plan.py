@@ -127,7 +127,8 @@ def plan(
 def schedules(estimates: list[tuple[float, int]], devices: int) -> dict:
     """Wall time of jobs (seconds, devices each) on `devices` devices, in the order given, two ways:
 
-    - `asynchronous`: a job starts as soon as enough devices are free (SLURM's queue, the local launcher's pool):
+    - `asynchronous`: a job starts as soon as enough devices are free (hydra/sweeper=async, SLURM's queue, the local
+      launcher's pool):
       greedy list scheduling;
     - `synchronous`: jobs go in batches that fill the devices, each batch waiting for its slowest job (Hydra's
       Optuna sweeper with `n_jobs`, a sweeper's `max_batch_size`).
@@ -213,7 +214,7 @@ def render(result: dict) -> str:
             c = result["cluster"]
             lines.append(
                 f"On {c['nodes_x_devices']} ({c['devices']} devices): {_duration(c['asynchronous_s'])} if each job "
-                "starts as soon as devices are free (SLURM's queue, the local launcher's pool), "
+                "starts as soon as devices are free (hydra/sweeper=async, SLURM's queue, the local launcher's pool), "
                 f"{_duration(c['synchronous_s'])} in synchronous batches that fill the devices (Hydra's Optuna "
                 "sweeper's n_jobs), in this order."
             )
