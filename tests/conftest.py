@@ -25,6 +25,16 @@ if "PYTEST_XDIST_WORKER" in os.environ:
     torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def no_stop_carried_over():
+    """A signal a test sends its own process (src.system.signals notes it for the training that follows, on purpose)
+    ends with the test: the next test in this worker starts with no stop requested."""
+    from src.system import signals
+
+    yield
+    signals._received = None
+
+
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory) -> dict[str, str]:
     """{"bert"|"roberta"|"gpt2": checkpoint dir, "minilm": the packaged real MiniLM}."""
