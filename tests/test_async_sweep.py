@@ -299,3 +299,21 @@ def test_a_trial_whose_whole_sweep_died_is_run_again_by_the_next_sweep_once_its_
     assert trials[1]["state"] == "COMPLETE" and trials[1]["attrs"]["retry_of"] == 0
     record = _run_record(trials[1])
     assert record["status"] == "completed" and record["train"]["resumed_from"], record
+
+
+@pytest.mark.slow  # real training jobs: make test-slow (CI runs it), the default run stays under 10 min
+def test_trials_asked_with_a_running_trials_parameters_get_its_result_instead_of_a_second_job(tiny, tmp_path):
+    sweep = tmp_path / "sweep"
+    # every searched key given: each trial has the same parameters, as a categorical search can propose again
+    fixed = ["optimizer.lr=1e-3"]  # warmup: _optuna_sweep's, batch size: tiny_run's
+    command = _optuna_sweep(
+        tiny, sweep, "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=3", *fixed, kill=False
+    )
+    proc = run_cli(*command)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = _trials(sweep / "optuna.db")
+    assert [t["state"] for t in trials.values()] == ["COMPLETE"] * 3
+    assert len({t["value"] for t in trials.values()}) == 1  # one run's val/loss, told to all three
+    assert [x["job"] for x in _ledger(sweep)] == [
+        0
+    ]  # one job ran; two workers did not train one directory at once

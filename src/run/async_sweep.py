@@ -209,6 +209,9 @@ class AsyncSweeper(OptunaSweeperImpl):
             load_if_exists=True,
         )
         again: deque = deque()  # failed trials to run again, before any new one
+        running: dict[
+            str, list
+        ] = {}  # each running trial's run directory: trials asked meanwhile with its parameters
         given_up: set[int] = set()  # trials that died here past their retries: marked, run again by a re-run
 
         def to_run_again() -> None:  # trials whose sweep died (stale heartbeat), died or were interrupted
@@ -254,27 +257,44 @@ class AsyncSweeper(OptunaSweeperImpl):
             if storage.is_heartbeat_enabled():
                 storage.record_heartbeat(trial._trial_id)
             sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            run_dir = str(record.sweep_job_dir(sweep_config.hydra.sweep))
             trial.set_user_attr("overrides", " ".join(overrides))
-            trial.set_user_attr("run_dir", str(record.sweep_job_dir(sweep_config.hydra.sweep)))
+            trial.set_user_attr("run_dir", run_dir)
+            if (
+                run_dir in running
+            ):  # a running trial's parameters again (a categorical search): its result, then
+                running[run_dir].append(trial)
+                log.info(
+                    "trial #%d: the parameters of a running trial; it gets that trial's result", trial.number
+                )
+                return next_task()
+            before = completed_before(sweep_config)
+            value = before.monitored(str(sweep_config.monitor)) if before is not None else None
+            if value is not None and len(self._get_directions()) == 1:  # run before: its result, no job
+                study.tell(trial, values=[float(value)])
+                log.info("trial #%d: already completed in %s (%s)", trial.number, run_dir, value)
+                return next_task()
+            running[run_dir] = []
             return self._task(trial.number, overrides, sweep_config, trial)
 
         def on_done(done: Done) -> None:
             outcome = self._outcome(done, slots)
-            trial = done.task.key[3]
-            if outcome == "completed":
-                values = done.value if isinstance(done.value, list | tuple) else [done.value]
-                study.tell(trial, values=[float(v) for v in values])
-            else:
-                trial.set_user_attr("failure", "job" if outcome == "failed" else outcome)
-                study.tell(trial, state=TrialState.FAIL)
-                if outcome == "died":
-                    given_up.add(trial.number)
+            _, _, sweep_config, trial = done.task.key
+            for t in [trial, *running.pop(str(record.sweep_job_dir(sweep_config.hydra.sweep)), [])]:
+                if outcome == "completed":
+                    values = done.value if isinstance(done.value, list | tuple) else [done.value]
+                    study.tell(t, values=[float(v) for v in values])
+                else:
+                    t.set_user_attr("failure", "job" if outcome == "failed" else outcome)
+                    study.tell(t, state=TrialState.FAIL)
+                    if outcome == "died":
+                        given_up.add(t.number)
             self._ended(done, outcome)
 
         def on_tick(tasks: list[Task]) -> None:
             if storage.is_heartbeat_enabled():
-                for task in tasks:
-                    storage.record_heartbeat(task.key[3]._trial_id)
+                for trial in [t for k in running.values() for t in k] + [task.key[3] for task in tasks]:
+                    storage.record_heartbeat(trial._trial_id)
 
         slots.run(next_task, on_done, on_tick)
         done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
