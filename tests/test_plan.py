@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from src.analysis.plan import plan, render, validations
-from src.analysis.probe import MemoryMeter, fit_line, largest_batch, probe_config
+from src.analysis.probe import MemoryMeter, extrapolated_batch, fit_line, largest_batch, probe_config
 from src.analysis.sweep import Job, job_devices
 from src.system.errors import UserError
 from tests.helpers.commands import compose_train, run_cli
@@ -64,6 +64,16 @@ def test_memory_fit_names_the_largest_batch_or_says_it_does_not_fit():
     assert largest_batch(fixed, per, capacity=10 * gib) == 32  # 0.9 x 10 GiB - 1 GiB = 8 GiB -> 32 examples
     assert largest_batch(fixed, per, capacity=1 * gib) == 0  # the model alone does not fit
     assert fit_line(16, 5.0 * gib, 16, 5.0 * gib) == (5.0 * gib, 0.0)
+
+
+def test_a_peak_that_barely_grew_gives_no_largest_eval_batch_rather_than_an_absurd_one():
+    gib = 1024**3
+    # a CPU's resident set 40 kB higher at batch 64 than at 32: page noise, which divided the room into ~160 million
+    assert extrapolated_batch([(32, 1.80 * gib), (64, 1.80 * gib + 40_000)], capacity=23 * gib) is None
+    assert extrapolated_batch([(32, 1.80 * gib), (64, 1.80 * gib)], capacity=23 * gib) is None
+    assert (
+        extrapolated_batch([(8, 3.0 * gib), (16, 5.0 * gib)], capacity=10 * gib) == 32
+    )  # real growth: as above
 
 
 def test_a_ddp_job_is_probed_as_one_device_at_its_per_device_batch(tmp_path):

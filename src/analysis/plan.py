@@ -244,7 +244,8 @@ def memory_lines(mem: dict) -> str:
         + (
             f"the largest eval batch that fits is about {largest}"
             if largest is not None
-            else "it grew no higher than training's peak here, so the largest eval batch is not extrapolated"
+            else "it grew by less than 4 MiB from half the eval batch to it (the meter's resolution, or no higher "
+            "than training's peak), so the largest eval batch is not extrapolated"
         )
     )
     return f"Memory ({cap:.1f} GiB available, within 90% of it): {train}. {beam[0].upper()}{beam[1:]}."

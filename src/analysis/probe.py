@@ -79,6 +79,20 @@ def largest_batch(fixed: float, per_example: float, capacity: float, headroom: f
     return int(room // per_example)
 
 
+#: bytes: a peak that grows less than this between two batch sizes grew by the meter's granularity (resident-set
+#: pages, allocator blocks), not by the batch; no largest batch is extrapolated from it
+MIN_GROWTH = 4 * 1024**2
+
+
+def extrapolated_batch(points, capacity: float) -> int | None:
+    """The largest batch that fits, from the peaks (bytes) at two batch sizes [(b1, p1), (b2, p2)]; None where the
+    peak grew by less than MIN_GROWTH between them."""
+    (b1, p1), (b2, p2) = points
+    if p2 - p1 < MIN_GROWTH:
+        return None
+    return largest_batch(*fit_line(b1, p1, b2, p2), capacity)
+
+
 def fit_line(b1: int, peak1: float, b2: int, peak2: float) -> tuple[float, float]:
     """(fixed, per_example) of peak = fixed + per_example x batch through two measurements."""
     if b1 == b2:
@@ -241,7 +255,6 @@ def _probe(job: Job, steps: int) -> dict:
         test_len = len(dm.test_dataloader())
         capacity = meter.capacity()
     fixed, per_example = fit_line(*train_points[0], *train_points[1])
-    beam_fixed, per_sequence = fit_line(*beam_points[0], *beam_points[1])
     return {
         "job": job.run_dir.name,
         "device": meter_device_name(meter),
@@ -269,9 +282,7 @@ def _probe(job: Job, steps: int) -> dict:
             "eval_batch": int(eval_batch),
             "num_beams": int(module.decoding.num_beams or 1),
             # no growth measured (a CPU's resident set stays at training's higher peak): not extrapolated
-            "largest_eval_batch": largest_batch(beam_fixed, per_sequence, capacity)
-            if per_sequence > 0
-            else None,
+            "largest_eval_batch": extrapolated_batch(beam_points, capacity),
         },
     }
 
