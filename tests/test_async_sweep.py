@@ -317,3 +317,34 @@ def test_trials_asked_with_a_running_trials_parameters_get_its_result_instead_of
     assert [x["job"] for x in _ledger(sweep)] == [
         0
     ]  # one job ran; two workers did not train one directory at once
+
+
+def test_comma_lists_are_a_grid_and_sweeps_written_as_functions_an_optuna_search():
+    from src.run.async_sweep import is_optuna_search
+
+    assert not is_optuna_search(
+        ["variant=rnd2rnd,bert2bert", "seed=1,2", "data=xsum"]
+    )  # experiment=rothe_grid's
+    assert is_optuna_search(
+        ["optimizer.lr=tag(log, interval(1e-5, 1e-3))", "seed=1,2"]
+    )  # hparams_search=optuna's
+    assert is_optuna_search(["optimizer.warmup_steps=choice(0, 100)"])
+    assert is_optuna_search(["data.batch_size=range(8, 33, 8)"])
+
+
+@pytest.mark.slow  # real training jobs: make test-slow (CI runs it), the default run stays under 10 min
+def test_a_grid_in_the_sweepers_params_as_the_grid_experiments_write_it_runs_every_job(tiny, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "src.train",
+        "-m",
+        "hydra/sweeper=async",
+        "hydra.sweeper.n_jobs=2",
+        "+hydra.sweeper.params={seed: '1,2'}",
+        f"hydra.sweep.dir={sweep}",
+        *tiny_models(tiny),
+        *tiny_run(steps=2, test=4),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seeds = sorted(json.loads(p.read_text())["seed"] for p in sweep.glob("*/metrics.json"))
+    assert seeds == [1, 2] and not (sweep / "optuna.db").exists()  # the grid's two jobs, no study

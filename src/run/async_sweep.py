@@ -4,12 +4,13 @@ the next job of a grid or the next Optuna trial the moment their last one ends.
 Hydra's own sweepers launch jobs in batches and wait for a batch's slowest job (its Optuna sweeper asks n_jobs
 trials, waits for all of them, then asks again), so devices idle behind a long job. Here (src/system/workers.py):
 
-- grid (no hydra.sweeper.params): every combination of the command line's sweeps, in order; a job whose directory
-  holds a completed run is not started again.
-- Optuna (hydra.sweeper.params, as `hparams_search=optuna` gives): a trial is asked when a worker frees and told
-  when it ends. The study lives in `storage` (default `<sweep dir>/optuna.db`, SQLite), so a re-run counts the
-  trials already there against n_trials, and sweeps on other machines given the same storage (a database server
-  they all reach; SQLite only where they share one machine) join the study.
+- grid (every sweep a comma list, on the command line or in hydra.sweeper.params as the grid experiments write
+  them): every combination, in order; a job whose directory holds a completed run is not started again.
+- Optuna (a sweep written as a function, `interval(...)`, `choice(...)`, as `hparams_search=optuna` gives): a trial
+  is asked when a worker frees and told when it ends. The study lives in `storage` (default
+  `<sweep dir>/optuna.db`, SQLite), so a re-run counts the trials already there against n_trials, and sweeps on
+  other machines given the same storage (a database server they all reach; SQLite only where they share one
+  machine) join the study.
 - A worker process that dies (killed, out of memory) runs its job again, `retries` times (the run resumes from its
   checkpoint); then the job is marked failed in its metrics.json, its trial FAIL with `failure: died`. Trials whose
   sweep died (no heartbeat for 2 x heartbeat_s), that died past their retries, or that a signal interrupted are run
@@ -74,6 +75,16 @@ def visible_gpus() -> list[str]:
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
     listed = [x for x in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if x]
     return (listed or [str(i) for i in range(n)])[:n]
+
+
+def is_optuna_search(overrides: list[str]) -> bool:
+    """Whether overrides (the sweeper's params and the command line's) ask for an Optuna search: a sweep written as a
+    function (`choice(...)`, `interval(...)`, `range(...)`, `tag(...)`). Comma lists (`variant=a,b`, as the grid
+    experiments' params are) are a grid's."""
+    for override in OverridesParser.create().parse_overrides(overrides):
+        if override.is_sweep_override() and not getattr(override.value(), "simple_form", False):
+            return True
+    return False
 
 
 def retryable(trial) -> bool:
@@ -163,10 +174,10 @@ class AsyncSweeper(OptunaSweeperImpl):
         )
         log.info("asynchronous sweep: %d workers (%s) in %s", self.n_jobs, where, self.sweep_dir)
         with _stopping_on_signals(slots):
-            if params or self.search_space_distributions:
+            if self.search_space_distributions or is_optuna_search([*params, *arguments]):
                 self._optuna(slots, [*params, *arguments])
             else:
-                self._grid(slots, arguments)
+                self._grid(slots, [*params, *arguments])
         if slots.stopping:
             log.warning("sweep interrupted; the same command resumes it (unfinished jobs run again)")
             raise SystemExit(143)
