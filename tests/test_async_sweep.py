@@ -110,18 +110,17 @@ def test_a_grid_of_unequal_jobs_on_two_workers_then_a_rerun_that_starts_nothing(
         "hydra.sweeper.n_jobs=2",
         f"hydra.sweep.dir={sweep}",
         *tiny_models(tiny),
-        "trainer.max_steps=24,2,2",
+        "trainer.max_steps=24,2,3,2",  # the second 2: the same run as the first, run once
         *tiny_run(steps=None, val_every=None, test=4),
         "trainer.val_check_interval=2",
     ]
     proc = run_cli(*command)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")}
-    assert len(runs) == 2 and all(
-        r["status"] == "completed" for r in runs.values()
-    )  # 2,2: one job, its directory
+    assert len(runs) == 3 and all(r["status"] == "completed" for r in runs.values())
+    assert "4 jobs, 3 to run" in proc.stdout, proc.stdout[-3000:]
     lines = _ledger(sweep)
-    assert sorted(x["job"] for x in lines) == [0, 1, 2]
+    assert sorted(x["job"] for x in lines) == [0, 1, 2]  # each run once
     assert all(x["tries"] == 1 and x["outcome"] == "completed" for x in lines)
     long = next(x for x in lines if x["job"] == 0)
     beside = [x for x in lines if x["job"] != 0 and long["started"] <= x["started"] < long["ended"]]
@@ -131,7 +130,7 @@ def test_a_grid_of_unequal_jobs_on_two_workers_then_a_rerun_that_starts_nothing(
 
     again = run_cli(*command)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "3 jobs, 0 to run" in again.stdout, again.stdout[-3000:]
+    assert "4 jobs, 0 to run" in again.stdout, again.stdout[-3000:]
     assert _ledger(sweep) == lines  # no job started
     assert {name: (sweep / name / "metrics.json").read_bytes() for name in runs} == before
 

@@ -185,9 +185,18 @@ class AsyncSweeper(OptunaSweeperImpl):
     def _grid(self, slots: Slots, arguments: list[str]) -> None:
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         jobs = BasicSweeper.split_arguments(parser.parse_overrides(arguments), None)[0]
-        queue = deque()
+        queue, seen = deque(), {}
         for idx, overrides in enumerate(jobs):
             sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            out = str(record.sweep_job_dir(sweep_config.hydra.sweep))
+            if (
+                out in seen
+            ):  # `a,b,a`, or overrides that do not change what is trained: one run, not two at once
+                log.info(
+                    "#%d %s: the same run as #%d (%s), run once", idx, " ".join(overrides), seen[out], out
+                )
+                continue
+            seen[out] = idx
             if completed_before(sweep_config) is not None:
                 log.info("#%d %s: already completed, not run again", idx, " ".join(overrides))
                 continue
@@ -336,12 +345,10 @@ class AsyncSweeper(OptunaSweeperImpl):
                 f"its worker process died ({done.death()}) in each of {done.task.tries} tries "
                 f"(hydra.sweeper.retries={self.retries})"
             )
-            with contextlib.suppress(
-                Exception
-            ):  # a config that does not make a record: the ledger still says so
-                record.write_failed(
-                    record.sweep_job_dir(sweep_config.hydra.sweep), identity(sweep_config), why
-                )
+            out = record.sweep_job_dir(sweep_config.hydra.sweep)
+            # a config that does not make a record (a rule failed before): workers.jsonl still says so
+            with contextlib.suppress(Exception):
+                record.write_failed(out, identity(sweep_config), why)
             log.error("%s: %s; marked failed", done.task.name, why)
             return "died"
         return "failed"
