@@ -19,11 +19,10 @@ from functools import cache
 
 from hydra import compose, initialize_config_dir
 
-from src.config.schema import composed_model_spec
-from src.models.builder import BuildFrom, architecture, build
+from src.models.builder import BuildFrom, build
 from src.models.flops import model_configs, train_flops
 from src.paper.figures import paper_figures
-from src.paper.variants import VARIANTS, arch_facts
+from src.paper.variants import VARIANTS, variant_arch
 from src.system.errors import UserError
 from src.system.hardware import GPU_PEAK_TFLOPS
 from src.system.paths import CONF
@@ -41,11 +40,7 @@ def paper_cells() -> list[tuple[str, str]]:
 
 @cache
 def _example_flops(variant: str, overrides: tuple[str, ...], source: int, target: int) -> float:
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[f"variant={variant}", *overrides])
-    spec = composed_model_spec(cfg)
-    enc = None if spec.decoder_only else arch_facts(spec.encoder)
-    arch = architecture(spec, enc, arch_facts(spec.decoder), same_vocab=spec.encoder == spec.decoder)
+    spec, arch = variant_arch(variant, list(overrides))
     model = build(spec, BuildFrom.META, arch=arch).model
     return train_flops(*model_configs(model), source, target)
 

@@ -30,14 +30,14 @@ from pathlib import Path
 
 import optuna
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.singleton import Singleton
-from hydra.core.utils import run_job, setup_globals
 
-# the Optuna sweeper's search-space parsing and trial-to-overrides code, reused so the two read `params` alike
+# a job in a fresh process as Hydra's joblib launcher runs it; the Optuna sweeper's search-space parsing and
+# trial-to-overrides code, so the two read `params` alike
+from hydra_plugins.hydra_joblib_launcher._core import execute_job as joblib_job
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from src.config.schema import identity
@@ -50,22 +50,9 @@ log = logging.getLogger(__name__)
 
 
 def execute_job(idx, overrides, hydra_context, config, task_function, singleton_state):
-    """One job of the sweep, in its worker's process (as Hydra's joblib launcher runs one): its return value."""
-    setup_globals()
-    Singleton.set_state(singleton_state)
-    sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
-    with open_dict(sweep_config):
-        sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{idx}"
-        sweep_config.hydra.job.num = idx
-    HydraConfig.instance().set_config(sweep_config)
-    ret = run_job(
-        hydra_context=hydra_context,
-        task_function=task_function,
-        config=sweep_config,
-        job_dir_key="hydra.sweep.dir",
-        job_subdir_key="hydra.sweep.subdir",
-    )
-    return ret.return_value  # raises the job's own error where it failed
+    """One job of the sweep, in its worker's process, run as Hydra's joblib launcher runs one: its return value
+    (raising the job's own error where it failed)."""
+    return joblib_job(idx, overrides, hydra_context, config, task_function, singleton_state).return_value
 
 
 def visible_gpus() -> list[str]:
@@ -167,11 +154,7 @@ class AsyncSweeper(OptunaSweeperImpl):
         slots = Slots(device_env(self.n_jobs, gpus), retries=self.retries, tick=self.heartbeat_s)
         self._process_searchspace_config()
         params = self._parse_sweeper_params_config()
-        where = (
-            f"{len(gpus)} GPUs"
-            if gpus
-            else f"CPU, {device_env(self.n_jobs, [])[0]['OMP_NUM_THREADS']} threads each"
-        )
+        where = f"{len(gpus)} GPUs" if gpus else f"CPU, {slots.envs[0]['OMP_NUM_THREADS']} threads each"
         log.info("asynchronous sweep: %d workers (%s) in %s", self.n_jobs, where, self.sweep_dir)
         with _stopping_on_signals(slots):
             if self.search_space_distributions or is_optuna_search([*params, *arguments]):
