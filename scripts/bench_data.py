@@ -24,17 +24,21 @@ import tempfile
 import time
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+from hydra import compose, initialize_config_dir
+
 from scripts.bench.scale_data import write_scale_file
 from scripts.bench.workloads import MINILM
+from src.config.schema import train_config
+from src.run.assemble import build_datamodule, build_module
 from src.system.paths import REPO
+from src.system.process import setup_process
 
 
 def write_parquet_dataset(jsonl: Path, directory: Path, block: int = 100_000) -> Path:
     """The JSONL file as a local dataset repository of Parquet shards (`data/train-*.parquet`), as the Hub
     serves a dataset; `datasets.load_dataset(directory)` reads it like a Hub id."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     (directory / "data").mkdir(parents=True, exist_ok=True)
     rows, shard = [], 0
     with jsonl.open(encoding="utf-8") as f:
@@ -49,12 +53,6 @@ def write_parquet_dataset(jsonl: Path, directory: Path, block: int = 100_000) ->
 
 
 def child(job: dict) -> dict:
-    from hydra import compose, initialize_config_dir
-
-    from src.config.schema import train_config
-    from src.run.assemble import build_datamodule, build_module
-    from src.system.process import setup_process
-
     overrides = [
         f"data={job['kind']}",
         f"encoder.checkpoint={MINILM}",

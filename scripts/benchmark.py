@@ -34,10 +34,23 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
+import transformers
+from transformers import AutoTokenizer
+
 from scripts.bench.command import command_row, command_seconds, command_table
 from scripts.bench.common import build_init, train_flops_per_sample
 from scripts.bench.harness import child, spawn
 from scripts.bench.workloads import MINILM, QUICK, WORKLOADS, make_workload, read_split
+from src.system.hardware import (
+    FAST_BF16_FLAGS,
+    cpu_flags,
+    cpu_model,
+    cpu_peak_tflops,
+    device_peak_tflops,
+    uses_cuda,
+)
+from src.system.outputs import markdown_table
 
 # Token-length distributions (lognormal, clipped), from the blog's CNN/DailyMail figures: articles 847.6 BERT tokens
 # on average with 73.6% over 512, summaries 57.8 with none over 128; Gigaword: ~40 / ~10 tokens.
@@ -80,8 +93,6 @@ def summarise(
 
 
 def table(rows: list[dict]) -> str:
-    from src.system.outputs import markdown_table
-
     header = [
         "workload", "phase", "precision", "recipe samples/s", "project samples/s", "ratio (median of runs)",
         "recipe / project peak MB", "loss recipe / project", "model TFLOP/s recipe / project", "identical outputs",
@@ -128,8 +139,6 @@ def precision_rows(rows: list[dict]) -> list[dict]:
 
 
 def precision_table(rows: list[dict]) -> str:
-    from src.system.outputs import markdown_table
-
     header = [
         "workload", "phase", "precision vs baseline", "project speed-up (runs)", "recipe speed-up (runs)",
         "project MFU baseline -> precision",
@@ -196,8 +205,6 @@ def variant_row(workload: str, phase: str, precision: str, name: str, overrides:
 
 
 def variant_table(rows: list[dict]) -> str:
-    from src.system.outputs import markdown_table
-
     header = ["workload", "phase", "precision", "variant (overrides)", "project / variant samples/s",
               "variant speed-up (runs)", "loss project / variant", "identical outputs"]  # fmt: skip
     body = []
@@ -212,11 +219,6 @@ def variant_table(rows: list[dict]) -> str:
 
 
 def machine() -> dict:
-    import torch
-    import transformers
-
-    from src.system.hardware import FAST_BF16_FLAGS, cpu_flags, cpu_model, cpu_peak_tflops
-
     flags = cpu_flags()
     info = {
         "cpu": cpu_model(),
@@ -290,8 +292,6 @@ def main(argv=None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    from src.system.hardware import device_peak_tflops, uses_cuda
-
     specs = {"quick": QUICK} if args.quick else {w: WORKLOADS[w] for w in args.workloads.split(",")}
     variants = dict(v.split("=", 1) for v in args.variant)  # {name: "key=value key=value"}
     repeats = 1 if args.quick else args.repeats
@@ -301,7 +301,6 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         tokenizer_dir = build_init(args.encoder, args.decoder, tmp / "init", seed=0)
-        from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
         for name, spec in specs.items():

@@ -24,6 +24,20 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from src.models.builder import config_from_dict
+from src.models.flops import train_flops
+from src.models.module import Seq2SeqModule
+from src.models.special_tokens import set_special_tokens
+from src.paper.variants import variant_arch
+from src.system.hardware import device_peak_tflops, peak_memory_mb
+from src.system.outputs import markdown_table
+from src.system.precision import FusedMixedPrecision
+from src.system.process import setup_process
+
 VARIANTS = ("bert2bert", "bertshare", "bert2gpt", "gpt")
 PRECISIONS = ("bf16-mixed", "16-mixed")
 # special tokens by vocabulary (no tokenizer is loaded): BERT uncased [CLS]/[SEP]/[PAD], GPT-2 <|endoftext|>
@@ -48,11 +62,6 @@ def shrink(cfg: dict, tiny: dict) -> None:
 
 def build(variant: str, tiny: bool, lr: float, target: int):
     """(module, layout) of a variant with random weights, from conf/arch facts (nothing downloaded)."""
-    from src.models.builder import config_from_dict
-    from src.models.module import Seq2SeqModule
-    from src.models.special_tokens import set_special_tokens
-    from src.paper.variants import variant_arch
-
     spec, arch = variant_arch(variant)
     for side in ("encoder", "decoder"):
         if arch[side] is not None and tiny:
@@ -71,8 +80,6 @@ def build(variant: str, tiny: bool, lr: float, target: int):
 
 def repeated_batch(layout, batch_size: int, source: int, target: int, seed: int = 0) -> dict:
     """One teacher-forcing batch of random ids, no padding: every token counts in the FLOPs."""
-    import torch
-
     g = torch.Generator().manual_seed(seed)
     src_vocab = (layout.encoder or layout.decoder).vocab_size
     labels = torch.randint(1000, layout.decoder.vocab_size - 1, (batch_size, target), generator=g)
@@ -88,14 +95,6 @@ def repeated_batch(layout, batch_size: int, source: int, target: int, seed: int 
 
 
 def check_one(variant: str, precision: str, args) -> dict:
-    import lightning as L
-    import torch
-    from torch.utils.data import DataLoader
-
-    from src.models.flops import train_flops
-    from src.system.hardware import device_peak_tflops, peak_memory_mb
-    from src.system.precision import FusedMixedPrecision
-
     cuda = args.device == "cuda"
     torch.manual_seed(0)
     with torch.device(args.device):  # random weights made on the device: seconds, not minutes, at base size
@@ -168,8 +167,6 @@ def check_one(variant: str, precision: str, args) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    from src.system.outputs import markdown_table
-
     header = [
         "variant", "precision", "params", "loss first -> last", "samples/s", "peak memory", "model TFLOP/s", "MFU",
         "beam-4 generate", "checks",
@@ -202,15 +199,12 @@ def main(argv=None) -> int:
     p.add_argument("--tiny", action="store_true", help="two narrow layers per side: checks the script itself")
     p.add_argument("--out", default="outputs/gpu_check.json")
     args = p.parse_args(argv)
-    from src.system.process import setup_process
 
     setup_process()
     defaults = SMALL if args.tiny else BASE
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-
-    import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():
         print(

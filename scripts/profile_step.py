@@ -79,10 +79,26 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
+import lightning as L
+import torch
+from lightning.pytorch.plugins.precision import Precision
+from torch.profiler import ProfilerActivity, profile, record_function
+
+from scripts.bench.project import project_config
 from scripts.bench.workloads import MINILM, QUICK, WORKLOADS, make_workload
+from scripts.benchmark import machine
+from src.config.data import per_device_batch_size
+from src.models.flops import model_configs, train_flops
+from src.models.module import lm_head
+from src.run.assemble import build_datamodule, build_module
+from src.system.hardware import cpu_peak_tflops, resolve_precision
+from src.system.outputs import markdown_table
+from src.system.precision import precision_args
+from src.system.process import setup_process
 
 CATEGORIES = {
     "matmul": "matmul / linear",
@@ -257,11 +273,6 @@ def categorise(events) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
 # ---- one (workload, precision) -----------------------------------------------------------------------------
 def plugin_for(precision: str):
     """(the Lightning precision plugin a Trainer of this project runs (`precision_args`), the precision)."""
-    from lightning.pytorch.plugins.precision import Precision
-
-    from src.system.hardware import resolve_precision
-    from src.system.precision import precision_args
-
     resolved = resolve_precision(precision, "cpu")
     args = precision_args(resolved, "cpu")
     if "plugins" in args:
@@ -306,10 +317,6 @@ def optimizer_of(configured) -> tuple:
 
 def wrap_head(module) -> bool:
     """Wrap the LM head's forward (on the instance) in record_function('lm_head'); False: no head."""
-    from torch.profiler import record_function
-
-    from src.models.module import lm_head
-
     head = lm_head(module.model)
     if head is None:
         return False
@@ -324,17 +331,6 @@ def wrap_head(module) -> bool:
 
 
 def profile_one(name: str, spec: dict, precision: str, args, tmp: Path, log) -> dict:
-    import lightning as L
-    import torch
-    from torch.profiler import ProfilerActivity, profile, record_function
-
-    from scripts.bench.project import project_config
-    from src.config.data import per_device_batch_size
-    from src.models.flops import model_configs, train_flops
-    from src.run.assemble import build_datamodule, build_module
-    from src.system.hardware import cpu_peak_tflops
-    from src.system.process import setup_process
-
     plugin, resolved = plugin_for(precision)
     run_dir = tmp / f"{name}-{resolved}"
     job = dict(
@@ -455,8 +451,6 @@ def profile_one(name: str, spec: dict, precision: str, args, tmp: Path, log) -> 
 
 # ---- report ------------------------------------------------------------------------------------------------
 def report(r: dict) -> str:
-    from src.system.outputs import markdown_table
-
     shapes = ", ".join(f"{b['examples']}x{b['source_padded']}->{b['target_padded']}" for b in r["batches"])
     warm = ", ".join(f"{t:.3f}" for t in r["warmup_step_s"])
     lines = [
@@ -522,8 +516,6 @@ def main(argv=None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    import warnings
-
     warnings.filterwarnings("ignore", message=".*introduces a better way to train encoder-decoder.*")
     specs = {"quick": QUICK} if args.quick else {w: WORKLOADS[w] for w in args.workloads.split(",")}
     runs = []
@@ -531,7 +523,6 @@ def main(argv=None) -> int:
         for name, spec in specs.items():
             for precision in args.precision.split(","):
                 runs.append(profile_one(name, spec, precision, args, Path(tmp_name), log))
-    from scripts.benchmark import machine
 
     out = {
         "command": " ".join(

@@ -11,6 +11,8 @@ import logging
 from pathlib import Path
 
 import hydra
+from hydra import compose
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from src.config.hydra_errors import hydra_entry
@@ -120,9 +122,6 @@ def _run_eval(config: EvalConfig) -> RunRecord:
 
 def saved_model_run(config: EvalConfig) -> TrainConfig:
     """The `src.train` config of `pretrained_seq2seq` on the `data=` task (its decoding and metrics), to evaluate."""
-    from hydra import compose
-    from hydra.core.hydra_config import HydraConfig
-
     task = HydraConfig.get().runtime.choices.get("data") if HydraConfig.initialized() else None
     if not task:
         raise UserError(

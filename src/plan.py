@@ -16,8 +16,12 @@ import argparse
 import logging
 import re
 
+from hydra.errors import HydraException
+
 from src.analysis.plan import cluster_devices, plan, render, schedules
 from src.analysis.sweep import job_devices
+from src.config.hydra_errors import describe
+from src.paper.grid_cost import grid_cost, render_grid
 from src.system.cli import command_parser
 from src.system.errors import UserError, one_line, report_user_errors
 from src.system.outputs import write_json
@@ -69,8 +73,6 @@ def parser() -> argparse.ArgumentParser:
 def compose_error(err: Exception) -> UserError:
     """A Hydra error composing the overrides (an unknown key or group option, bad grammar, a value of the wrong
     type) as one UserError, said as src.train says it (src.config.hydra_errors.describe)."""
-    from src.config.hydra_errors import describe
-
     line = describe(err) or (
         f"these overrides do not compose: {one_line(err).rstrip('.')}. "
         "Fix: write them as for python -m src.train -m (key=value, a sweep as key=a,b)."
@@ -80,8 +82,6 @@ def compose_error(err: Exception) -> UserError:
 
 def planned(overrides: list[str], probe_steps: int, run_probe: bool, cluster: str | None = None) -> dict:
     """`src.analysis.plan.plan`, with what Hydra (or a value of the wrong type) refuses as one UserError."""
-    from hydra.errors import HydraException
-
     try:
         result = plan(overrides, probe_steps, run_probe, cluster)
     except HydraException as err:
@@ -138,8 +138,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def paper_grid(args, devices: int | None) -> int:
     """`--paper-grid`: the paper's grid in device-hours (and on --cluster, its wall time both ways)."""
-    from src.paper.grid_cost import grid_cost, render_grid
-
     if args.overrides:
         raise UserError(
             f"--paper-grid takes no overrides ({' '.join(args.overrides)}): it is the paper's grid at the paper's "

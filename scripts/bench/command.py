@@ -10,12 +10,14 @@ test and the last checkpoint cancelling out. Both ways run alternately, in fresh
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from scripts.bench.project import workload_overrides
+from src.system.outputs import markdown_table
 from src.system.paths import REPO
 
 
@@ -43,8 +45,6 @@ def command_seconds(job: dict, steps: int, tmp: Path) -> float:
 
 def command_row(workload: str, precision: str, steps: int, loop: list[dict], command: list[tuple]) -> dict:
     """Per-step seconds both ways, per repeat, and their ratio (command / loop)."""
-    import statistics
-
     loop_s = [r["seconds_per_step"] for r in loop]
     command_s = [(t2 - t1) / steps for t1, t2 in command]
     ratios = [c / s for c, s in zip(command_s, loop_s, strict=True)]
@@ -61,10 +61,6 @@ def command_row(workload: str, precision: str, steps: int, loop: list[dict], com
 
 
 def command_table(rows: list[dict]) -> str:
-    import statistics
-
-    from src.system.outputs import markdown_table
-
     header = ["workload", "precision", "steps k / 2k", "loop s/step (runs)", "command s/step (runs)",
               "command / loop (runs)"]  # fmt: skip
     body = []

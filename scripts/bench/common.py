@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+from transformers import AutoConfig, AutoTokenizer, EncoderDecoderModel
+
 from scripts.bench.workloads import HELD_OUT, read_split
+from src.models.checkpoints import resolve_checkpoint
+from src.models.flops import train_flops
 
 LR = 5e-5
 
@@ -15,16 +20,12 @@ WEIGHT_DECAY = 0.01
 
 # ---- shared by both sides -------------------------------------------------------------------------------------
 def sync() -> None:
-    import torch
-
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.synchronize()
 
 
 def held_out_loss(model, tokenizer, rows: list[dict], spec: dict, device) -> float:
     """Token-mean teacher-forced loss on `rows`, one function for both sides (labels: target + [SEP])."""
-    import torch
-
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
@@ -117,11 +118,6 @@ def eval_result(job: dict, seconds: float, predictions: list[str]) -> dict:
 
 def build_init(encoder: str, decoder: str, directory: Path, seed: int) -> str:
     """The recipe's model, assembled once and saved: both sides start from exactly these weights."""
-    import torch
-    from transformers import AutoTokenizer, EncoderDecoderModel
-
-    from src.models.checkpoints import resolve_checkpoint
-
     enc, dec = resolve_checkpoint(encoder), resolve_checkpoint(decoder)
     enc_tok, dec_tok = AutoTokenizer.from_pretrained(enc), AutoTokenizer.from_pretrained(dec)
     if (
@@ -143,10 +139,6 @@ def build_init(encoder: str, decoder: str, directory: Path, seed: int) -> str:
 
 def train_flops_per_sample(init: Path, tokenizer, rows: list[dict], spec: dict) -> float:
     """Mean useful model FLOPs of a training example of `rows` (src.models.flops.train_flops), real tokens only."""
-    from transformers import AutoConfig
-
-    from src.models.flops import train_flops
-
     config = AutoConfig.from_pretrained(init)
     total = 0.0
     for r in rows:

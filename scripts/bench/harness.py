@@ -7,7 +7,10 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
+
+import torch
 
 from scripts.bench.project import run_project
 from scripts.bench.recipe import run_recipe
@@ -15,10 +18,6 @@ from src.system.paths import REPO
 
 
 def child(job: dict) -> None:
-    import warnings
-
-    import torch
-
     warnings.filterwarnings("ignore", message=".*introduces a better way to train encoder-decoder.*")
 
     torch.manual_seed(job["seed"])

@@ -7,8 +7,16 @@ import statistics
 import tempfile
 import time
 
+import lightning as L
+from hydra import compose, initialize_config_dir
+from transformers import EncoderDecoderModel
+
 from scripts.bench.common import LR, WEIGHT_DECAY, eval_result, sync, train_result
+from src.config.schema import train_config
+from src.models.decoding import KEYS
+from src.run.assemble import assemble, build_module
 from src.system.paths import REPO
+from src.system.process import setup_process
 
 
 # ---- (b) this project -----------------------------------------------------------------------------------------
@@ -48,11 +56,6 @@ LOOP_ONLY = [
 
 
 def project_config(job: dict, tmp: str):
-    from hydra import compose, initialize_config_dir
-
-    from src.config.schema import train_config
-    from src.models.decoding import KEYS
-
     spec = job["spec"]
     overrides = [*workload_overrides(job, tmp), *LOOP_ONLY, *job.get("overrides", [])]
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
@@ -64,12 +67,6 @@ def project_config(job: dict, tmp: str):
 
 
 def run_project(job: dict) -> dict:
-    import lightning as L
-    from transformers import EncoderDecoderModel
-
-    from src.run.assemble import assemble, build_module
-    from src.system.process import setup_process
-
     with tempfile.TemporaryDirectory() as tmp:
         cfg = project_config(job, tmp)
         setup_process(cfg.reuse_host_memory)  # what src.train does first

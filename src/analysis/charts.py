@@ -10,10 +10,10 @@ from src.metrics.text import SUPPORTED, primary_metric
 
 def chart(rows: list[dict], columns: list[str], path: Path) -> str | None:
     """A bar chart of the primary metric per run (paper's figure beside it when known); returns the metric."""
-    import matplotlib
+    import matplotlib  # on the first chart: its file-only backend is chosen before pyplot loads
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after the backend is chosen
 
     metric = primary_metric(c for c in columns if c in SUPPORTED)
     done = [r for r in rows if r.get(metric) is not None]

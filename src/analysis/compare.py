@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from src.metrics.significance import CONFIDENCE, RESAMPLES, SEED, paired_bootstrap
 from src.metrics.text import SUPPORTED, ExampleScorer, scoring_options
+from src.run.loggers import resolve_wandb_mode
 from src.run.record import read_metrics, read_predictions, run_settings
 from src.system.errors import UserError
 
@@ -179,14 +180,12 @@ def compare(
 def log_to_wandb(result: dict, a: Side, b: Side, out: Path, mode: str) -> str | None:
     """The per-example table and the summary as a W&B run of job_type `compare`, when the runs used W&B (or
     mode is online/offline). Returns the mode used, or None."""
-    from src.run.loggers import resolve_wandb_mode
-
     if mode == "disabled" or (mode == "auto" and not (a.used_wandb or b.used_wandb)):
         return None
     resolved = resolve_wandb_mode(mode)
     if resolved == "disabled":
         return None
-    import wandb
+    import wandb  # only when logging: 0.7 s of start-up a comparison without W&B skips
 
     run = wandb.init(
         project=a.wandb.get("project") or b.wandb.get("project") or "warmstart",

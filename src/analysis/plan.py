@@ -11,7 +11,9 @@ from omegaconf import DictConfig
 
 from src.analysis.probe import probe
 from src.analysis.sweep import Job, job_budget, job_devices, job_state, sweep_jobs
+from src.models.builder import config_from_dict
 from src.models.decoding import Decoding
+from src.models.flops import train_flops
 from src.system.errors import UserError
 from src.system.outputs import markdown_table
 
@@ -51,8 +53,6 @@ def validations(cfg: DictConfig, batches: int, train_batches: int | None = None)
 
 def estimate(job: Job, measured: dict, probe_arch: dict) -> float:
     """Seconds for one job from its workload's probe, the training part scaled by the job's FLOPs per example."""
-    from src.models.builder import config_from_dict
-    from src.models.flops import train_flops
 
     def flops(arch: dict) -> float:
         if not arch:

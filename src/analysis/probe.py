@@ -16,8 +16,11 @@ import torch
 from omegaconf import OmegaConf
 
 from src.analysis.sweep import Job, job_devices
+from src.config.data import per_device_batch_size
 from src.config.schema import TrainConfig, train_config
+from src.run.assemble import assemble, make_trainer
 from src.system.errors import UserError
+from src.system.hardware import cpu_model, keep_freed_host_memory
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +148,6 @@ class BatchTimer(L.Callback):
 def probe_config(job: Job, out: str) -> TrainConfig:
     """The job's config as a plain one-device run in a scratch directory (no logger, no Hydra): a DDP job is
     probed as one of its devices, at its per-device batch."""
-    from src.config.data import per_device_batch_size
-
     cfg = OmegaConf.create(OmegaConf.to_container(job.cfg, resolve=False))
     cfg.pop("hydra", None)
     cfg.output_dir = out
@@ -181,9 +182,6 @@ def probe(job: Job, steps: int) -> dict:
 
 
 def _probe(job: Job, steps: int) -> dict:
-    from src.run.assemble import assemble, make_trainer
-    from src.system.hardware import keep_freed_host_memory
-
     with tempfile.TemporaryDirectory(prefix="plan-probe-") as out:
         cfg = probe_config(job, out)
         if cfg.reuse_host_memory:  # allocate as the job will (its step time depends on it)
@@ -290,6 +288,5 @@ def _probe(job: Job, steps: int) -> dict:
 def meter_device_name(meter: MemoryMeter) -> str:
     if meter.cuda:
         return torch.cuda.get_device_name()
-    from src.system.hardware import cpu_model
 
     return f"CPU ({cpu_model()}, {torch.get_num_threads()} threads)"

@@ -18,6 +18,7 @@ from src.metrics.significance import RESAMPLES, Interval, paired_bootstrap
 from src.metrics.text import ExampleScorer, primary_metric, scoring_options
 from src.paper.figures import paper_figures
 from src.paper.variants import VARIANTS
+from src.run.loggers import resolve_wandb_mode
 from src.run.record import read_metrics, read_predictions, run_settings
 from src.system.errors import UserError
 from src.system.outputs import atomic_write_text
@@ -369,12 +370,10 @@ def log_report_to_wandb(
 
     mode auto logs only when W&B is online (credentials and a connection); returns the mode used, or None.
     """
-    from src.run.loggers import resolve_wandb_mode
-
     resolved = resolve_wandb_mode(mode)
     if resolved == "disabled" or (mode == "auto" and resolved != "online"):
         return None
-    import wandb
+    import wandb  # only when logging: 0.7 s of start-up a report without W&B skips
 
     run = wandb.init(
         project=project,

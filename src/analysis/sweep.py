@@ -7,8 +7,18 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hydra import initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import setup_globals
+from hydra.errors import HydraException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from src.config.schema import composed_model_spec
+from src.models.builder import BuildFrom, architecture, build
+from src.paper.variants import arch_facts
 from src.run.record import finished, read_metrics, sweep_job_dir
 from src.system.errors import UserError
 from src.system.paths import CONF
@@ -29,14 +39,6 @@ class Job:
 
 def sweep_jobs(overrides: list[str]) -> tuple[list[Job], dict]:
     """The jobs `python -m src.train -m <overrides>` would run, composed as its sweeper and launcher do."""
-    from hydra import initialize_config_dir
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.utils import setup_globals
-    from hydra.errors import HydraException
-    from hydra.types import RunMode
-
     setup_globals()
     with initialize_config_dir(str(CONF), version_base="1.3", job_name="train"):
         loader = GlobalHydra.instance().config_loader()
@@ -85,10 +87,6 @@ def job_state(job: Job) -> str:
 
 def job_budget(cfg: DictConfig) -> tuple[dict, dict]:
     """(parameter budget, architecture) of a job on the meta device, from its checkpoints' facts."""
-    from src.config.schema import composed_model_spec
-    from src.models.builder import BuildFrom, architecture, build
-    from src.paper.variants import arch_facts
-
     spec = composed_model_spec(cfg)
     if spec.seq2seq:
         return {}, {}

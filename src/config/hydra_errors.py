@@ -23,9 +23,13 @@ from __future__ import annotations
 import contextlib
 import difflib
 import functools
+import importlib
 import os
 import re
 import sys
+
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from src.config.schema import schema_rules
 from src.config.trainer import SET_BY_THE_PROJECT, set_by_the_project
@@ -57,8 +61,6 @@ def hydra_entry(main):
 @contextlib.contextmanager
 def reported_composition_errors(exit_code: int = 2):
     """While inside: a config that does not compose is one `error:` line on stderr and SystemExit(exit_code)."""
-    import importlib
-
     modules = []
     for name in _REPORTERS:
         with contextlib.suppress(ImportError):  # another Hydra: what it has
@@ -123,9 +125,6 @@ def _first_line(text) -> str:
 
 def describe(ex: BaseException) -> str | None:
     """One line for a failure to compose the config (a key, an option, an override), or None if it is none."""
-    from hydra.errors import HydraException, MissingConfigException, OverrideParseException
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
-
     if isinstance(ex, MissingConfigException):
         return _missing_option(ex)
     if isinstance(ex, UserError):  # the project's sweeper or launcher refusing its settings, before any job

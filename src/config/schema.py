@@ -18,6 +18,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, Optional  # noqa: UP035
 
+from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.config.data import DataConfig
@@ -284,8 +285,6 @@ class EvalConfig(Checked):
 
 def register() -> None:
     """Make the commands' schemas known to Hydra (conf/train.yaml and conf/eval.yaml name them first)."""
-    from hydra.core.config_store import ConfigStore
-
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
     store.store(name="eval_schema", node=EvalConfig)

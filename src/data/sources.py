@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from src.data.synthetic import SPLITS, make_synthetic
 from src.models.checkpoints import hub_reachable
@@ -118,7 +119,7 @@ def load_hub_split(name: str, config: str | None, split: str, revision: str | No
         revision: a branch or commit of the dataset repository; `refs/convert/parquet` for repositories that hold
             a loading script (which datasets >= 4 refuses to run): the Hub's Parquet export of the same data.
     """
-    import datasets
+    import datasets  # only for a Hub task: local files and the synthetic task read without it
 
     online = hub_reachable()
     label = f"{name}" + (f" ({config})" if config else "") + (f" at {revision}" if revision else "")
@@ -295,8 +296,6 @@ def iter_dataset(ds, columns: Iterable[str], batch: int = CHUNK) -> Iterator[dic
     names = [c for c in ds.column_names if c in wanted] if wanted <= set(ds.column_names) else ds.column_names
     files = [f["filename"] for f in ds.cache_files]
     if files and ds._indices is None and _arrow_rows(files) == len(ds):
-        import pyarrow as pa
-
         for file in files:
             with pa.OSFile(file) as f:
                 for block in pa.ipc.open_stream(f):
@@ -308,8 +307,6 @@ def iter_dataset(ds, columns: Iterable[str], batch: int = CHUNK) -> Iterator[dic
 
 
 def _arrow_rows(files: list[str]) -> int:
-    import pyarrow as pa
-
     rows = 0
     for file in files:
         with pa.memory_map(file) as f:

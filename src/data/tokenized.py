@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from src.data.sources import PairStream, SplitStats
 from src.models.special_tokens import special_affixes
@@ -318,8 +319,6 @@ class Progress:
         self.done = 0
         self.bar = None
         if not self.quiet and sys.stderr.isatty():
-            from tqdm import tqdm
-
             self.bar = tqdm(
                 total=total,
                 desc=f"tokenizing {label}",

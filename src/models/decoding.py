@@ -19,6 +19,9 @@ import contextlib
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, make_dataclass, replace
 from typing import ClassVar, Optional, get_type_hints
 
+import transformers
+from omegaconf import OmegaConf
+
 from src.system.errors import UserError
 from src.system.keys import Checked, at_least, key, one_of
 
@@ -68,8 +71,6 @@ class Decoding(Checked):
         if is_dataclass(settings):  # the config's schema of it (TaskDecoding, DecodingOverride)
             settings = asdict(settings)
         elif settings is not None and not isinstance(settings, dict):
-            from omegaconf import OmegaConf
-
             settings = OmegaConf.to_container(settings, resolve=True)
         settings = dict(settings or {})
         unknown = sorted(set(settings) - set(KEYS))
@@ -164,8 +165,6 @@ def check_applied(before: int) -> None:
     search with the GNMT form): the installed transformers no longer computes `length ** length_penalty`, so its
     outputs would be transformers' len^alpha under the GNMT name."""
     if GNMTLengthPenalty.applied == before:
-        import transformers
-
         raise UserError(
             f"transformers {transformers.__version__}'s beam search did not apply the GNMT length penalty "
             "(it no longer computes `length ** length_penalty`), so the outputs would be ranked by len^alpha. "

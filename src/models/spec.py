@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import asdict, dataclass
 
+import torch
+
+from src.models.checkpoints import load_config
 from src.system.errors import UserError
 
 WEIGHTS = ("pretrained", "random")
@@ -56,7 +60,6 @@ def check_attention(name, cuda: bool | None = None, key: str = "attn_implementat
         )
     if name != "flash_attention_2":
         return
-    import importlib.util
 
     if importlib.util.find_spec("flash_attn") is None:
         raise UserError(
@@ -64,8 +67,6 @@ def check_attention(name, cuda: bool | None = None, key: str = "attn_implementat
             f"`pip install flash-attn --no-build-isolation` on a machine with a CUDA GPU, or {key}=sdpa (the default)."
         )
     if cuda is None:
-        import torch
-
         cuda = torch.cuda.is_available()
     if not cuda:
         raise UserError(
@@ -140,8 +141,6 @@ class ModelSpec:
                 recorded, else its model card's (`CARD_USAGE`), else the tokenizer's own convention; and
                 `attn_implementation`.
         """
-        from src.models.checkpoints import load_config
-
         cfg = load_config(name, "pretrained_seq2seq")
         decoder_only = cfg.model_type != "encoder-decoder"
         saved = {}  # what an export of a run on bare sources recorded (src.models.export)

@@ -1,7 +1,8 @@
 """The paper's ten variants and their architectures, from conf/ alone (nothing downloaded, nothing allocated).
 
 The variants, in the paper's order, are the rows of its Table 1 (conf/paper/rothe2020/figures.yaml): the one place
-they are written. Importing this module is light (no torch): the config resolver `paper_variants` uses it.
+they are written. `import src` imports this module for the config resolver `paper_variants`, so the models' builder
+(transformers' model classes, 2 s to import) is imported where a variant is measured, not at the top.
 """
 
 from __future__ import annotations
@@ -9,8 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from transformers import CONFIG_MAPPING
 
+from src.config.schema import composed_model_spec
+from src.metrics.text import primary_metric
+from src.models.checkpoints import is_local, load_config, resolve_checkpoint
 from src.paper.figures import paper_figures
 from src.system.errors import UserError
 from src.system.paths import CONF
@@ -39,10 +45,6 @@ def paper_variants(excluded: Iterable[str] | None = ()) -> str:
 def arch_facts(checkpoint: str):
     """A checkpoint's own config, without a download: conf/arch/<hub id>.yaml for hub checkpoints, the files
     themselves for local and pkg:// ones."""
-    from transformers import CONFIG_MAPPING
-
-    from src.models.checkpoints import is_local, load_config, resolve_checkpoint
-
     facts_file = CONF / "arch" / f"{checkpoint.replace('/', '--')}.yaml"
     if facts_file.is_file():
         facts = OmegaConf.to_container(OmegaConf.load(facts_file))
@@ -57,10 +59,7 @@ def arch_facts(checkpoint: str):
 
 def variant_arch(variant: str, overrides: list[str] = ()) -> tuple[ModelSpec, dict]:
     """Compose `variant=<name>` (as `src.train` would) and describe its architecture from its checkpoints' facts."""
-    from hydra import compose, initialize_config_dir
-
-    from src.config.schema import composed_model_spec
-    from src.models.builder import architecture
+    from src.models.builder import architecture  # not at the top: see the module's docstring
 
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=[f"variant={variant}", *overrides])
@@ -71,7 +70,7 @@ def variant_arch(variant: str, overrides: list[str] = ()) -> tuple[ModelSpec, di
 
 def variant_budget(variant: str, overrides: list[str] = ()) -> ParamBudget:
     """Count a variant's parameters on the meta device (nothing downloaded, nothing allocated)."""
-    from src.models.builder import BuildFrom, build
+    from src.models.builder import BuildFrom, build  # not at the top: see the module's docstring
 
     spec, arch = variant_arch(variant, overrides)
     return build(spec, BuildFrom.META, arch=arch).budget
@@ -80,10 +79,6 @@ def variant_budget(variant: str, overrides: list[str] = ()) -> ParamBudget:
 def register_resolver() -> None:
     """`${paper_variants:...}` and `${primary_metric:${data.metrics}}` (the task's headline metric: ROUGE-2, SARI,
     t2t BLEU, ...) for the configs (idempotent); `import src` calls it before Hydra composes."""
-    from omegaconf import OmegaConf
-
-    from src.metrics.text import primary_metric
-
     if not OmegaConf.has_resolver("paper_variants"):
         OmegaConf.register_new_resolver("paper_variants", paper_variants)
     if not OmegaConf.has_resolver("primary_metric"):

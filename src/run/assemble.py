@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 
 from src.config.data import DataConfig, per_device_batch_size
 from src.config.schema import TrainConfig
@@ -66,9 +68,6 @@ def make_trainer(config: TrainConfig, precision=None, callbacks=None, **override
         callbacks: None: every callback of the `callbacks=` group (what --cfg job lists); else these.
             The progress bar is on when one of them is a progress bar (`progress=rich`).
     """
-    from lightning.pytorch.callbacks import ProgressBar
-    from lightning.pytorch.plugins.environments import SLURMEnvironment
-
     trainer = config.trainer
     # precision goes in resolved (below); the project's own keys (compile: `assemble`) are no Trainer arguments
     args = trainer.arguments()

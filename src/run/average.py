@@ -15,6 +15,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import torch
+
+from src.models.restore import CHECKPOINT_FIX, read_checkpoint
 from src.system.errors import UserError
 from src.system.outputs import atomic_file
 
@@ -45,8 +48,6 @@ def average(paths: list[Path], out: Path) -> dict:
     Floating-point tensors are averaged in float64 and stored in their own dtype; the others (integer buffers) must
     be equal in every checkpoint. The newest checkpoint gives everything else (the run's config, architecture,
     tokenizers), without the state of training (`TRAINING_STATE`)."""
-    import torch
-
     if not paths:
         raise UserError(
             "no checkpoints to average. Fix: give a run that kept some (average.last=N) or .ckpt files."
@@ -88,8 +89,6 @@ def average(paths: list[Path], out: Path) -> dict:
 
 def load(path: Path) -> dict:
     """A checkpoint of src.train with its weights (`read_checkpoint`'s refusals, then one for a dict without)."""
-    from src.models.restore import CHECKPOINT_FIX, read_checkpoint
-
     ckpt = read_checkpoint(path)
     if "state_dict" not in ckpt:
         raise UserError(
@@ -106,7 +105,6 @@ def checkpoint_weights(path: str | Path | None, run_weights: dict) -> dict:
     in full checkpoints)."""
     if not path:
         return run_weights
-    import torch
 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # the weights are not read

@@ -6,7 +6,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import signal
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +18,9 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
+from lightning.pytorch.loggers import WandbLogger
+from rich.progress import ProgressColumn
+from rich.text import Text
 
 from src.models.flops import model_configs, train_flops
 from src.run import average
@@ -305,9 +311,6 @@ class StepProgressBar(RichProgressBar):
         return None
 
     def configure_columns(self, trainer) -> list:
-        from rich.progress import ProgressColumn
-        from rich.text import Text
-
         bar = self
 
         def is_training(task) -> bool:
@@ -365,8 +368,6 @@ class ValidationExamples(L.Callback):
                 self.rows.append([src, ref, pred])
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        from lightning.pytorch.loggers import WandbLogger
-
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger) and self.rows and trainer.is_global_zero:
                 logger.log_table(
@@ -446,7 +447,6 @@ def requeue_slurm_job(signal_name: str) -> bool:
     job = slurm_job_id()
     if not job:
         return False
-    import subprocess
 
     # already requeued by SLURM (preemption, `scontrol requeue`) or asked here (a warning signal)
     done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, check=False)
@@ -466,9 +466,6 @@ class SaveOnSignal(L.Callback):
         self.last_path, self.received, self.previous = last_path, None, {}
 
     def on_train_start(self, trainer, pl_module) -> None:
-        import signal
-        import threading
-
         signals.release()  # from here on, this callback's handlers (and after training, the process's own)
         # a signal while loading or tokenizing (src.system.signals): stop before the first step
         if signals.received() is not None:
@@ -486,15 +483,11 @@ class SaveOnSignal(L.Callback):
         self._restore()
 
     def _restore(self) -> None:
-        import signal
-
         for number, handler in self.previous.items():
             signal.signal(number, handler)
         self.previous = {}
 
     def _handle(self, signum, frame) -> None:
-        import signal
-
         if signum == signal.SIGINT and self.received == "SIGINT":
             raise KeyboardInterrupt  # the second Ctrl-C: stop now, without the checkpoint of this step
         if signum == signal.SIGINT:

@@ -12,11 +12,15 @@ import netrc
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
 
 from src.run.run_record import RunRecord
 from src.system.errors import UserError
 from src.system.paths import REPO
+from src.system.process import is_launching_process, is_multirun
 
 log = logging.getLogger(__name__)
 KINDS = ("wandb", "tensorboard", "csv", "none")
@@ -110,20 +114,18 @@ def build_logger(
 
     For W&B, a run id stored in `save_dir` is reused, so resuming a run continues the same W&B run.
     """
+    # Lightning (2 s to import) here, not at the top: src.report and src.compare import this module for
+    # resolve_wandb_mode and start without it
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+
     if kind == "none":
         return False
     if kind == "csv":
-        from lightning.pytorch.loggers import CSVLogger
-
         return CSVLogger(save_dir=save_dir, name="csv", version="")
     if kind == "tensorboard":
-        from lightning.pytorch.loggers import TensorBoardLogger
-
         return TensorBoardLogger(save_dir=save_dir, name="tensorboard", version="")
     if kind != "wandb":
         raise UserError(f"unknown logger {kind!r}. Fix: logger={' | logger='.join(KINDS)}.")
-    from lightning.pytorch.loggers import WandbLogger
-
     mode = resolve_wandb_mode(mode)
     id_file = Path(save_dir) / RUN_ID_FILE
     run_id = id_file.read_text().strip() if id_file.is_file() else None
@@ -167,7 +169,7 @@ def _drop_unset_anonymous(logger) -> None:
 
 
 def _wandb_settings():
-    import wandb
+    import wandb  # W&B (0.7 s to import) only for a run that logs to it
 
     # console capture off: Hydra already keeps the run's log; no code or git upload beyond the commit we log
     return wandb.Settings(console="off", save_code=False, disable_git=True, silent=True)
@@ -175,8 +177,6 @@ def _wandb_settings():
 
 def finish_wandb(failed: bool = False) -> None:
     """Close the current W&B run, marked failed when the job failed (one run per job, even in a sweep)."""
-    import sys
-
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
         try:
@@ -191,10 +191,6 @@ def finish_wandb(failed: bool = False) -> None:
 # ---- a run's logger and what it records at the end ----------------------------------------------------------
 def wandb_group(sweep_name: str) -> str | None:
     """The sweep in a multirun (a grid is one group), else the experiment's name, else none."""
-    from hydra.core.hydra_config import HydraConfig
-
-    from src.system.process import is_multirun
-
     if is_multirun():
         return sweep_name
     if HydraConfig.initialized():
@@ -230,8 +226,6 @@ def make_logger(run, job_type: str = "train"):
 
     DDP's extra processes open no W&B run (the launching process logs for all).
     """
-    from src.system.process import is_launching_process
-
     kind = run.logger.kind if is_launching_process() or run.logger.kind != "wandb" else "none"
     config = {**flatten(run.as_dict()), "git_commit": git_commit()}
     return logger_for(
@@ -255,11 +249,11 @@ def log_results_to_wandb(
 ) -> None:
     """Test metrics and budget into the run summary; predictions as a table and as an artifact; the exported model
     (a Hugging Face directory) as a `model` artifact when given."""
-    from lightning.pytorch.loggers import WandbLogger
+    from lightning.pytorch.loggers import WandbLogger  # as in build_logger: not at the top, for src.report
 
     if not isinstance(logger, WandbLogger):
         return
-    import wandb
+    import wandb  # only for a run that logs to W&B
 
     run = logger.experiment
     run.summary.update(

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from src.data.datamodule import Collator
 from src.data.tokenized import Tokenization, TokenizedSplit
@@ -161,8 +162,6 @@ class Predictor:
         out: dict[int, str] = {}
         batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         if progress:
-            from tqdm import tqdm
-
             batches = tqdm(batches, desc="predict", unit="batch", file=sys.stderr)
         if self.module is not None:  # the module decodes with its own settings: override them once
             self.module.decoding = self.module.decoding.override(decoding)

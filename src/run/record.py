@@ -19,8 +19,10 @@ import math
 import os
 import time
 import traceback
+import zipfile
 from pathlib import Path
 
+import torch
 from omegaconf import OmegaConf
 
 from src.config.data import DataConfig
@@ -132,8 +134,6 @@ def check_checkpoint_file(path: Path, name: str, fix: str) -> None:
     Lightning writes checkpoints whole (to a temporary file, then renamed: tests/test_train_faults.py), so a
     damaged one comes from elsewhere (a copy cut short, an older writer): it is named, not loaded into a
     traceback."""
-    import zipfile
-
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
@@ -245,8 +245,6 @@ def recorded_made_with(done: RunRecord) -> dict | None:
 
 def checkpoint_made_with(path: Path) -> dict | None:
     """`made_with` of the config stored in a checkpoint of src.train (memory-mapped: the weights are not read)."""
-    import torch
-
     # a damaged file is named by check_checkpoint_file; an older layout has nothing to compare
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)

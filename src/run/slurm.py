@@ -15,6 +15,7 @@ import subprocess
 from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurmLauncher
 from omegaconf import OmegaConf
+from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
 
 from src.run.record import sweep_job_dir
 from src.run.sweeps import completed_before
@@ -36,7 +37,6 @@ def accounting_enabled() -> bool:
 
 def squeue_watcher(delay_s: int = 60):
     """A submitit job watcher that reads job states from `squeue` (finished jobs stay listed for MinJobAge)."""
-    from submitit.slurm.slurm import SlurmInfoWatcher
 
     class SqueueWatcher(SlurmInfoWatcher):
         def _make_command(self):
@@ -61,8 +61,6 @@ class ProjectSlurmLauncher(SubmititSlurmLauncher):
     """submitit's SLURM launcher; finished jobs are not resubmitted, job states from squeue where sacct has none."""
 
     def launch(self, job_overrides, initial_job_idx: int):
-        from submitit.slurm.slurm import SlurmJob
-
         if type(SlurmJob.watcher).__name__ != "SqueueWatcher" and not accounting_enabled():
             log.info("this cluster keeps no job accounting: job states come from squeue, not sacct")
             SlurmJob.watcher = squeue_watcher()

@@ -13,7 +13,11 @@ import os
 import re
 import warnings
 
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import OmegaConf
+from transformers.utils import logging as hf_logging
 
 from src.system.errors import UserError
 from src.system.gpu_lease import lease_device
@@ -56,7 +60,6 @@ def setup_process(reuse_host_memory: bool = False) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     quiet_library_notes()
-    from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     if reuse_host_memory and keep_freed_host_memory():
@@ -123,9 +126,6 @@ def is_launching_process() -> bool:
 
 
 def is_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
@@ -143,8 +143,6 @@ def check_ddp_launch(strategy) -> None:
 def leased_devices(devices, accelerator: str, gpu_lease: bool = True):
     """A context giving `devices` for the Trainer: a leased GPU index for one-GPU jobs on a multi-GPU machine
     (`gpu_lease`), else `devices` as given (trainer.devices)."""
-    import torch
-
     one_gpu = str(devices) == "1" and accelerator in ("auto", "gpu", "cuda")
     if gpu_lease and one_gpu and torch.cuda.is_available() and torch.cuda.device_count() > 1:
         return _lease_as_list(torch.cuda.device_count())
