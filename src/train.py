@@ -9,7 +9,6 @@ python -m src.train -m encoder=minilm,rnd decoder=minilm               # a sweep
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shlex
@@ -169,8 +168,14 @@ def train_or_skip(cfg: DictConfig) -> float | None:
     done = record.completed_run(config, out)
     if done is not None:  # not run again: this command's run, completed (its results were shown)
         return done.monitored(config.monitor)
-    # one process per run directory (the extra processes of a DDP run share their launcher's)
-    with record.RunLock(out) if is_launching_process() else contextlib.nullcontext():
+    if not is_launching_process():  # the extra processes of a DDP run share their launcher's lock
+        return _train_recorded(config, out)
+    # one process per run directory. In a sweep, a job whose directory another job holds (the same parameters,
+    # proposed twice, or a grid that names one directory twice) waits for it and takes its result
+    with record.RunLock(out, wait=is_multirun()) as lock:
+        done = record.completed_run(config, out) if lock.waited else None
+        if done is not None:
+            return done.monitored(config.monitor)
         return _train_recorded(config, out)
 
 

@@ -318,6 +318,36 @@ def test_trials_asked_with_a_running_trials_parameters_get_its_result_instead_of
     ]  # one job ran; two workers did not train one directory at once
 
 
+@pytest.mark.slow  # real training jobs: make test-slow (CI runs it), the default run stays under 10 min
+def test_hydras_batched_optuna_sweeper_runs_trials_of_the_same_parameters_in_parallel_as_one_run(
+    tiny, tmp_path
+):
+    """Two trials of one batch with the same parameters name one run directory: the second job waits for the first
+    and takes its result (it was refused, and the refusal ended the whole sweep with exit 2)."""
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "src.train",
+        "-m",
+        "hparams_search=optuna",
+        "hydra/launcher=local",  # joblib: the batch's two jobs at once
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.n_trials=2",
+        "optimizer.lr=1e-3",  # every searched key given: both trials have the same parameters
+        "optimizer.warmup_steps=0",
+        f"hydra.sweep.dir={sweep}",
+        *tiny_models(tiny),
+        *tiny_run(steps=8, test=4),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    output = proc.stdout + proc.stderr
+    assert "waiting for it to finish" in output and "already completed" in output, output[-3000:]
+    (run_dir,) = [p for p in sweep.iterdir() if p.is_dir()]
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["status"] == "completed" and record["train"]["steps"] == 8
+    best = (sweep / "optimization_results.yaml").read_text()
+    assert f"best_value: {record['validation']['loss']}" in best, best
+
+
 def test_comma_lists_are_a_grid_and_sweeps_written_as_functions_an_optuna_search():
     from src.run.async_sweep import is_optuna_search
 

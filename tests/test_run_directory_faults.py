@@ -128,6 +128,24 @@ def test_a_second_process_on_a_run_directory_is_refused_and_the_lock_dies_with_i
         assert f"pid {os.getpid()}" in (tmp_path / ".lock").read_text()
 
 
+def test_a_sweep_job_waits_for_the_process_holding_its_run_directory(tmp_path):
+    """RunLock(wait=True), as a sweep's job takes its directory: it waits for the holder instead of failing."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from src.run.record import RunLock\n"
+         "run = __import__('pathlib').Path(sys.argv[1])\n"
+         "with RunLock(run):\n    print('held', flush=True); time.sleep(2); (run / 'done').touch()",
+         str(tmp_path)],
+        cwd=REPO, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout.readline().strip() == "held"
+    with record.RunLock(tmp_path, wait=True) as lock:
+        assert lock.waited and (tmp_path / "done").exists()  # taken once the holder had finished, not before
+        assert f"pid {os.getpid()}" in (tmp_path / ".lock").read_text()
+    holder.wait(timeout=30)
+    with record.RunLock(tmp_path, wait=True) as lock:
+        assert not lock.waited  # free: taken at once
+
+
 def test_changed_data_files_make_a_completed_record_stale(tmp_path):
     data = tmp_path / "data"
     data.mkdir()

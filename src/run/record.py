@@ -442,18 +442,24 @@ def _attempt_dir(out: Path, what: str) -> Path:
 # ---- one process per run directory ---------------------------------------------------------------------------
 class RunLock:
     """An exclusive lock on a run directory (`FileLock` on `<run>/.lock`), held while one process trains or
-    evaluates in it; a second process is refused with the holder's pid and start time."""
+    evaluates in it; a second process is refused with the holder's pid and start time, or with `wait` waits for it
+    (`waited` then says so: what the holder left in the directory is to be read again)."""
 
-    def __init__(self, out: Path):
-        self.lock = FileLock(out / ".lock")
+    def __init__(self, out: Path, wait: bool = False):
+        self.lock, self.wait, self.waited = FileLock(out / ".lock"), wait, False
 
     def __enter__(self) -> RunLock:
         if not self.lock.acquire(block=False):
-            raise UserError(
-                f"{self.lock.path.parent} is in use by {self.lock.holder()}: a run directory takes one process at a "
-                "time. Fix: wait for it to finish (the same command then resumes or skips it), or run with another "
-                "override for a directory of its own."
-            )
+            where, holder = self.lock.path.parent, self.lock.holder()
+            if not self.wait:
+                raise UserError(
+                    f"{where} is in use by {holder}: a run directory takes one process at a time. Fix: wait for "
+                    "it to finish (the same command then resumes or skips it), or run with another override for a "
+                    "directory of its own."
+                )
+            log.warning("%s is in use by %s; waiting for it to finish", where, holder)
+            self.lock.acquire()
+            self.waited = True
         self.lock.mark_held()
         return self
 
