@@ -18,7 +18,7 @@ import re
 
 from hydra.errors import HydraException
 
-from src.analysis.plan import cluster_devices, plan, render, schedules
+from src.analysis.plan import cluster_devices, cluster_schedules, plan, render
 from src.analysis.sweep import job_devices
 from src.config.hydra_errors import describe
 from src.paper.grid_cost import grid_cost, render_grid
@@ -146,8 +146,8 @@ def paper_grid(args, devices: int | None) -> int:
     result = grid_cost(args.gpu, args.mfu)
     wall = None
     if devices is not None:
-        wall = schedules([(c["device_hours"] * 3600, 1) for c in result["cells"]], devices)
-        result["cluster"] = {"nodes_x_devices": args.cluster.replace(" ", ""), **wall}
+        cells = [(c["device_hours"] * 3600, 1) for c in result["cells"]]
+        wall = result["cluster"] = cluster_schedules(args.cluster, cells, devices)
     print(render_grid(result, wall))
     if args.json:
         write_json(args.json, result)

@@ -110,10 +110,9 @@ def plan(
             raise UserError(
                 f"a job trains on {widest} devices and --cluster {cluster} has {devices}. Fix: a larger --cluster."
             )
-        on_cluster = {
-            "nodes_x_devices": cluster.replace(" ", ""),
-            **schedules([(j.estimate_s or 0.0, job_devices(j.cfg)) for j in todo], devices),
-        }
+        on_cluster = cluster_schedules(
+            cluster, [(j.estimate_s or 0.0, job_devices(j.cfg)) for j in todo], devices
+        )
     return {
         "jobs": jobs,
         "info": info,
@@ -122,6 +121,11 @@ def plan(
         "device_hours": None if device_s is None else device_s / 3600,
         "cluster": on_cluster,
     }
+
+
+def cluster_schedules(cluster: str, estimates: list[tuple[float, int]], devices: int) -> dict:
+    """The plan's `cluster` record: `--cluster` as given (NxD) and the jobs' wall time on it both ways (`schedules`)."""
+    return {"nodes_x_devices": cluster.replace(" ", ""), **schedules(estimates, devices)}
 
 
 def schedules(estimates: list[tuple[float, int]], devices: int) -> dict:

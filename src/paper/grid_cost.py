@@ -97,7 +97,7 @@ def grid_cost(gpu: str, mfu: float) -> dict:
 
 def render_grid(result: dict, wall: dict | None = None) -> str:
     """The grid's device-hours as a Markdown table (a row a task, a column a variant), its total, and with `wall`
-    (`src.analysis.plan.schedules` of the cells, one device each) the wall time on a cluster."""
+    (`src.analysis.plan.cluster_schedules` of the cells, one device each) the wall time on a cluster."""
     tasks = list(dict.fromkeys(c["task"] for c in result["cells"]))
     by = {(c["task"], c["variant"]): c for c in result["cells"]}
     lines = [
