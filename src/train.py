@@ -19,7 +19,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from src.config.checks import check_run
+from src.config.checks import check_run, world_size
 from src.config.hydra_errors import hydra_entry
 from src.config.schema import TrainConfig, identity, train_config
 from src.models.export import export
@@ -170,10 +170,12 @@ def train_or_skip(cfg: DictConfig) -> float | None:
         return done.monitored(config.monitor)
     if not is_launching_process():  # the extra processes of a DDP run share their launcher's lock
         return _train_recorded(config, out)
-    # one process per run directory. In a sweep, a job whose directory another job holds (the same parameters,
-    # proposed twice, or a grid that names one directory twice) waits for it and takes its result
-    with record.RunLock(out, wait=is_multirun()) as lock:
-        done = record.completed_run(config, out) if lock.waited else None
+    # one process per run directory. A one-process job of a sweep whose directory another job holds (the same
+    # parameters proposed twice, a grid that names one directory twice) waits for it and takes its result; a DDP
+    # job is refused, as its other processes would wait for it in vain
+    wait = is_multirun() and world_size(config.trainer) == 1
+    with record.RunLock(out, wait=wait) as lock:
+        done = record.completed_run(config, out, waited=lock.waited)  # under the lock: completed meanwhile?
         if done is not None:
             return done.monitored(config.monitor)
         return _train_recorded(config, out)

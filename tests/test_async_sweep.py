@@ -334,6 +334,7 @@ def test_hydras_batched_optuna_sweeper_runs_trials_of_the_same_parameters_in_par
         "hydra.sweeper.n_trials=2",
         "optimizer.lr=1e-3",  # every searched key given: both trials have the same parameters
         "optimizer.warmup_steps=0",
+        "resume=false",  # a fresh run asked for: the job that waited still takes the one its sweep just made
         f"hydra.sweep.dir={sweep}",
         *tiny_models(tiny),
         *tiny_run(steps=8, test=4),
@@ -342,6 +343,7 @@ def test_hydras_batched_optuna_sweeper_runs_trials_of_the_same_parameters_in_par
     output = proc.stdout + proc.stderr
     assert "waiting for it to finish" in output and "already completed" in output, output[-3000:]
     (run_dir,) = [p for p in sweep.iterdir() if p.is_dir()]
+    assert not list(run_dir.glob("previous-*"))  # not set aside and trained again
     record = json.loads((run_dir / "metrics.json").read_text())
     assert record["status"] == "completed" and record["train"]["steps"] == 8
     best = (sweep / "optimization_results.yaml").read_text()

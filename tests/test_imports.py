@@ -1,6 +1,7 @@
 """Imports stand at the top of a file, so a module's dependencies show there; one inside a function says why in a
 comment (start-up time, an optional dependency). The reasons given for start-up time hold: the commands that only
-read run directories start without Lightning, W&B, datasets or the models' builder."""
+read run directories start without Lightning, W&B, datasets or the models' builder, and neither side of the benchmark
+loads the other's libraries on import."""
 
 from __future__ import annotations
 
@@ -66,10 +67,13 @@ def test_commands_that_read_run_directories_start_without_the_heavy_libraries():
         "for command in ('src.report', 'src.compare', 'src.score', 'src.average'):\n"
         "    __import__(command)\n"
         f"    loaded[command] = [m for m in {heavy!r} if m in sys.modules]\n"
+        "import scripts.bench.harness  # each side of the benchmark imports its libraries in its own process\n"
+        "loaded['scripts.bench.harness'] = [m for m in ('lightning', 'datasets') if m in sys.modules]\n"
         "print(json.dumps(loaded))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True, timeout=300
     )
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
-    assert loaded == {c: [] for c in ("src.report", "src.compare", "src.score", "src.average")}, loaded
+    commands = ("src.report", "src.compare", "src.score", "src.average", "scripts.bench.harness")
+    assert loaded == {c: [] for c in commands}, loaded

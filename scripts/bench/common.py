@@ -9,8 +9,6 @@ import torch
 from transformers import AutoConfig, AutoTokenizer, EncoderDecoderModel
 
 from scripts.bench.workloads import HELD_OUT, read_split
-from src.models.checkpoints import resolve_checkpoint
-from src.models.flops import train_flops
 
 LR = 5e-5
 
@@ -118,6 +116,8 @@ def eval_result(job: dict, seconds: float, predictions: list[str]) -> dict:
 
 def build_init(encoder: str, decoder: str, directory: Path, seed: int) -> str:
     """The recipe's model, assembled once and saved: both sides start from exactly these weights."""
+    from src.models.checkpoints import resolve_checkpoint  # ours only where used: see peak_memory_mb below
+
     enc, dec = resolve_checkpoint(encoder), resolve_checkpoint(decoder)
     enc_tok, dec_tok = AutoTokenizer.from_pretrained(enc), AutoTokenizer.from_pretrained(dec)
     if (
@@ -139,6 +139,8 @@ def build_init(encoder: str, decoder: str, directory: Path, seed: int) -> str:
 
 def train_flops_per_sample(init: Path, tokenizer, rows: list[dict], spec: dict) -> float:
     """Mean useful model FLOPs of a training example of `rows` (src.models.flops.train_flops), real tokens only."""
+    from src.models.flops import train_flops  # ours only where used: see peak_memory_mb below
+
     config = AutoConfig.from_pretrained(init)
     total = 0.0
     for r in rows:

@@ -7,16 +7,8 @@ import statistics
 import tempfile
 import time
 
-import lightning as L
-from hydra import compose, initialize_config_dir
-from transformers import EncoderDecoderModel
-
 from scripts.bench.common import LR, WEIGHT_DECAY, eval_result, sync, train_result
-from src.config.schema import train_config
-from src.models.decoding import KEYS
-from src.run.assemble import assemble, build_module
 from src.system.paths import REPO
-from src.system.process import setup_process
 
 
 # ---- (b) this project -----------------------------------------------------------------------------------------
@@ -56,6 +48,13 @@ LOOP_ONLY = [
 
 
 def project_config(job: dict, tmp: str):
+    # the project's side, imported in its own process only: the recipe's process imports this module too (the
+    # harness names both sides) and must not load Lightning and the project's model, as peak memory is compared
+    from hydra import compose, initialize_config_dir
+
+    from src.config.schema import train_config
+    from src.models.decoding import KEYS
+
     spec = job["spec"]
     overrides = [*workload_overrides(job, tmp), *LOOP_ONLY, *job.get("overrides", [])]
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
@@ -67,6 +66,12 @@ def project_config(job: dict, tmp: str):
 
 
 def run_project(job: dict) -> dict:
+    import lightning as L  # in the project's process only: see project_config
+    from transformers import EncoderDecoderModel
+
+    from src.run.assemble import assemble, build_module
+    from src.system.process import setup_process
+
     with tempfile.TemporaryDirectory() as tmp:
         cfg = project_config(job, tmp)
         setup_process(cfg.reuse_host_memory)  # what src.train does first

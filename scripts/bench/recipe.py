@@ -7,16 +7,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-from datasets import Dataset
-from transformers import (
-    AutoTokenizer,
-    EncoderDecoderModel,
-    Seq2SeqTrainer,
-    Seq2SeqTrainingArguments,
-    TrainerCallback,
-)
-
 from scripts.bench.common import (
     LR,
     WEIGHT_DECAY,
@@ -27,11 +17,12 @@ from scripts.bench.common import (
     train_result,
 )
 from scripts.bench.workloads import read_split
-from src.system.hardware import keep_freed_host_memory
 
 
 # ---- (a) the recipe ------------------------------------------------------------------------------------------
 def recipe_dataset(tokenizer, rows: list[dict], spec: dict):
+    from datasets import Dataset  # the recipe's side, in its own process only (peak memory is compared)
+
     enc = tokenizer(
         [r["source"] for r in rows],
         padding="max_length",
@@ -50,6 +41,9 @@ def recipe_dataset(tokenizer, rows: list[dict], spec: dict):
 
 
 def recipe_args(tmp: str, spec: dict, seed: int, precision: str, **kwargs):
+    import torch  # the recipe's side, in its own process only
+    from transformers import Seq2SeqTrainingArguments
+
     return Seq2SeqTrainingArguments(
         output_dir=tmp,
         per_device_train_batch_size=spec["batch_size"],
@@ -75,8 +69,13 @@ def recipe_args(tmp: str, spec: dict, seed: int, precision: str, **kwargs):
 
 
 def run_recipe(job: dict) -> dict:
+    import torch  # the recipe's side, in its own process only
+    from transformers import AutoTokenizer, EncoderDecoderModel, Seq2SeqTrainer, TrainerCallback
+
     spec, data = job["spec"], Path(job["data"])
     if job.get("recipe_reuse_host_memory"):  # --recipe-reuse-host-memory: the project's allocator setting
+        from src.system.hardware import keep_freed_host_memory
+
         keep_freed_host_memory()
     tokenizer = AutoTokenizer.from_pretrained(job["tokenizer"])
     model = EncoderDecoderModel.from_pretrained(job["init"])

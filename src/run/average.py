@@ -6,8 +6,7 @@ With `average.last=N` a training run keeps the checkpoint of each of its last N 
 ends; `test_ckpt=average` tests it. `python -m src.average` averages the kept checkpoints of a run again (fewer of
 them), or any checkpoints of one run. An averaged checkpoint is the newest one's, with the mean weights and an
 `averaged` entry (the steps and files averaged): src.eval, src.export and src.predict load it as any other, and
-metrics.json's `weights` says "average" with the steps. torch is imported where a checkpoint is read: src.report
-and src.compare read this module's names without it.
+metrics.json's `weights` says "average" with the steps.
 """
 
 from __future__ import annotations

@@ -63,11 +63,20 @@ def finished(out: Path, *, skip_completed: bool = True, resume: bool = True) -> 
     return completed(out) if skip_completed and resume else None
 
 
-def completed_run(config: TrainConfig, out: Path) -> RunRecord | None:
+def completed_run(config: TrainConfig, out: Path, waited: bool = False) -> RunRecord | None:
     """The completed run in `out` that this command does not run again (`finished`), checked to be this command's
     (made with the same model and data, its local data files unchanged: else a UserError), its results shown; None
-    where there is none, or the command redoes it."""
-    done = finished(out, skip_completed=config.skip_completed, resume=config.resume)
+    where there is none, or the command redoes it.
+
+    Args:
+        waited: this process waited for another that held `out` (`RunLock(wait=True)`): a run that one completed
+            is taken whatever skip_completed and resume say, as it is this sweep's own.
+    """
+    done = (
+        completed(out)
+        if waited
+        else finished(out, skip_completed=config.skip_completed, resume=config.resume)
+    )
     if done is None:
         return None
     check_same_run(
