@@ -355,12 +355,9 @@ def test_hydras_batched_optuna_sweeper_runs_trials_of_the_same_parameters_in_par
 def test_comma_lists_are_a_grid_and_sweeps_written_as_functions_an_optuna_search():
     from src.run.async_sweep import is_optuna_search
 
-    assert not is_optuna_search(
-        ["variant=rnd2rnd,bert2bert", "seed=1,2", "data=xsum"]
-    )  # experiment=rothe_grid's
-    assert is_optuna_search(
-        ["optimizer.lr=tag(log, interval(1e-5, 1e-3))", "seed=1,2"]
-    )  # hparams_search=optuna's
+    # experiment=rothe_grid's, then hparams_search=optuna's
+    assert not is_optuna_search(["variant=rnd2rnd,bert2bert", "seed=1,2", "data=xsum"])
+    assert is_optuna_search(["optimizer.lr=tag(log, interval(1e-5, 1e-3))", "seed=1,2"])
     assert is_optuna_search(["optimizer.warmup_steps=choice(0, 100)"])
     assert is_optuna_search(["data.batch_size=range(8, 33, 8)"])
 

@@ -71,9 +71,8 @@ def test_a_peak_that_barely_grew_gives_no_largest_eval_batch_rather_than_an_absu
     # a CPU's resident set 40 kB higher at batch 64 than at 32: page noise, which divided the room into ~160 million
     assert extrapolated_batch([(32, 1.80 * gib), (64, 1.80 * gib + 40_000)], capacity=23 * gib) is None
     assert extrapolated_batch([(32, 1.80 * gib), (64, 1.80 * gib)], capacity=23 * gib) is None
-    assert (
-        extrapolated_batch([(8, 3.0 * gib), (16, 5.0 * gib)], capacity=10 * gib) == 32
-    )  # real growth: as above
+    # real growth: as above
+    assert extrapolated_batch([(8, 3.0 * gib), (16, 5.0 * gib)], capacity=10 * gib) == 32
 
 
 def test_a_ddp_job_is_probed_as_one_device_at_its_per_device_batch(tmp_path):

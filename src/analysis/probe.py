@@ -288,5 +288,4 @@ def _probe(job: Job, steps: int) -> dict:
 def meter_device_name(meter: MemoryMeter) -> str:
     if meter.cuda:
         return torch.cuda.get_device_name()
-
     return f"CPU ({cpu_model()}, {torch.get_num_threads()} threads)"

@@ -172,9 +172,8 @@ class AsyncSweeper(OptunaSweeperImpl):
         for idx, overrides in enumerate(jobs):
             sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
             out = str(record.sweep_job_dir(sweep_config.hydra.sweep))
-            if (
-                out in seen
-            ):  # `a,b,a`, or overrides that do not change what is trained: one run, not two at once
+            # `a,b,a`, or overrides that do not change what is trained: one run, not two at once
+            if out in seen:
                 log.info(
                     "#%d %s: the same run as #%d (%s), run once", idx, " ".join(overrides), seen[out], out
                 )
@@ -212,9 +211,8 @@ class AsyncSweeper(OptunaSweeperImpl):
             load_if_exists=True,
         )
         again: deque = deque()  # failed trials to run again, before any new one
-        running: dict[
-            str, list
-        ] = {}  # each running trial's run directory: trials asked meanwhile with its parameters
+        # each running trial's run directory: the trials asked meanwhile with its parameters
+        running: dict[str, list] = {}
         given_up: set[int] = set()  # trials that died here past their retries: marked, run again by a re-run
 
         def to_run_again() -> None:  # trials whose sweep died (stale heartbeat), died or were interrupted
@@ -263,9 +261,7 @@ class AsyncSweeper(OptunaSweeperImpl):
             run_dir = str(record.sweep_job_dir(sweep_config.hydra.sweep))
             trial.set_user_attr("overrides", " ".join(overrides))
             trial.set_user_attr("run_dir", run_dir)
-            if (
-                run_dir in running
-            ):  # a running trial's parameters again (a categorical search): its result, then
+            if run_dir in running:  # a running trial's parameters again (a categorical search): its result
                 running[run_dir].append(trial)
                 log.info(
                     "trial #%d: the parameters of a running trial; it gets that trial's result", trial.number
@@ -296,7 +292,8 @@ class AsyncSweeper(OptunaSweeperImpl):
 
         def on_tick(tasks: list[Task]) -> None:
             if storage.is_heartbeat_enabled():
-                for trial in [t for k in running.values() for t in k] + [task.key[3] for task in tasks]:
+                waiting = [t for trials in running.values() for t in trials]
+                for trial in waiting + [task.key[3] for task in tasks]:
                     storage.record_heartbeat(trial._trial_id)
 
         slots.run(next_task, on_done, on_tick)
